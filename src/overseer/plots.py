@@ -1,0 +1,91 @@
+"""Figures of the evaluation report and of training curves (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from overseer.io import atomic_file
+
+if TYPE_CHECKING:
+    from overseer.metrics import ClassificationReport
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(report: ClassificationReport, path: str | os.PathLike) -> Path:
+    """Heatmap of counts, true classes in rows, predicted in columns."""
+    names, cm = report.class_names, report.confusion
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.5))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set(title="Confusion matrix (counts)", xlabel="Predicted", ylabel="True")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    threshold = cm.max() / 2 if cm.size else 0
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
+    return _save(fig, Path(path))
+
+
+def _bar(names: list[str], values: np.ndarray, title: str, ylabel: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) + 2), 4))
+    ax.bar(names, values)
+    ax.set(title=title, xlabel="Class", ylabel=ylabel)
+    ax.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
+
+
+def plot_report(report: ClassificationReport, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The notebook's four figures: confusion heatmap, F1 per class, class distribution, FP vs FN."""
+    out = Path(out_dir)
+    names = report.class_names
+    paths = {"confusion_png": plot_confusion_matrix(report, out / "confusion_matrix.png")}
+    paths["f1_png"] = _bar(
+        names, report.per_class["f1"].to_numpy(), "F1 score by class", "F1", out / "f1_per_class.png"
+    )
+    paths["distribution_png"] = _bar(
+        names,
+        report.per_class["support"].to_numpy(),
+        "Class distribution (true labels)",
+        "Count",
+        out / "class_distribution.png",
+    )
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) + 2), 4))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, report.per_class["fp"], width=0.4, label="False positives")
+    ax.bar(x + 0.2, report.per_class["fn"], width=0.4, label="False negatives")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set(title="FP vs FN per class", xlabel="Class", ylabel="Count")
+    ax.legend()
+    paths["fp_fn_png"] = _save(fig, out / "fp_fn_per_class.png")
+    return paths
+
+
+def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Loss and every other metric per epoch, training next to validation (``val_`` columns)."""
+    metrics = [c for c in history.columns if c not in ("epoch", "learning_rate") and not c.startswith("val_")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    epochs = history["epoch"] if "epoch" in history else np.arange(len(history))
+    for ax, name in zip(axes[0], metrics, strict=True):
+        ax.plot(epochs, history[name], label=f"train {name}")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label=f"val {name}")
+        ax.set(title=f"{name} over epochs", xlabel="Epoch", ylabel=name)
+        ax.legend()
+    return _save(fig, Path(path))

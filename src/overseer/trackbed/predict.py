@@ -1,0 +1,92 @@
+"""Classify images or TFRecord files with an exported trackbed model (ONNX Runtime, or Keras)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from overseer.errors import InputError
+from overseer.trackbed.data.images import IMAGE_SUFFIXES, read_image
+from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE, decode_fields, image_from_fields
+from overseer.trackbed.data.tfrecord import is_tfrecord_source, iter_raw_records, list_tfrecords
+
+
+def _items(paths: Sequence[str | os.PathLike]) -> Iterator[tuple[str, np.ndarray, str | None]]:
+    """(name, uint8 image, true class or None) of image files, image folders and TFRecord files."""
+    for source in paths:
+        path = Path(source)
+        if is_tfrecord_source(path):
+            for file in list_tfrecords(path):
+                for index, raw in iter_raw_records(file):
+                    try:
+                        fields = decode_fields(raw)
+                        image = image_from_fields(fields)
+                    except (ValueError, TypeError) as exc:
+                        raise InputError(f"not a valid trackbed record ({exc})", path=file, record=index) from None
+                    label = fields["label"]
+                    true = CLASSES[label] if label is not None and 0 <= label < len(CLASSES) else None
+                    yield f"{file}#{index}:{fields['image_filename'].decode()}", image, true
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError("no JPEG/PNG images or TFRecord files", path=path)
+            for file in files:
+                yield str(file), read_image(file), None
+        elif path.is_file():
+            yield str(path), read_image(path), None
+        else:
+            raise InputError("no such file or folder", path=path)
+
+
+def _to_batch(images: list[np.ndarray]) -> np.ndarray:
+    import tensorflow as tf
+
+    from overseer.trackbed.pipeline import to_model_input
+
+    arrays = [img[:, :, None] if img.ndim == 2 else img for img in images]
+    return np.stack([to_model_input(tf.constant(a), IMAGE_SIZE).numpy() for a in arrays])
+
+
+def load_predictor(model_dir: str | os.PathLike):
+    """A function images -> probabilities: ONNX Runtime when ``model.onnx`` exists, else Keras."""
+    folder = Path(model_dir)
+    if (folder / "model.onnx").exists():
+        from overseer.trackbed.export import onnx_predict
+
+        return lambda batch: onnx_predict(folder / "model.onnx", batch)
+    if (folder / "model.keras").exists():
+        import keras
+
+        model = keras.models.load_model(folder / "model.keras", compile=False)
+        return lambda batch: np.asarray(model.predict(batch, verbose=0))
+    raise InputError("no model.onnx or model.keras (run `dvc repro` to export one)", path=folder)
+
+
+def predict(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], batch_size: int = 32) -> pd.DataFrame:
+    """One row per image: item, predicted class, confidence (and true class for TFRecords)."""
+    folder = Path(model_dir)
+    classes = json.loads((folder / "classes.json").read_text()) if (folder / "classes.json").exists() else CLASSES
+    predictor = load_predictor(folder)
+    rows: list[dict] = []
+    batch: list[tuple[str, np.ndarray, str | None]] = []
+
+    def flush() -> None:
+        probs = predictor(_to_batch([image for _, image, _ in batch]))
+        for (name, _, true), p in zip(batch, probs, strict=True):
+            rows.append(
+                {"item": name, "class": classes[int(p.argmax())], "confidence": float(p.max()), "true_class": true}
+            )
+        batch.clear()
+
+    for item in _items(paths):
+        batch.append(item)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return pd.DataFrame(rows, columns=["item", "class", "confidence", "true_class"])

@@ -1,0 +1,31 @@
+"""Data validation with Great Expectations (GX 1.x, in code, on an ephemeral context).
+
+``core`` runs any list of expectations on a pandas table and reports failing rows by their id
+columns; ``trackbed`` holds the suites for the trackbed TFRecord contract.
+"""
+
+from overseer.validation.core import (
+    Check,
+    Failure,
+    SuiteResult,
+    ValidationFailed,
+    format_failures,
+    gx_expectations,
+    raise_for_failures,
+    run_suite,
+    write_report,
+)
+from overseer.validation.trackbed import validate_trackbed
+
+__all__ = [
+    "Check",
+    "Failure",
+    "SuiteResult",
+    "ValidationFailed",
+    "format_failures",
+    "gx_expectations",
+    "raise_for_failures",
+    "run_suite",
+    "validate_trackbed",
+    "write_report",
+]

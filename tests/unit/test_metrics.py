@@ -1,0 +1,90 @@
+"""overseer.metrics against scikit-learn and against counts worked out by hand."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import classification_report as sk_report
+from sklearn.metrics import confusion_matrix as sk_confusion
+
+from overseer.metrics import classification_report, write_report
+
+NAMES = ["A", "B", "C", "D"]
+
+
+@pytest.fixture
+def labels() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 4, 200)
+    y_pred = np.where(rng.random(200) < 0.7, y_true, rng.integers(0, 4, 200))
+    y_pred[y_true == 3] = 0  # class D is never predicted: precision 0/0 must become 0
+    return y_true, y_pred
+
+
+def test_matches_sklearn(labels: tuple[np.ndarray, np.ndarray]) -> None:
+    y_true, y_pred = labels
+    report = classification_report(y_true, y_pred, NAMES)
+    expected = sk_report(y_true, y_pred, labels=range(4), target_names=NAMES, output_dict=True, zero_division=0)
+    np.testing.assert_array_equal(report.confusion, sk_confusion(y_true, y_pred, labels=range(4)))
+    for name in NAMES:
+        row = report.per_class.loc[name]
+        assert row["precision"] == pytest.approx(expected[name]["precision"])
+        assert row["recall"] == pytest.approx(expected[name]["recall"])
+        assert row["f1"] == pytest.approx(expected[name]["f1-score"])
+        assert row["support"] == expected[name]["support"]
+    for key in ("precision", "recall"):
+        assert report.macro[key] == pytest.approx(expected["macro avg"][key])
+        assert report.weighted[key] == pytest.approx(expected["weighted avg"][key])
+    assert report.macro["f1"] == pytest.approx(expected["macro avg"]["f1-score"])
+    assert report.weighted["f1"] == pytest.approx(expected["weighted avg"]["f1-score"])
+    assert report.accuracy == pytest.approx(expected["accuracy"])
+    assert report.per_class.loc["D", "precision"] == 0.0
+
+
+def test_one_vs_rest_rates_by_hand() -> None:
+    # true:  A A A B B C ; pred: A A B B C C
+    report = classification_report([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], ["A", "B", "C"])
+    a, b = report.per_class.loc["A"], report.per_class.loc["B"]
+    assert (a["tp"], a["fp"], a["fn"], a["tn"]) == (2, 0, 1, 3)
+    assert a["specificity"] == 1.0 and a["type_i_error"] == 0.0
+    assert a["type_ii_error"] == pytest.approx(1 / 3)
+    assert (b["tp"], b["fp"], b["fn"], b["tn"]) == (1, 1, 1, 3)
+    assert b["accuracy"] == pytest.approx(4 / 6)
+    assert b["specificity"] == pytest.approx(3 / 4) and b["type_i_error"] == pytest.approx(1 / 4)
+    assert report.macro["specificity"] == pytest.approx(np.mean(report.per_class["specificity"]))
+    assert report.accuracy == pytest.approx(4 / 6)
+
+
+def test_false_inferences_name_items_and_confidence() -> None:
+    report = classification_report(
+        [0, 1, 1], [0, 0, 1], ["A", "B"], confidence=[0.9, 0.6, 0.8], item_ids=["x", "y", "z"]
+    )
+    fi = report.false_inferences
+    assert fi["misclassified"] == [{"item": "y", "true_class": "B", "predicted_class": "A", "confidence": 0.6}]
+    assert fi["false_positive"]["A"] == [{"item": "y", "confidence": 0.6}]
+    assert fi["false_negative"]["B"] == [{"item": "y", "confidence": 0.6}]
+    assert fi["false_positive"]["B"] == [] and fi["false_negative"]["A"] == []
+
+
+def test_rejects_labels_out_of_range() -> None:
+    with pytest.raises(ValueError, match=r"outside 0\.\.1"):
+        classification_report([0, 2], [0, 1], ["A", "B"])
+
+
+def test_write_report_files(tmp_path, labels) -> None:
+    y_true, y_pred = labels
+    report = classification_report(y_true, y_pred, NAMES)
+    paths = write_report(report, tmp_path)
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["accuracy"] == pytest.approx(report.accuracy)
+    assert summary["per_class"]["B"]["f1"] == pytest.approx(report.per_class.loc["B", "f1"])
+    table = pd.read_csv(tmp_path / "per_class.csv", index_col=0)
+    assert list(table.index[-2:]) == ["macro avg", "weighted avg"]
+    confusion = pd.read_csv(tmp_path / "confusion_matrix.csv", index_col=0)
+    np.testing.assert_array_equal(confusion.to_numpy(), report.confusion)
+    predictions = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(predictions) == len(y_true) and set(predictions.columns) >= {"actual", "predicted"}
+    for key in ("confusion_png", "f1_png", "distribution_png", "fp_fn_png"):
+        assert paths[key].stat().st_size > 1000
+    assert not list(tmp_path.glob(".*")), "no temporary files left behind"
