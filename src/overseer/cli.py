@@ -20,7 +20,7 @@ def _predict(args: argparse.Namespace) -> None:
         with atomic_file(args.out) as tmp:
             table.to_csv(tmp, index=False)
     for row in table.itertuples(index=False):
-        truth = f"\t(true {row.true_class})" if row.true_class else ""
+        truth = f"\t(true {row.true_class})" if isinstance(row.true_class, str) else ""
         print(f"{row.item}\t{row[1]}\t{row.confidence:.3f}{truth}")
 
 

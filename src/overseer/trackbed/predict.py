@@ -16,6 +16,23 @@ from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE, decode_fields, im
 from overseer.trackbed.data.tfrecord import is_tfrecord_source, iter_raw_records, list_tfrecords
 
 
+def _checked_fields(raw: bytes) -> tuple[dict, str | None]:
+    """Decoded fields and what is wrong with them for prediction (None when usable)."""
+    try:
+        fields = decode_fields(raw)
+    except ValueError as exc:
+        return {}, str(exc)
+    missing = [key for key in ("image_filename", "image_raw", "height", "width", "depth") if fields[key] is None]
+    if missing:
+        return fields, f"missing field(s) {missing}"
+    h, w, d = fields["height"], fields["width"], fields["depth"]
+    if d not in (1, 3) or h <= 0 or w <= 0:
+        return fields, f"expected height, width > 0 and depth 1 or 3, got {h}×{w}×{d}"
+    if len(fields["image_raw"]) != h * w * d:
+        return fields, f"image_raw holds {len(fields['image_raw'])} bytes, expected h*w*d = {h * w * d}"
+    return fields, None
+
+
 def _items(paths: Sequence[str | os.PathLike]) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """(name, uint8 image, true class or None) of image files, image folders and TFRecord files."""
     for source in paths:
@@ -23,14 +40,13 @@ def _items(paths: Sequence[str | os.PathLike]) -> Iterator[tuple[str, np.ndarray
         if is_tfrecord_source(path):
             for file in list_tfrecords(path):
                 for index, raw in iter_raw_records(file):
-                    try:
-                        fields = decode_fields(raw)
-                        image = image_from_fields(fields)
-                    except (ValueError, TypeError) as exc:
-                        raise InputError(f"not a valid trackbed record ({exc})", path=file, record=index) from None
+                    fields, problem = _checked_fields(raw)
+                    if problem:
+                        raise InputError(f"not a valid trackbed record: {problem}", path=file, record=index)
                     label = fields["label"]
                     true = CLASSES[label] if label is not None and 0 <= label < len(CLASSES) else None
-                    yield f"{file}#{index}:{fields['image_filename'].decode()}", image, true
+                    name = fields["image_filename"].decode(errors="replace")
+                    yield f"{file}#{index}:{name}", image_from_fields(fields), true
         elif path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
@@ -89,4 +105,6 @@ def predict(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], ba
             flush()
     if batch:
         flush()
-    return pd.DataFrame(rows, columns=["item", "class", "confidence", "true_class"])
+    table = pd.DataFrame(rows, columns=["item", "class", "confidence", "true_class"])
+    table["true_class"] = table["true_class"].astype(object).where(table["true_class"].notna(), None)
+    return table

@@ -17,12 +17,17 @@ from overseer.trackbed.data.schema import CLASSES, FIELDS, decode_fields
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
 
 
+def is_tfrecord_name(path: Path) -> bool:
+    """``x.tfrecord``, ``x.tfrecords``, ``x.tfr`` and TensorFlow shard names ``x.tfrecord-00000-of-00004``."""
+    return path.suffix in TFRECORD_SUFFIXES or ".tfrecord" in path.name
+
+
 def list_tfrecords(source: str | os.PathLike) -> list[Path]:
     """TFRecord files of a file, a folder (its ``*.tfrecord*`` files) or a glob pattern."""
     text = os.fspath(source)
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in TFRECORD_SUFFIXES or ".tfrecord" in p.name)
+        files = sorted(p for p in path.iterdir() if p.is_file() and is_tfrecord_name(p))
     elif path.is_file():
         files = [path]
     else:
@@ -36,9 +41,9 @@ def is_tfrecord_source(source: str | os.PathLike) -> bool:
     """True for a TFRecord file, a glob of them or a folder that holds them (not an image folder)."""
     path = Path(source)
     if path.is_file():
-        return path.suffix in TFRECORD_SUFFIXES or ".tfrecord" in path.name
+        return is_tfrecord_name(path)
     if path.is_dir():
-        return any(p.suffix in TFRECORD_SUFFIXES for p in path.iterdir())
+        return any(p.is_file() and is_tfrecord_name(p) for p in path.iterdir())
     return bool(glob.glob(os.fspath(source)))
 
 
@@ -81,7 +86,9 @@ def write_shards(
 
     if total <= 0:
         raise ValueError(f"no records to write for {prefix}")
-    n_shards = max(1, -(-total // max(1, shard_size)))
+    if shard_size <= 0:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    n_shards = -(-total // shard_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{prefix}-{i:05d}-of-{n_shards:05d}.tfrecord" for i in range(n_shards)]
@@ -89,10 +96,13 @@ def write_shards(
     written = 0
     with tqdm(total=total, desc=f"write {prefix}", unit="rec", leave=False) as progress:
         for i, path in enumerate(paths):
-            count = min(shard_size, total - i * shard_size) if n_shards > 1 else total
+            count = min(shard_size, total - i * shard_size)
             with atomic_file(path) as tmp, tf.io.TFRecordWriter(os.fspath(tmp)) as writer:
                 for _ in range(count):
-                    writer.write(next(iterator))
+                    record = next(iterator, None)
+                    if record is None:
+                        raise ValueError(f"{prefix}: expected {total} records, got only {written}")
+                    writer.write(record)
                     written += 1
                     progress.update(1)
     if written != total:
