@@ -176,6 +176,7 @@ def fit_on_images(
 def train_cnn(cfg: Mapping[str, Any], train_files: Sequence[str | os.PathLike], workdir: Path) -> TrainResult:
     """Embeddings once -> head on embeddings -> joined model (-> optional fine-tuning)."""
     set_determinism(int(cfg["seed"]))
+    workdir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     backbone = build_backbone(str(cfg["weights"]))
