@@ -30,7 +30,23 @@ def cnn() -> None:
               f"weighted F1 {report.weighted['f1']:.4f} on {int(report.confusion.sum())} held-out images")  # fmt: skip
 
 
-MODELS = {"cnn": cnn}
+def rf() -> None:
+    from overseer.seismic.evaluate import evaluate_forest
+
+    cfg = stage.load_params("evaluate", "rf")
+    prepared, out = Path("data/prepared/seismic"), Path("reports/seismic/eval")
+    inputs = ["models/seismic/train", "models/seismic/facies", prepared / "holdout.parquet"]
+    with stage_run("seismic", "evaluate@rf", inputs=inputs) as mlflow:
+        with atomic_dir(out) as tmp:
+            report, recovery = evaluate_forest(
+                prepared, Path("models/seismic/train"), Path("models/seismic/facies"), cfg, tmp
+            )
+        mlflow.log_metrics({**report.flat_metrics("eval_"), **recovery})
+        log_artifacts(mlflow, [out], artifact_path="eval")
+        print(f"held-out: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f}; truth recovery {recovery}")
+
+
+MODELS = {"cnn": cnn, "rf": rf}
 
 if __name__ == "__main__":
     stage.run(MODELS[sys.argv[1]])

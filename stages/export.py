@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from overseer import stage
-from overseer.io import write_json
+from overseer.io import atomic_dir, write_json
 from overseer.tracking import stage_run
 
 
@@ -35,7 +35,41 @@ def cnn() -> None:
         )
 
 
-MODELS = {"cnn": cnn}
+def rf() -> None:
+    import shutil
+
+    from overseer.seismic.model_io import load_model, versions
+
+    cfg = stage.load_params("export", "rf")
+    out, train = Path("models/seismic/export"), Path("models/seismic/train")
+    config = json.loads((train / "config.json").read_text())
+    inputs = [train, Path("models/seismic/facies"), Path("reports/seismic/selection/selection.json")]
+    with stage_run("seismic", "export@rf", inputs=inputs) as mlflow:
+        model = load_model(train / "model.skops")  # loads back, or the export stops here
+        with atomic_dir(out) as tmp:
+            for name in ("model.skops", "model.versions.json", "config.json"):
+                shutil.copy2(train / name, tmp / name)
+            shutil.copy2("reports/seismic/selection/selection.json", tmp / "selection.json")
+            if Path("models/seismic/facies").exists():
+                shutil.copytree("models/seismic/facies", tmp / "facies")
+        import mlflow.sklearn
+        import sklearn
+
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=cfg["registered_model_name"],
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+        )
+        mlflow.log_params(
+            {"features": ",".join(config["features"]), **{f"version.{k}": v for k, v in versions().items()}}
+        )
+        write_json("reports/seismic/export.json", {"registered_model_version": int(info.registered_model_version),
+                                                   "files": sorted(p.name for p in out.iterdir())})  # fmt: skip
+        print(f"exported to {out}; registry version {info.registered_model_version}")
+
+
+MODELS = {"cnn": cnn, "rf": rf}
 
 if __name__ == "__main__":
     stage.run(MODELS[sys.argv[1]])

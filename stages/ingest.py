@@ -21,7 +21,19 @@ def trackbed() -> None:
         mlflow.log_artifact("reports/trackbed/ingest.json")
 
 
-FAMILIES = {"trackbed": trackbed}
+def seismic() -> None:
+    from overseer.seismic.ingest import ingest_seismic
+
+    cfg = stage.load_params("ingest", "seismic")
+    user_data = [cfg.get("amplitude"), cfg.get("picks"), cfg.get("well_logs"), *(cfg.get("volumes") or {}).values()]
+    with stage_run("seismic", "ingest@seismic", inputs=[p for p in user_data if p]) as mlflow:
+        report = ingest_seismic(cfg, "data/prepared/seismic")
+        write_json("reports/seismic/ingest.json", report)
+        mlflow.log_metrics({f"rows_{split}": sum(n.values()) for split, n in report["rows"].items()})
+        mlflow.log_artifact("reports/seismic/ingest.json")
+
+
+FAMILIES = {"trackbed": trackbed, "seismic": seismic}
 
 if __name__ == "__main__":
     stage.run(FAMILIES[sys.argv[1]])

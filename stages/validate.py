@@ -24,7 +24,22 @@ def trackbed() -> None:
         mlflow.log_metrics({"expectations_failed": sum(len(r.failures) for r in results)})
 
 
-FAMILIES = {"trackbed": trackbed}
+def seismic() -> None:
+    from overseer.validation.seismic import validate_seismic
+
+    cfg = stage.load_params("validate", "seismic")
+    report_dir = Path("reports/seismic/validation")
+    with stage_run("seismic", "validate@seismic", inputs=["data/prepared/seismic"]) as mlflow:
+        try:
+            results = validate_seismic(
+                "data/prepared/seismic", int(cfg["min_per_facies"]), float(cfg["max_nonfinite_fraction"]), report_dir
+            )
+        finally:
+            log_artifacts(mlflow, [report_dir], artifact_path="validation")
+        mlflow.log_metrics({"expectations_failed": sum(len(r.failures) for r in results)})
+
+
+FAMILIES = {"trackbed": trackbed, "seismic": seismic}
 
 if __name__ == "__main__":
     stage.run(FAMILIES[sys.argv[1]])

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from overseer.metrics import ClassificationReport
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Save a figure as PNG atomically and close it."""
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -40,7 +41,7 @@ def plot_confusion_matrix(report: ClassificationReport, path: str | os.PathLike)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def _bar(names: list[str], values: np.ndarray, title: str, ylabel: str, path: Path) -> Path:
@@ -48,7 +49,7 @@ def _bar(names: list[str], values: np.ndarray, title: str, ylabel: str, path: Pa
     ax.bar(names, values)
     ax.set(title=title, xlabel="Class", ylabel=ylabel)
     ax.tick_params(axis="x", rotation=30)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_report(report: ClassificationReport, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -73,7 +74,7 @@ def plot_report(report: ClassificationReport, out_dir: str | os.PathLike) -> dic
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set(title="FP vs FN per class", xlabel="Class", ylabel="Count")
     ax.legend()
-    paths["fp_fn_png"] = _save(fig, out / "fp_fn_per_class.png")
+    paths["fp_fn_png"] = save_figure(fig, out / "fp_fn_per_class.png")
     return paths
 
 
@@ -88,4 +89,4 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
             ax.plot(epochs, history[f"val_{name}"], label=f"val {name}")
         ax.set(title=f"{name} over epochs", xlabel="Epoch", ylabel=name)
         ax.legend()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))

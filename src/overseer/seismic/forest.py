@@ -1,0 +1,435 @@
+"""Random-forest facies classification (AASPI rfc3d): cross-validated tree count, Gini importance.
+
+rfc3d trains a random forest of CART trees (Gini impurity, eq. 1; the forest averages its trees,
+eq. 2) on picked or well-log facies and a set of attributes, tests three candidate tree counts
+with five-fold cross-validation, refits the best one on all training data and prints the
+normalised Gini importance of every attribute (eqs. 3-4). This module does the same with
+scikit-learn, plus what the notes leave out:
+
+* Two fold schemes. ``"random"`` (StratifiedKFold) is what rfc3d does; neighbouring voxels are
+  strongly correlated, so a random fold tests on near-copies of its training voxels and overstates
+  skill. ``"blocked"`` (StratifiedGroupKFold) keeps every inline × crossline block (or every
+  well, for well-log tables) wholly in one fold. The scheme is recorded in every CV row.
+* Class weights for imbalanced facies (``"balanced"``: n_samples / (n_classes · count)).
+* The score is the shared :mod:`overseer.metrics` report; the best tree count is the one with the
+  highest mean macro-F1 (ties go to the fewer trees), not accuracy, because accuracy rewards
+  predicting the dominant facies everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
+from tqdm import tqdm
+
+from overseer.errors import InputError
+from overseer.metrics import ClassificationReport, classification_report
+
+log = logging.getLogger(__name__)
+
+FACIES_COLUMN = "facies"
+WELL_COLUMN = "well"
+# Columns of a training table that are never attributes (coordinates, labels, well names).
+NON_FEATURE_COLUMNS = frozenset({"inline", "crossline", "sample", "depth", "x", "y", "z", "well", "facies"})
+SCHEMES = ("blocked", "random")
+CLASS_WEIGHTS = ("balanced", "balanced_subsample", None)
+DEFAULTS: dict[str, Any] = {
+    "tree_counts": [50, 100, 200],
+    "max_depth": 12,
+    "folds": 5,
+    "cv_scheme": "blocked",
+    "block_size": 8,
+    "normalise": True,
+    "class_weight": "balanced",
+    "seed": 0,
+    "n_jobs": 2,
+}
+CV_COLUMNS = [
+    "scheme",
+    "n_estimators",
+    "fold",
+    "n_train",
+    "n_test",
+    "accuracy",
+    "macro_f1",
+    "accuracy_mean",
+    "accuracy_std",
+    "macro_f1_mean",
+    "macro_f1_std",
+]
+
+
+def build_pipeline(
+    n_estimators: int,
+    max_depth: int | None = None,
+    normalise: bool = True,
+    class_weight: str | None = "balanced",
+    random_state: int | None = 0,
+    n_jobs: int | None = 1,
+) -> Pipeline:
+    """``StandardScaler`` (when ``normalise``, rfc3d's "Normalize attribute") + ``RandomForestClassifier``.
+
+    The forest's trees split on Gini impurity (eq. 1) and vote by averaged class probability (eq. 2).
+    The last step is always named ``"forest"``; the scaler, when present, ``"scale"``.
+    """
+    if class_weight not in CLASS_WEIGHTS:
+        raise InputError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {class_weight!r}")
+    forest = RandomForestClassifier(
+        n_estimators=int(n_estimators),
+        criterion="gini",
+        max_depth=None if max_depth is None else int(max_depth),
+        class_weight=class_weight,
+        random_state=random_state,
+        n_jobs=n_jobs,
+    )
+    steps = [("scale", StandardScaler())] if normalise else []
+    return Pipeline([*steps, ("forest", forest)])
+
+
+def spatial_groups(table: pd.DataFrame, block_size: int, coords: Sequence[str] = ("inline", "crossline")) -> np.ndarray:
+    """CV group of every row: voxels in the same ``block_size`` × ``block_size`` coordinate block share one.
+
+    Blocks are aligned to coordinate 0 (block = floor(coordinate / block_size) per axis), so a
+    voxel's block does not depend on which other voxels were picked; groups are numbered 0..G-1 in
+    lexicographic block order. A well-log table (no ``coords`` columns but a ``well`` column) is
+    grouped by well: the well names are the groups.
+    """
+    if all(c in table.columns for c in coords):
+        if int(block_size) < 1:
+            raise InputError(f"block_size must be a positive number of inlines/crosslines, got {block_size}")
+        values = table[list(coords)].to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            bad = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+            raise InputError(f"coordinates {list(coords)} must be finite", record=bad)
+        blocks = np.floor_divide(values, int(block_size)).astype(np.int64)
+        _, groups = np.unique(blocks, axis=0, return_inverse=True)
+        return groups.reshape(-1).astype(np.int64)
+    if WELL_COLUMN in table.columns:
+        return table[WELL_COLUMN].astype(str).to_numpy()
+    raise InputError(
+        f"blocked cross-validation needs coordinate columns {list(coords)} (seismic picks) or a "
+        f"'{WELL_COLUMN}' column (well logs); the table has {list(table.columns)}"
+    )
+
+
+def _check_fold_counts(y: np.ndarray, groups: np.ndarray | None, folds: int, scheme: str) -> None:
+    """Every facies needs at least ``folds`` samples; with blocked folds the table needs ``folds`` groups."""
+    classes, counts = np.unique(y, return_counts=True)
+    short = {c.item() if hasattr(c, "item") else c: int(n) for c, n in zip(classes, counts, strict=True) if n < folds}
+    if short:
+        raise InputError(
+            f"{folds}-fold cross-validation needs at least {folds} samples of every facies; "
+            f"too few for facies {short} (facies: samples). Pick more voxels of these facies, drop them, "
+            "or lower 'folds'"
+        )
+    if scheme == "blocked":
+        n_groups = np.unique(groups).size
+        if n_groups < folds:
+            raise InputError(
+                f"blocked {folds}-fold cross-validation needs at least {folds} spatial blocks or wells, "
+                f"the table has {n_groups}; lower 'block_size' or 'folds', or use cv_scheme 'random'"
+            )
+        for c in classes:
+            in_groups = np.unique(groups[y == c]).size
+            if in_groups < folds:
+                warnings.warn(
+                    f"facies {c} occurs in only {in_groups} spatial blocks/wells; with {folds} blocked folds "
+                    "some folds cannot test it and a fold may train without it, which lowers its CV scores",
+                    stacklevel=3,
+                )
+
+
+def make_folds(
+    y: np.ndarray, groups: np.ndarray | None, folds: int, scheme: str, random_state: int | None = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs: StratifiedGroupKFold for ``"blocked"`` (no group is split), else StratifiedKFold."""
+    if scheme not in SCHEMES:
+        raise InputError(f"cv_scheme must be one of {list(SCHEMES)}, got {scheme!r}")
+    if int(folds) < 2:
+        raise InputError(f"folds must be at least 2, got {folds}")
+    y = np.asarray(y)
+    if scheme == "blocked":
+        if groups is None:
+            raise InputError("blocked cross-validation needs groups (spatial blocks or well names)")
+        groups = np.asarray(groups)
+        if groups.shape[0] != y.shape[0]:
+            raise InputError(f"groups has {groups.shape[0]} entries but there are {y.shape[0]} samples")
+    _check_fold_counts(y, groups, int(folds), scheme)
+    if scheme == "blocked":
+        splitter = StratifiedGroupKFold(n_splits=int(folds), shuffle=True, random_state=random_state)
+        return list(splitter.split(np.zeros(y.shape[0]), y, groups))
+    splitter = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=random_state)
+    return list(splitter.split(np.zeros(y.shape[0]), y))
+
+
+def _cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    tree_counts: Sequence[int],
+    folds: int,
+    scheme: str,
+    max_depth: int | None,
+    normalise: bool,
+    class_weight: str | None,
+    random_state: int | None,
+    n_jobs: int | None,
+) -> tuple[pd.DataFrame, dict[int, np.ndarray], np.ndarray]:
+    """The CV table, the out-of-fold class codes per tree count, and the sorted class labels."""
+    counts = sorted({int(n) for n in tree_counts})
+    if not counts or counts[0] < 1:
+        raise InputError(f"tree_counts must be positive integers, got {list(tree_counts)}")
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    names = [str(c) for c in classes]
+    splits = make_folds(y, groups, folds, scheme, random_state)  # facies ids, so errors name them
+    oof = {n: np.full(codes.shape[0], -1, dtype=np.int64) for n in counts}
+    rows = []
+    bar = tqdm(total=len(splits) * len(counts), desc=f"rfc3d {scheme} CV", unit="fit", leave=False)
+    for fold, (train, test) in enumerate(splits):
+        # One warm-started forest per fold grows through the tree counts in increasing order: with
+        # an integer random_state scikit-learn draws the same trees as a fresh fit of each count
+        # (it skips the seeds of the trees already grown), so 50/100/200 costs 200 trees, not 350.
+        model = build_pipeline(counts[0], max_depth, normalise, class_weight, random_state, n_jobs)
+        model.set_params(forest__warm_start=True)
+        for n in counts:
+            model.set_params(forest__n_estimators=n)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*not recommended for warm_start.*", category=UserWarning)
+                model.fit(x[train], codes[train])
+            pred = model.predict(x[test])
+            oof[n][test] = pred
+            report = classification_report(codes[test], pred, names)
+            rows.append(
+                {
+                    "scheme": scheme,
+                    "n_estimators": n,
+                    "fold": fold,
+                    "n_train": int(train.size),
+                    "n_test": int(test.size),
+                    "accuracy": report.accuracy,
+                    "macro_f1": report.macro["f1"],
+                }
+            )
+            bar.update()
+    bar.close()
+    table = pd.DataFrame(rows)
+    # Summary per tree count on every row; std over folds with ddof=0, as scikit-learn's cv_results_.
+    by_count = table.groupby("n_estimators")
+    for metric in ("accuracy", "macro_f1"):
+        table[f"{metric}_mean"] = by_count[metric].transform("mean")
+        table[f"{metric}_std"] = by_count[metric].transform(lambda s: float(np.std(s.to_numpy())))
+    table = table.sort_values(["n_estimators", "fold"], kind="stable").reset_index(drop=True)
+    return table[CV_COLUMNS], oof, classes
+
+
+def cross_validate_tree_counts(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None = None,
+    tree_counts: Sequence[int] = (50, 100, 200),
+    folds: int = 5,
+    scheme: str = "blocked",
+    max_depth: int | None = None,
+    normalise: bool = True,
+    class_weight: str | None = "balanced",
+    random_state: int | None = 0,
+    n_jobs: int | None = 1,
+) -> pd.DataFrame:
+    """rfc3d's ``folds``-fold cross-validation of each candidate tree count.
+
+    One row per tree count and fold (columns ``CV_COLUMNS``): the fold scheme, the tree count,
+    the fold, train/test sizes, accuracy and macro-F1 from :func:`overseer.metrics.classification_report`,
+    and the tree count's mean and std (ddof=0) over folds. All tree counts see the same folds.
+    ``groups`` (from :func:`spatial_groups`) is needed for ``scheme="blocked"`` and ignored otherwise.
+    """
+    table, _, _ = _cross_validate(
+        x, y, groups, tree_counts, folds, scheme, max_depth, normalise, class_weight, random_state, n_jobs
+    )
+    return table
+
+
+def summarise_cv(cv: pd.DataFrame) -> pd.DataFrame:
+    """One row per tree count (index ``n_estimators``): scheme, mean/std accuracy and macro-F1."""
+    cols = ["scheme", "accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std"]
+    return cv.groupby("n_estimators")[cols].first().sort_index()
+
+
+def best_tree_count(cv: pd.DataFrame) -> int:
+    """The tree count with the highest mean macro-F1; a tie goes to the fewest trees (cheapest prediction)."""
+    summary = summarise_cv(cv)
+    best = summary["macro_f1_mean"].max()
+    # A tolerance, so that fold-averaging round-off does not decide between equal scores.
+    tied = summary.index[np.isclose(summary["macro_f1_mean"], best, rtol=0.0, atol=1e-12)]
+    return int(min(tied))
+
+
+@dataclass
+class ForestResult:
+    """What :func:`train_forest` returns: the refitted model and how it was chosen."""
+
+    pipeline: Pipeline  # fitted on all training rows with the best tree count; predicts facies ids
+    cv: pd.DataFrame  # CV_COLUMNS, one row per tree count and fold
+    best_n_estimators: int
+    scheme: str  # "blocked" or "random": the fold scheme behind every CV number
+    importance: pd.Series  # normalised Gini importance (eq. 3), sums to 1, sorted descending
+    class_weights: dict[Any, float]  # facies id -> weight used in training (1.0 for all without weighting)
+    feature_names: list[str]
+    classes: list[Any] = field(default_factory=list)  # facies ids in the model's probability-column order
+    cv_report: ClassificationReport | None = None  # pooled out-of-fold predictions of the best tree count
+
+    @property
+    def cv_summary(self) -> pd.DataFrame:
+        return summarise_cv(self.cv)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready digest for metrics files and run logs."""
+        out: dict[str, Any] = {
+            "cv_scheme": self.scheme,
+            "best_n_estimators": self.best_n_estimators,
+            "cv": {
+                int(n): {k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}
+                for n, row in self.cv_summary.to_dict(orient="index").items()
+            },
+            "importance": {k: float(v) for k, v in self.importance.items()},
+            "class_weights": {str(k): float(v) for k, v in self.class_weights.items()},
+            "feature_names": list(self.feature_names),
+            "classes": [c.item() if hasattr(c, "item") else c for c in self.classes],
+        }
+        if self.cv_report is not None:
+            out["cv_accuracy"] = self.cv_report.accuracy
+            out["cv_macro_f1"] = self.cv_report.macro["f1"]
+        return out
+
+
+def gini_importance(pipeline: Pipeline, feature_names: Sequence[str]) -> pd.Series:
+    """Normalised Gini importance (eq. 3): the node purity gains (eq. 4) of each attribute summed over
+    all nodes of all trees, each gain weighted by the node's share of the tree's (weighted) samples,
+    then divided by the total so that the importances sum to 1. Sorted descending.
+
+    This sums raw gains over trees as eq. 3 does; scikit-learn's ``feature_importances_`` instead
+    normalises each tree before averaging. The two rank attributes alike.
+    """
+    forest = pipeline[-1]
+    gains = np.zeros(len(feature_names), dtype=np.float64)
+    for tree in forest.estimators_:
+        gains += tree.tree_.compute_feature_importances(normalize=False)
+    total = gains.sum()
+    if total > 0:
+        gains /= total
+    else:  # every tree is a single leaf (one facies, or max_depth 0): nothing was learnt from any attribute
+        warnings.warn("no tree made a split: every Gini importance is 0", stacklevel=2)
+    return pd.Series(gains, index=list(feature_names), name="gini_importance").sort_values(
+        ascending=False, kind="stable"
+    )
+
+
+def _config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``DEFAULTS`` updated with the known keys of ``cfg`` (other keys, a stage's own, are ignored)."""
+    out = dict(DEFAULTS)
+    out.update({k: v for k, v in cfg.items() if k in DEFAULTS})
+    if isinstance(out["class_weight"], str) and out["class_weight"].lower() == "none":
+        out["class_weight"] = None
+    if out["class_weight"] not in CLASS_WEIGHTS:
+        raise InputError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {out['class_weight']!r}")
+    if out["cv_scheme"] not in SCHEMES:
+        raise InputError(f"cv_scheme must be one of {list(SCHEMES)}, got {out['cv_scheme']!r}")
+    if out["max_depth"] is not None and int(out["max_depth"]) < 1:
+        raise InputError(f"max_depth must be a positive integer or null, got {out['max_depth']!r}")
+    return out
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """All attribute columns of a training table: numeric columns that are not coordinates, wells or facies."""
+    return [
+        c
+        for c in table.columns
+        if c not in NON_FEATURE_COLUMNS and pd.api.types.is_numeric_dtype(table[c]) and not str(c).startswith("_")
+    ]
+
+
+def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: Mapping[str, Any]) -> ForestResult:
+    """rfc3d: cross-validate each tree count, refit the best on all rows, Gini importance.
+
+    ``table`` is a training table (one row per picked voxel or well-log sample, a ``facies``
+    column of integer facies ids, one column per attribute); ``feature_names`` are the attributes
+    to use (the selected combination), or ``None`` for all of them (:func:`feature_columns`).
+    ``cfg`` holds the keys of ``DEFAULTS``. Rows with a non-finite attribute are dropped with a
+    warning (prediction leaves such voxels undefined, facies -1).
+    """
+    conf = _config(cfg)
+    if FACIES_COLUMN not in table.columns:
+        raise InputError(f"the training table needs a '{FACIES_COLUMN}' column; it has {list(table.columns)}")
+    names = feature_columns(table) if feature_names is None else [str(n) for n in feature_names]
+    if not names:
+        raise InputError(f"the training table has no attribute columns: {list(table.columns)}")
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise InputError(f"attributes {missing} are not columns of the training table {list(table.columns)}")
+    try:
+        x = table[names].to_numpy(dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"attribute columns {names} must be numeric: {err}") from err
+    y = table[FACIES_COLUMN].to_numpy()
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        warnings.warn(
+            f"{int((~finite).sum())} of {finite.size} training rows have a non-finite attribute and are "
+            f"dropped (first: row {int(np.flatnonzero(~finite)[0])})",
+            stacklevel=2,
+        )
+    x, y = x[finite], y[finite]
+    if pd.isna(y).any():
+        raise InputError(f"the '{FACIES_COLUMN}' column has missing values", record=int(np.flatnonzero(pd.isna(y))[0]))
+    scheme = conf["cv_scheme"]
+    groups = spatial_groups(table.loc[finite], conf["block_size"]) if scheme == "blocked" else None
+
+    cv, oof, classes = _cross_validate(
+        x,
+        y,
+        groups,
+        conf["tree_counts"],
+        conf["folds"],
+        scheme,
+        conf["max_depth"],
+        conf["normalise"],
+        conf["class_weight"],
+        conf["seed"],
+        conf["n_jobs"],
+    )
+    best = best_tree_count(cv)
+    log.info("rfc3d: %s %d-fold CV, best tree count %d", scheme, conf["folds"], best)
+    pipeline = build_pipeline(
+        best, conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"], conf["n_jobs"]
+    )
+    pipeline.fit(x, y)
+
+    codes = np.searchsorted(classes, y)
+    cv_report = classification_report(codes, oof[best], [str(c) for c in classes])
+    if conf["class_weight"] is None:
+        weights = np.ones(classes.size)
+    else:  # "balanced_subsample" reweights every bootstrap sample; its expected weights are these
+        weights = compute_class_weight("balanced", classes=classes, y=y)
+    return ForestResult(
+        pipeline=pipeline,
+        cv=cv,
+        best_n_estimators=best,
+        scheme=scheme,
+        importance=gini_importance(pipeline, names),
+        class_weights={c.item() if hasattr(c, "item") else c: float(w) for c, w in zip(classes, weights, strict=True)},
+        feature_names=names,
+        classes=list(classes),
+        cv_report=cv_report,
+    )

@@ -1,0 +1,563 @@
+"""Gaussian mixtures by k-means → SEM → CEM, batched over many small problems (notes eqs. 1–6).
+
+AASPI's attribute_selection fits a mixture of up to J clusters to the training voxels of every
+facies in every attribute combination: thousands of small fits. Here one call fits a whole
+*batch* of them at once — B problems with the same dimension n, stacked as (B, S, n) arrays with
+a sample mask (facies have different sizes; padded rows are masked out) — so every step is a
+handful of batched matmuls instead of a Python loop over fits.
+
+The pieces, as in the notes (Wallet and Hardisty 2019; Celeux and Govaert 1992, 1995):
+
+* k-means (Lloyd) in the plane of the first two eigenvectors of each problem's covariance gives
+  the initial partition (notes, "Implementation").
+* SEM: E-step (eq. 4), a random partition drawn from the responsibilities, M-step; ``sem_iter``
+  of them, keeping the partition with the highest classification log-likelihood (eq. 5). This
+  escapes the poor local optima a plain CEM falls into. SEM runs once per problem and number of
+  clusters, with the most general covariance model requested; its partition seeds the CEM of
+  every covariance model (a cache: the models share the SEM work).
+* CEM: E-step, each sample to its most probable cluster, M-step, until the partition stops
+  changing (at most ``cem_iter``): the final partition and mixture (eqs. 1–3, 5).
+* The number of clusters K = 1 … J and the covariance model (Celeux–Govaert family, below) are
+  chosen per problem by the BIC of eq. 6, with L the classification likelihood of eq. 5 and α
+  the number of training voxels (higher is better).
+
+Covariance models Σk = λk Dk Ak Dkᵀ (volume λ, orientation D, shape A; mclust names):
+EII λI, VII λk I (spherical, equal / free volume); EEI λB, VEI λk B, VVI λk Bk (diagonal);
+EEE λDADᵀ, VEE λk DADᵀ, VVV free (full). VEI and VEE have no closed-form M-step; a few fixed-point
+sweeps (Celeux and Govaert 1995) are used.
+
+Regularisation: every M-step adds ``floor`` (per attribute, in the problem's units) times the
+cluster count to the cluster scatter before the model is fitted, i.e. Σk = model(Wk/Nk + diag
+(floor)). Variances can therefore never collapse to zero (a binary attribute otherwise gives a
+zero-variance cluster and an infinite Bhattacharyya distance), singular covariances (collinear
+attributes, fewer samples than dimensions) stay invertible, and each model stays in its family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+COVARIANCE_MODELS: tuple[str, ...] = ("EII", "VII", "EEI", "VEI", "VVI", "EEE", "VEE", "VVV")
+MODEL_DESCRIPTIONS = {
+    "EII": "spherical, equal volume",
+    "VII": "spherical, free volume",
+    "EEI": "diagonal, equal volume and shape",
+    "VEI": "diagonal, free volume, equal shape",
+    "VVI": "diagonal, free volume and shape",
+    "EEE": "full, equal volume, shape and orientation",
+    "VEE": "full, free volume, equal shape and orientation",
+    "VVV": "full, free",
+}
+_LOG_2PI = float(np.log(2.0 * np.pi))
+_FIXED_POINT_SWEEPS = 8  # VEI/VEE M-step sweeps; the CEM iterations refine further
+
+
+def n_parameters(model: str, n_clusters: int, n_dims: int) -> int:
+    """ε of eq. 6: free parameters of a K-cluster mixture in n dimensions under ``model``:
+    K − 1 weights (eq. 2), K·n means and the covariance parameters of the model."""
+    k, n = n_clusters, n_dims
+    full = n * (n + 1) // 2
+    covariance = {
+        "EII": 1,
+        "VII": k,
+        "EEI": n,
+        "VEI": k + n - 1,
+        "VVI": k * n,
+        "EEE": full,
+        "VEE": k + full - 1,
+        "VVV": k * full,
+    }
+    if model not in covariance:
+        raise ValueError(f"unknown covariance model {model!r}; expected one of {COVARIANCE_MODELS}")
+    return (k - 1) + k * n + covariance[model]
+
+
+def bic(log_likelihood: np.ndarray | float, n_params: int, n_samples: np.ndarray | int) -> np.ndarray:
+    """Bayesian information criterion of eq. 6: BIC = log L − ½ ε log α (higher is better), with
+    ε the number of estimated parameters and α the number of training voxels."""
+    return np.asarray(log_likelihood, np.float64) - 0.5 * n_params * np.log(np.asarray(n_samples, np.float64))
+
+
+@dataclass(frozen=True)
+class MixtureBatch:
+    """B fitted mixtures, padded to J clusters (inactive clusters have weight 0)."""
+
+    weights: np.ndarray  # (B, J) φk, eq. 2
+    means: np.ndarray  # (B, J, n) μk
+    covariances: np.ndarray  # (B, J, n, n) Σk (regularised)
+    n_clusters: np.ndarray  # (B,) K chosen by BIC
+    model: np.ndarray  # (B,) index into the ``models`` the batch was fitted with
+    bic: np.ndarray  # (B,) eq. 6 of the chosen fit
+    log_likelihood: np.ndarray  # (B,) eq. 5 of the chosen fit
+    collapsed: np.ndarray  # (B, n) some candidate's cluster had a raw variance below the floor
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.weights > 0
+
+
+@dataclass(frozen=True)
+class GaussianMixtureFit:
+    """One fitted mixture (``fit_gmm``), in the units of its data."""
+
+    model: str
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, n)
+    covariances: np.ndarray  # (K, n, n)
+    bic: float
+    log_likelihood: float
+
+
+# --------------------------------------------------------------------------- batched pieces
+#
+# Layout: a batch of B problems has the augmented data F (B, d, S), d = n(n+1)/2 + n + 1: per
+# sample the products xi·xj (i ≤ j), x and 1 (all zero on padded rows). Then
+#   M-step: F Z of the (B, S, K−1) indicators of clusters 1 … K−1 gives their second moments,
+#           sums and counts; cluster 0 is the total (computed once) minus the others;
+#   E-step: (Ck − C0) F with per-cluster coefficients C gives the log-odds
+#           Δk = −2 log φk f(xi | μk, Σk) + 2 log φ0 f(xi | μ0, Σ0) of every sample,
+# because (x−μ)ᵀΣ⁻¹(x−μ) = Σ_{i≤j} (2 − δij) Σ⁻¹ij xi xj − 2 (Σ⁻¹μ)·x + μᵀΣ⁻¹μ.
+# An iteration is thus two batched matvecs plus work on (B, K, n, n) parameters; for K = 2 the
+# C-step is Δ < 0 and the S-step Δ < 2 log((1 − u)/u) with precomputed thresholds.
+
+
+@lru_cache(maxsize=64)
+def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n)
+
+
+@dataclass(frozen=True)
+class _Params:
+    weights: np.ndarray  # (B, K)
+    means: np.ndarray  # (B, K, n)
+    cov: np.ndarray  # (B, K, n, n)
+    prec: np.ndarray  # (B, K, n, n) Σ⁻¹
+    logdet: np.ndarray  # (B, K) log|Σ|
+
+
+def augmented_data(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """F = [xi·xj (i ≤ j), x, 1] per sample, zero on padded rows: (B, d, S) float64 with
+    d = n(n+1)/2 + n + 1 (samples last, so the E- and M-step matmuls run on contiguous data)."""
+    b, s, n = x.shape
+    iu, ju = _triu(n)
+    out = np.empty((b, iu.size + n + 1, s))
+    xt = np.swapaxes(x, 1, 2)
+    out[:, : iu.size] = xt[:, iu] * xt[:, ju]
+    out[:, iu.size : iu.size + n] = xt
+    out[:, -1] = 1.0
+    out *= mask[:, None, :]
+    return out
+
+
+def sem_thresholds(uniforms: np.ndarray) -> np.ndarray:
+    """2 log((1 − u)/u): a two-cluster S-step puts a sample in cluster 1 when its log-odds Δ is
+    below this (probability w_i1 of eq. 4 = 1/(1 + exp(Δ/2)))."""
+    with np.errstate(divide="ignore"):
+        return 2.0 * (np.log1p(-uniforms) - np.log(uniforms))
+
+
+def _moments(f: np.ndarray, z: np.ndarray, total: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Σ over each cluster's samples of F: (B, K, d) float64. ``z`` (B, S) labels, ``total`` (B, d)
+    the sum over all samples. ``f`` must be float64: the scatters subtract Nk μk μkᵀ from these
+    sums and must stay accurate far below the variance floor."""
+    if n_clusters == 1:
+        return total[:, None, :]
+    hot = (z[..., None] == np.arange(1, n_clusters)).astype(f.dtype)  # (B, S, K−1)
+    rest = np.swapaxes(f @ hot, 1, 2).astype(np.float64)
+    return np.concatenate([(total - rest.sum(axis=1))[:, None, :], rest], axis=1)
+
+
+def _statistics(moments: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts Nk (B, K), means μk (B, K, n) and raw scatters Wk = Σ_{i∈k}(x−μk)(x−μk)ᵀ (B, K, n, n)
+    from the cluster moments."""
+    iu, ju = _triu(n)
+    p = iu.size
+    counts = moments[..., -1]
+    means = moments[..., p : p + n] / np.maximum(counts, 1.0)[..., None]
+    second = np.empty((*counts.shape, n, n))
+    second[..., iu, ju] = moments[..., :p]
+    second[..., ju, iu] = moments[..., :p]
+    scatter = second - counts[..., None, None] * (means[..., :, None] * means[..., None, :])
+    return counts, means, scatter
+
+
+def _m_step(model: str, counts: np.ndarray, means: np.ndarray, scatter: np.ndarray, floor: np.ndarray) -> _Params:
+    """Weights φk = Nk/N (eq. 2) and covariances Σk of ``model`` from the regularised scatters
+    Wk + Nk·diag(floor) (maximum classification likelihood, eq. 5)."""
+    b, k = counts.shape
+    n = scatter.shape[-1]
+    safe = np.maximum(counts, 1.0)
+    total = counts.sum(axis=1, keepdims=True)
+    eye = np.eye(n)
+    diag_reg = np.diagonal(scatter, axis1=-2, axis2=-1) + safe[..., None] * floor[:, None, :]  # (B, K, n)
+    variances = None  # diagonal models: (B, K, n) variances
+    if model == "EII":
+        variances = np.broadcast_to((diag_reg.sum(axis=(1, 2)) / (n * total[:, 0]))[:, None, None], (b, k, n))
+    elif model == "VII":
+        variances = np.broadcast_to((diag_reg.sum(axis=-1) / (n * safe))[..., None], (b, k, n))
+    elif model == "EEI":
+        variances = np.broadcast_to((diag_reg.sum(axis=1) / total)[:, None, :], (b, k, n))
+    elif model == "VVI":
+        variances = diag_reg / safe[..., None]
+    elif model == "VEI":
+        lam = diag_reg.sum(axis=-1) / (n * safe)
+        for _ in range(_FIXED_POINT_SWEEPS):
+            shape = (diag_reg / lam[..., None]).sum(axis=1)
+            shape = shape / np.exp(np.log(shape).mean(axis=-1, keepdims=True))  # |B| = 1
+            lam = (diag_reg / shape[:, None, :]).sum(axis=-1) / (n * safe)
+        variances = lam[..., None] * shape[:, None, :]
+    if variances is not None:
+        variances = np.ascontiguousarray(variances)
+        return _Params(
+            counts / total,
+            means,
+            variances[..., :, None] * eye,
+            (1.0 / variances)[..., :, None] * eye,
+            np.log(variances).sum(axis=-1),
+        )
+
+    reg = scatter + safe[..., None, None] * (floor[:, None, :, None] * eye)
+    if model == "EEE":
+        cov = (reg.sum(axis=1) / total[..., None])[:, None]
+    elif model == "VVV":
+        cov = reg / safe[..., None, None]
+    elif model == "VEE":
+        lam = np.trace(reg, axis1=-2, axis2=-1) / (n * safe)
+        for _ in range(_FIXED_POINT_SWEEPS):
+            common = (reg / lam[..., None, None]).sum(axis=1)
+            _, logdet = np.linalg.slogdet(common)
+            common = common / np.exp(logdet / n)[:, None, None]  # |C| = 1
+            lam = np.einsum("bkij,bji->bk", reg, np.linalg.inv(common)) / (n * safe)
+        cov = lam[..., None, None] * common[:, None]
+    else:
+        raise ValueError(f"unknown covariance model {model!r}; expected one of {COVARIANCE_MODELS}")
+    cov = np.ascontiguousarray(np.broadcast_to(cov, (b, k, n, n)))
+    chol = np.linalg.cholesky(cov)
+    logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    return _Params(counts / total, means, cov, np.linalg.inv(cov), logdet)
+
+
+def _log_odds(f: np.ndarray, p: _Params) -> np.ndarray:
+    """Δk = −2 log φk f(xi | μk, Σk) + 2 log φ0 f(xi | μ0, Σ0) (eqs. 1, 3, 4) for clusters
+    k = 1 … K−1 and every sample: (B, K−1, S), one matmul."""
+    b, k, n = p.means.shape
+    iu, ju = _triu(n)
+    pmu = np.einsum("bkij,bkj->bki", p.prec, p.means)
+    log_w = np.log(np.maximum(p.weights, 1e-300))  # an emptied cluster is never chosen again
+    coef = np.empty((b, k, iu.size + n + 1))
+    coef[..., : iu.size] = p.prec[..., iu, ju] * np.where(iu == ju, 1.0, 2.0)
+    coef[..., iu.size : iu.size + n] = -2.0 * pmu
+    coef[..., -1] = (p.means * pmu).sum(axis=-1) + p.logdet - 2.0 * log_w
+    return (coef[:, 1:] - coef[:, :1]).astype(f.dtype) @ f  # float32 F: a sample's label is all it decides
+
+
+def _classification_loglik(counts: np.ndarray, scatter: np.ndarray, p: _Params, floor: np.ndarray) -> np.ndarray:
+    """L(ψ) of eq. 5, Σk Σi zik log{φk f(xi | μk, Σk)}, from the partition's statistics:
+    Σk [Nk log φk − ½ (Nk (n log 2π + log|Σk|) + tr(Σk⁻¹ (Wk + Nk diag(floor))))]. Returns (B,).
+
+    The floor enters the trace as it enters the M-step: this is the expected log-likelihood of
+    data blurred by independent noise of variance ``floor`` (for a binary or integer attribute:
+    uniform noise over its resolution, variance resolution²/12), of which the M-step covariances
+    are the maximum. Without it a cluster collapsed onto one value of a binary attribute would
+    gain likelihood the data do not support, and BIC would split every facies on the flag."""
+    n = scatter.shape[-1]
+    trace = np.einsum("bkij,bkji->bk", p.prec, scatter)
+    trace += counts * np.einsum("bkii,bi->bk", p.prec, floor)
+    log_w = np.where(counts > 0, counts * np.log(np.where(counts > 0, p.weights, 1.0)), 0.0)
+    return (log_w - 0.5 * (counts * (n * _LOG_2PI + p.logdet) + trace)).sum(axis=1)
+
+
+def _collapsed(counts: np.ndarray, scatter: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """(B, K, n): a non-empty cluster whose raw variance is below the floor in that attribute."""
+    raw = np.diagonal(scatter, axis1=-2, axis2=-1) / np.maximum(counts, 1.0)[..., None]
+    return (raw < floor[:, None, :]) & (counts[..., None] > 0)
+
+
+def _admissible(counts: np.ndarray, scatter: np.ndarray, floor: np.ndarray, min_size: int) -> np.ndarray:
+    """(B,): every cluster holds ``min_size`` samples and none has collapsed."""
+    return (counts >= min_size).all(axis=1) & ~_collapsed(counts, scatter, floor).any(axis=(1, 2))
+
+
+def _c_step(delta: np.ndarray) -> np.ndarray:
+    """Each sample to its most probable cluster (CEM), from the log-odds Δ (B, K−1, S)."""
+    if delta.shape[1] == 1:
+        return (delta[:, 0] < 0.0).astype(np.int64)
+    best, z = np.zeros(delta.shape[::2]), np.zeros(delta.shape[::2], dtype=np.int64)
+    for k in range(delta.shape[1]):
+        better = delta[:, k] < best
+        best = np.where(better, delta[:, k], best)
+        z[better] = k + 1
+    return z
+
+
+def _s_step(delta: np.ndarray, threshold: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The S-step of SEM: each sample drawn into a cluster with its posterior probability wik
+    (eq. 4). ``threshold`` = sem_thresholds(u) is used for K = 2; ``u`` (B, S) otherwise."""
+    if delta.shape[1] == 1:
+        return (delta[:, 0] < threshold).astype(np.int64)
+    lp = -0.5 * np.concatenate([np.zeros_like(delta[:, :1]), delta], axis=1)
+    e = np.exp(lp - lp.max(axis=1, keepdims=True))
+    cut = u * e.sum(axis=1)
+    running = np.zeros_like(cut)
+    z = np.zeros(cut.shape, dtype=np.int64)
+    for k in range(e.shape[1] - 1):
+        running += e[:, k]
+        z += running < cut
+    return z
+
+
+def kmeans_partition(x: np.ndarray, mask: np.ndarray, n_clusters: int, n_iter: int = 300) -> np.ndarray:
+    """Initial partition (notes, "Implementation"): Lloyd's k-means in the plane of the first two
+    eigenvectors of each problem's covariance, started from K equal-count slices along the first
+    eigenvector (deterministic, so a combination's fit never depends on its batch). ``x`` (B, S, n),
+    ``mask`` (B, S); returns labels (B, S)."""
+    b, s, n = x.shape
+    counts = mask.sum(axis=1)
+    mean = (x * mask[..., None]).sum(axis=1) / counts[:, None]
+    xc = np.where(mask[..., None], x - mean[:, None, :], 0.0)
+    _, vectors = np.linalg.eigh(np.swapaxes(xc, 1, 2) @ xc)
+    y = xc @ vectors[..., ::-1][..., : min(2, n)]  # (B, S, d), first eigenvector first
+    score = np.where(mask, y[..., 0], np.inf)
+    rank = np.argsort(np.argsort(score, axis=1, kind="stable"), axis=1, kind="stable")
+    z = np.minimum(rank * n_clusters // counts[:, None], n_clusters - 1)
+    centers = None
+    for _ in range(n_iter):
+        hot = (z[..., None] == np.arange(n_clusters)) & mask[..., None]
+        nk = hot.sum(axis=1)
+        new_centers = (np.swapaxes(hot, 1, 2).astype(np.float64) @ y) / np.maximum(nk, 1)[..., None]
+        if centers is not None:  # an emptied cluster keeps its centre
+            new_centers = np.where(nk[..., None] > 0, new_centers, centers)
+        centers = new_centers
+        sq = (centers**2).sum(axis=-1)[..., None] - 2.0 * (centers @ np.swapaxes(y, 1, 2))  # (B, K, S)
+        z_new = np.where(mask, _c_step(sq[:, 1:] - sq[:, :1]), 0)
+        if np.array_equal(z_new, z):
+            break
+        z = z_new
+    return z
+
+
+def sem_partition(
+    f: np.ndarray,
+    f32: np.ndarray,
+    total: np.ndarray,
+    floor: np.ndarray,
+    z0: np.ndarray,
+    n_clusters: int,
+    model: str,
+    uniforms: np.ndarray,
+    group: np.ndarray,
+    min_size: int,
+) -> np.ndarray:
+    """Stochastic EM (notes, "Implementation"): M-step, E-step (eq. 4), then each sample is drawn
+    into a cluster with its posterior probabilities wik; once per row of ``uniforms``. Returns the
+    partition with the highest classification log-likelihood (eq. 5) among the admissible ones
+    (every cluster holds ``min_size`` samples, none collapsed onto the floor); a problem whose
+    draw is not admissible restarts from ``z0``.
+
+    ``f`` is the augmented data (float64, for the M-step), ``f32`` its float32 copy (for the
+    E-step log-odds, which only decide labels) and ``total`` its sum over samples.
+    ``uniforms`` (sem_iter, G, S) are the random numbers, shared by all problems of a group (a
+    facies): a problem's result therefore depends only on its own data and the seed."""
+    n = floor.shape[-1]
+    thresholds = sem_thresholds(uniforms).astype(f.dtype) if n_clusters == 2 else None
+    z = z0.copy()
+    best_z = z0.copy()
+    best = np.full(f.shape[0], -np.inf)
+    for it in range(uniforms.shape[0]):
+        counts, means, scatter = _statistics(_moments(f, z, total, n_clusters), n)
+        params = _m_step(model, counts, means, scatter, floor)
+        valid = _admissible(counts, scatter, floor, min_size)
+        loglik = _classification_loglik(counts, scatter, params, floor)
+        better = valid & (loglik > best)
+        best = np.where(better, loglik, best)
+        best_z[better] = z[better]
+        threshold = thresholds[it][group] if thresholds is not None else None
+        drawn = _s_step(_log_odds(f32, params), threshold, uniforms[it][group])
+        z = np.where(valid[:, None], drawn, z0)
+    return best_z
+
+
+def cem_fit(
+    f: np.ndarray,
+    f32: np.ndarray,
+    total: np.ndarray,
+    floor: np.ndarray,
+    z: np.ndarray,
+    n_clusters: int,
+    model: str,
+    n_iter: int,
+) -> tuple[np.ndarray, np.ndarray, _Params, np.ndarray]:
+    """Classification EM (Celeux and Govaert 1992): M-step, E-step, each sample to its most
+    probable cluster, until no partition changes (at most ``n_iter``). Returns the counts, raw
+    scatters, parameters and classification log-likelihood (eq. 5) of the final partition.
+
+    A problem whose partition stopped changing sits at a fixed point, so it leaves the batch
+    (the rest is compacted once at most half of it is still moving). Padded rows have F = 0,
+    hence Δ = 0 and label 0 throughout."""
+    n = floor.shape[-1]
+    z = z.copy()
+    active = np.arange(f.shape[0])
+    f_a, f32_a, total_a, floor_a, z_a = f, f32, total, floor, z
+    for _ in range(n_iter):
+        counts, means, scatter = _statistics(_moments(f_a, z_a, total_a, n_clusters), n)
+        z_new = _c_step(_log_odds(f32_a, _m_step(model, counts, means, scatter, floor_a)))
+        moving = (z_new != z_a).any(axis=1)
+        z[active] = z_new
+        if not moving.any():
+            break
+        if moving.mean() <= 0.5:
+            active = active[moving]
+            f_a, f32_a, total_a, floor_a = f[active], f32[active], total[active], floor[active]
+            z_new = z_new[moving]
+        z_a = z_new
+    counts, means, scatter = _statistics(_moments(f, z, total, n_clusters), n)
+    params = _m_step(model, counts, means, scatter, floor)
+    return counts, scatter, params, _classification_loglik(counts, scatter, params, floor)
+
+
+def _most_general(models: Sequence[str]) -> str:
+    return max(models, key=COVARIANCE_MODELS.index)
+
+
+def fit_mixtures(
+    x: np.ndarray,
+    mask: np.ndarray,
+    floor: np.ndarray,
+    *,
+    max_clusters: int = 2,
+    models: Sequence[str] = COVARIANCE_MODELS,
+    sem_iter: int = 200,
+    cem_iter: int = 100,
+    kmeans_iter: int = 300,
+    uniforms: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+    f: np.ndarray | None = None,
+) -> MixtureBatch:
+    """Fit B mixtures of up to ``max_clusters`` clusters at once (eqs. 1–6) and keep, per problem,
+    the number of clusters and covariance model with the highest BIC (eq. 6).
+
+    ``x`` (B, S, n) float64 with padded rows masked out by ``mask`` (B, S); ``floor`` (B, n) the
+    variance floor per problem and attribute (see module docstring). ``uniforms`` (sem_iter, G, S)
+    in [0, 1) and ``group`` (B,) give the SEM random numbers (default: a fresh draw per problem
+    from seed 0); ``f`` the augmented data of ``x`` (``augmented_data``) when the caller has it cached.
+    A fit with K ≥ 2 is a candidate only if every cluster holds n + 1 samples and none has
+    collapsed (raw variance below the floor in some attribute, e.g. onto one value of a binary
+    attribute): such a fit has an unbounded likelihood without the floor, and its distances
+    measure the floor, not the data. K = 1 always is a candidate. ``collapsed`` in the result
+    marks (problem, attribute) pairs where some candidate collapsed.
+    """
+    x = np.asarray(x, np.float64)
+    mask = np.asarray(mask, bool)
+    floor = np.asarray(floor, np.float64)
+    b, s, n = x.shape
+    models = tuple(models)
+    if not models:
+        raise ValueError("need at least one covariance model")
+    for model in models:
+        n_parameters(model, 1, 1)  # validates the name
+    if f is None:
+        f = augmented_data(x, mask)
+    total = f.sum(axis=-1)
+    f32 = f.astype(np.float32)  # the E-step streams F every iteration: half the bytes
+    if uniforms is None:
+        uniforms = np.random.default_rng(0).random((sem_iter, b, s))
+        group = np.arange(b)
+    n_samples = mask.sum(axis=1)
+    min_size = n + 1
+    j = max_clusters
+
+    best_bic = np.full(b, -np.inf)
+    out_w = np.zeros((b, j))
+    out_mu = np.zeros((b, j, n))
+    out_cov = np.broadcast_to(np.eye(n), (b, j, n, n)).copy()
+    out_k = np.ones(b, dtype=np.int64)
+    out_model = np.zeros(b, dtype=np.int64)
+    out_ll = np.full(b, -np.inf)
+    out_collapsed = np.zeros((b, n), dtype=bool)
+
+    def consider(k: int, model_index: int, counts, scatter, params: _Params, loglik, valid) -> None:
+        score = np.where(valid, bic(loglik, n_parameters(models[model_index], k, n), n_samples), -np.inf)
+        # strictly better by more than rounding: on ties the simpler model (listed first) or K stays
+        tolerance = np.where(np.isfinite(best_bic), 1e-9 * np.maximum(1.0, np.abs(best_bic)), 0.0)
+        take = score > best_bic + tolerance
+        if not take.any():
+            return
+        best_bic[take] = score[take]
+        out_ll[take] = loglik[take]
+        out_k[take] = k
+        out_model[take] = model_index
+        out_w[take] = 0.0
+        out_w[take, :k] = params.weights[take]
+        out_mu[take] = 0.0
+        out_mu[take, :k] = params.means[take]
+        out_cov[take] = np.eye(n)
+        out_cov[take, :k] = params.cov[take]
+
+    # K = 1: one Gaussian per problem, closed form; always a candidate.
+    counts, means, scatter = _statistics(total[:, None, :], n)
+    out_collapsed |= _collapsed(counts, scatter, floor)[:, 0]
+    for mi, model in enumerate(models):
+        params = _m_step(model, counts, means, scatter, floor)
+        loglik = _classification_loglik(counts, scatter, params, floor)
+        consider(1, mi, counts, scatter, params, loglik, np.ones(b, bool))
+
+    for k in range(2, j + 1):
+        z_start = np.where(mask, kmeans_partition(x, mask, k, kmeans_iter), 0)
+        if sem_iter > 0:
+            z_start = sem_partition(
+                f, f32, total, floor, z_start, k, _most_general(models), uniforms[:sem_iter], group, min_size
+            )
+        for mi, model in enumerate(models):
+            counts, scatter, params, loglik = cem_fit(f, f32, total, floor, z_start, k, model, cem_iter)
+            collapsed = _collapsed(counts, scatter, floor)
+            out_collapsed |= collapsed.any(axis=1) & (counts >= min_size).all(axis=1)[:, None]
+            consider(k, mi, counts, scatter, params, loglik, _admissible(counts, scatter, floor, min_size))
+
+    return MixtureBatch(out_w, out_mu, out_cov, out_k, out_model, best_bic, out_ll, out_collapsed)
+
+
+def fit_gmm(
+    x: np.ndarray,
+    *,
+    max_clusters: int = 2,
+    models: Sequence[str] = COVARIANCE_MODELS,
+    sem_iter: int = 200,
+    cem_iter: int = 100,
+    variance_floor: float = 1e-3,
+    random_state: int = 0,
+) -> GaussianMixtureFit:
+    """Fit one mixture of up to ``max_clusters`` clusters to ``x`` (n_samples, n), k-means → SEM →
+    CEM with the model and K chosen by BIC (eqs. 1–6). Variances are floored at
+    ``variance_floor`` × each column's variance. Returns the mixture in the units of ``x``."""
+    x = np.asarray(x, np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    xs = (x - mean) / std
+    uniforms = np.random.default_rng(random_state).random((sem_iter, 1, x.shape[0]))
+    fit = fit_mixtures(
+        xs[None],
+        np.ones((1, x.shape[0]), bool),
+        np.full((1, x.shape[1]), variance_floor),
+        max_clusters=max_clusters,
+        models=models,
+        sem_iter=sem_iter,
+        cem_iter=cem_iter,
+        uniforms=uniforms,
+        group=np.zeros(1, dtype=np.int64),
+    )
+    k = int(fit.n_clusters[0])
+    jacobian = x.shape[0] * np.log(std).sum()  # densities in the units of x
+    return GaussianMixtureFit(
+        model=tuple(models)[int(fit.model[0])],
+        weights=fit.weights[0, :k],
+        means=fit.means[0, :k] * std + mean,
+        covariances=fit.covariances[0, :k] * np.outer(std, std),
+        bic=float(fit.bic[0] - jacobian),
+        log_likelihood=float(fit.log_likelihood[0] - jacobian),
+    )

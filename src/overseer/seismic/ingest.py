@@ -1,0 +1,179 @@
+"""ingest@seismic: attribute volumes on one grid, a training table and a held-out table.
+
+Sources: the embedded synthetic survey (``source: default``; its truth is written beside the
+data), or the user's attribute volumes (SEG-Y or .npy) with picks (a CSV of points or a folder of
+polygon files), or a well-log table instead of picks. Optional 3D adaptive Kuwahara filtering of
+the attributes comes before extraction.
+
+The held-out table is split off here, once, by spatial blocks of inlines (picks) or by whole
+wells (logs): neighbouring voxels are correlated, so a random voxel split would leak. Nothing
+downstream — attribute selection, cross-validation, model choice — ever sees it; only
+evaluate@rf does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from overseer.errors import InputError
+from overseer.io import atomic_dir, write_json
+from overseer.seismic.grid import Grid
+from overseer.seismic.picks import read_picks_csv, read_polygons, read_well_logs, save_training_table, training_table
+from overseer.seismic.volumes import check_same_grid, read_volume, read_volumes, save_volumes
+
+log = logging.getLogger(__name__)
+AMPLITUDE = "amplitude"  # stored beside the attributes for plots; never a candidate attribute
+
+
+def holdout_mask(groups: np.ndarray, facies: np.ndarray, fraction: float, seed: int, tries: int = 200) -> np.ndarray:
+    """Rows whose group (inline block or well) is held out: about ``fraction`` of the groups,
+    drawn with ``seed`` so that every facies keeps rows on both sides."""
+    unique = np.unique(groups)
+    if unique.size < 2:
+        raise InputError(f"only one spatial block/well ({unique[0]!r}): nothing to hold out for evaluation")
+    n_out = min(unique.size - 1, max(1, round(fraction * unique.size)))
+    rng = np.random.default_rng(seed)
+    all_facies = np.unique(facies)
+    for _ in range(tries):
+        chosen = rng.choice(unique, size=n_out, replace=False)
+        mask = np.isin(groups, chosen)
+        if np.array_equal(np.unique(facies[mask]), all_facies) and np.array_equal(np.unique(facies[~mask]), all_facies):
+            return mask
+    raise InputError(
+        f"cannot hold out {n_out} of {unique.size} blocks/wells so that every facies is on both sides; "
+        "pick facies in more places, change ingest.seismic.holdout.block_size, or its seed"
+    )
+
+
+def _default_survey(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    from overseer.seismic.attributes import candidate_attributes
+    from overseer.seismic.synthetic import FACIES, make_survey, noise_attributes, synthetic_picks, truth
+
+    shape = tuple(int(n) for n in cfg["shape"])
+    seed = int(cfg["seed"])
+    survey = make_survey(shape=shape, seed=seed, noise=float(cfg["noise"]), dt_ms=float(cfg["dt_ms"]))
+    attributes = candidate_attributes(survey.amplitude, dt_ms=survey.dt_ms)
+    attributes.update(noise_attributes(shape, seed=seed + 1))
+    # survey numbering as a real survey has it: inlines from 100, crosslines from 300
+    grid = Grid.regular(shape, inline_start=100, crossline_start=300, sample_interval_ms=survey.dt_ms)
+    picks = synthetic_picks(survey.facies, seed=seed)
+    il, xl, s = (picks[c].to_numpy(np.int64) for c in ("inline", "crossline", "sample"))
+    picks = pd.DataFrame(
+        {
+            "inline": grid.inlines[il],
+            "crossline": grid.crosslines[xl],
+            "sample": s,
+            "il_idx": il,
+            "xl_idx": xl,
+            "s_idx": s,
+            "facies": picks["facies"].to_numpy(np.int32),
+        }
+    ).astype(np.int32)
+    return {
+        "attributes": attributes,
+        "amplitude": survey.amplitude,
+        "grid": grid,
+        "picks": picks,
+        "facies_names": list(FACIES),
+        "truth": truth(survey, attributes),
+        "facies_model": survey.facies,
+        "segy_template": None,
+    }
+
+
+def _user_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    facies_names = list(cfg["facies"])
+    paths = dict(cfg.get("volumes") or {})
+    data: dict[str, Any] = {"facies_names": facies_names, "truth": None, "facies_model": None, "amplitude": None}
+    if paths:
+        attributes, grid = read_volumes(paths, iline_byte=int(cfg["iline_byte"]), xline_byte=int(cfg["xline_byte"]))
+        if AMPLITUDE in attributes:
+            raise InputError(f"'{AMPLITUDE}' is reserved for ingest.seismic.amplitude; rename that attribute")
+        if cfg.get("amplitude"):
+            amplitude, amp_grid = read_volume(cfg["amplitude"], grid, int(cfg["iline_byte"]), int(cfg["xline_byte"]))
+            check_same_grid({str(next(iter(paths.values()))): grid, str(cfg["amplitude"]): amp_grid})
+            data["amplitude"] = amplitude
+        segy = [p for p in paths.values() if Path(p).suffix.lower() in (".sgy", ".segy")]
+        data.update(attributes=attributes, grid=grid, segy_template=str(segy[0]) if segy else None)
+    else:
+        data.update(attributes={}, grid=None, segy_template=None)
+    if cfg.get("well_logs"):
+        data["logs"] = read_well_logs(cfg["well_logs"], missing=str(cfg["missing_logs"]), facies_names=facies_names)
+        return data
+    if not paths:
+        raise InputError("ingest.seismic: give attribute `volumes` with `picks`, or a `well_logs` table")
+    picks_path = cfg.get("picks")
+    if not picks_path:
+        raise InputError("ingest.seismic.picks: a picks CSV or a folder of polygon files is required with volumes")
+    reader = read_polygons if Path(picks_path).is_dir() else read_picks_csv
+    data["picks"] = reader(picks_path, data["grid"], facies_names)
+    return data
+
+
+def _kuwahara(attributes: Mapping[str, np.ndarray], radius: int) -> dict[str, np.ndarray]:
+    from overseer.seismic.kuwahara import kuwahara3d
+
+    return {name: kuwahara3d(np.asarray(v), radius=radius) for name, v in tqdm(attributes.items(), desc="kuwahara")}
+
+
+def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write ``volumes/`` (float32 memory-mappable store), ``train.parquet``, ``holdout.parquet`` and
+    ``meta.json`` (+ ``truth.json`` for the synthetic survey) into ``out_dir``, all or nothing."""
+    data = _default_survey(cfg["default"]) if cfg["source"] == "default" else _user_data(cfg)
+    attributes = data["attributes"]
+    kuwahara = cfg.get("kuwahara") or {}
+    if kuwahara.get("enabled") and attributes:
+        attributes = _kuwahara(attributes, int(kuwahara["radius"]))
+    hold = cfg["holdout"]
+    if "logs" in data:
+        table = data["logs"]
+        groups, split_by = table["well"].to_numpy(), "well"
+        candidates = [c for c in table.columns if c not in ("well", "depth", "facies")]
+    else:
+        table = training_table(attributes, data["picks"])
+        groups, split_by = (
+            table["inline"].to_numpy() // int(hold["block_size"]),
+            f"blocks of {hold['block_size']} inlines",
+        )
+        candidates = list(attributes)
+    held = holdout_mask(groups, table["facies"].to_numpy(), float(hold["fraction"]), int(hold["seed"]))
+
+    counts = {
+        split: {data["facies_names"][f]: int(n) for f, n in part["facies"].value_counts().sort_index().items()}
+        for split, part in (("train", table[~held]), ("holdout", table[held]))
+    }
+    meta = {
+        "source": "synthetic" if cfg["source"] == "default" else ("well_logs" if "logs" in data else "volumes"),
+        "facies": data["facies_names"],
+        "attributes": candidates,
+        "has_volumes": bool(attributes),
+        "has_amplitude": data["amplitude"] is not None,
+        "segy_template": data["segy_template"],
+        "iline_byte": int(cfg["iline_byte"]),
+        "xline_byte": int(cfg["xline_byte"]),
+        "grid": data["grid"].to_json() if data["grid"] is not None else None,
+        "holdout": {"split_by": split_by, "fraction": float(hold["fraction"]), "seed": int(hold["seed"])},
+        "kuwahara": bool(kuwahara.get("enabled")),
+    }
+    with atomic_dir(out_dir) as tmp:
+        if attributes:
+            stored = dict(attributes)
+            if data["amplitude"] is not None:
+                stored[AMPLITUDE] = data["amplitude"]
+            if data["facies_model"] is not None:
+                stored["true_facies"] = data["facies_model"].astype(np.float32)
+            save_volumes(tmp / "volumes", stored, data["grid"])
+        save_training_table(table[~held].reset_index(drop=True), tmp / "train.parquet")
+        save_training_table(table[held].reset_index(drop=True), tmp / "holdout.parquet")
+        write_json(tmp / "meta.json", meta)
+        if data["truth"] is not None:
+            write_json(tmp / "truth.json", data["truth"])
+    return {"source": meta["source"], "attributes": candidates, "rows": counts, "holdout": meta["holdout"]}

@@ -1,0 +1,141 @@
+"""Great Expectations suites for the seismic voxel schema (see ``overseer.seismic.ingest``).
+
+Three suites run on the prepared data:
+
+* ``seismic_volumes``, one row per stored volume: float32, the shape of the grid, finite values
+  (a fraction ``max_nonfinite_fraction`` of undefined voxels may be allowed), unique names;
+* ``seismic_rows``, one row per picked voxel or log sample (train and holdout together, ``file``
+  and ``row`` naming where it is): facies in the declared set, picks inside the grid, no voxel
+  picked twice, every candidate attribute finite;
+* ``seismic_facies_counts``, one row per (split, facies): at least ``min_per_facies`` rows to
+  train on (enough for ``max_clusters`` Gaussian clusters and 5-fold cross-validation), at least
+  one held out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from overseer.seismic.grid import Grid
+from overseer.seismic.volumes import load_volumes, nonfinite_report
+from overseer.validation.core import SuiteResult, gx_expectations, raise_for_failures, run_suite, write_report
+
+REPORT_TITLE = "Seismic voxel validation"
+SPLIT_FILES = {"train": "train.parquet", "holdout": "holdout.parquet"}
+FINITE_LIMIT = 3.0e38  # float32's largest finite value is 3.4e38: a bound that fails only ±inf
+
+
+def volume_table(prepared: Path, grid: Grid) -> pd.DataFrame:
+    """Per volume: name, dtype, shape (and the grid's), fraction of non-finite voxels."""
+    volumes, _ = load_volumes(prepared / "volumes")
+    rows = []
+    for name, volume in volumes.items():
+        counts = nonfinite_report(volume)
+        rows.append(
+            {
+                "file": str(prepared / "volumes" / f"{name}.npy"),
+                "name": name,
+                "dtype": str(volume.dtype),
+                "shape": "×".join(map(str, volume.shape)),
+                "grid_shape": "×".join(map(str, grid.shape)),
+                "nonfinite_fraction": counts["nonfinite"] / max(1, counts["voxels"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def row_table(prepared: Path) -> pd.DataFrame:
+    """Train and holdout rows with ``file`` and ``row`` columns that name them in a failure."""
+    parts = []
+    for split, name in SPLIT_FILES.items():
+        frame = pd.read_parquet(prepared / name)
+        frame.insert(0, "row", np.arange(len(frame)))
+        frame.insert(0, "file", str(prepared / name))
+        frame.insert(0, "split", split)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def facies_count_table(rows: pd.DataFrame, facies: Sequence[str]) -> pd.DataFrame:
+    counts = rows.groupby(["split", "facies"]).size()
+    return pd.DataFrame(
+        [
+            {"split": split, "facies": name, "count": int(counts.get((split, i), 0))}
+            for split in SPLIT_FILES
+            for i, name in enumerate(facies)
+        ]
+    )
+
+
+def row_expectations(meta: Mapping[str, Any], grid: Grid | None) -> list:
+    gxe = gx_expectations()
+    out: list = [gxe.ExpectColumnValuesToBeInSet(column="facies", value_set=list(range(len(meta["facies"]))))]
+    for column in ("facies", *meta["attributes"]):
+        out.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    for column in meta["attributes"]:
+        out.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=-FINITE_LIMIT, max_value=FINITE_LIMIT))
+    if grid is not None:  # picks on volumes (not well logs)
+        out += [
+            gxe.ExpectColumnValuesToBeInSet(column="inline", value_set=grid.inlines.tolist()),
+            gxe.ExpectColumnValuesToBeInSet(column="crossline", value_set=grid.crosslines.tolist()),
+            gxe.ExpectColumnValuesToBeBetween(column="sample", min_value=0, max_value=grid.n_samples - 1),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["inline", "crossline", "sample"]),
+        ]
+    else:
+        out += [gxe.ExpectCompoundColumnsToBeUnique(column_list=["well", "depth"])]
+    return out
+
+
+def validate_seismic(
+    prepared: str | Path, min_per_facies: int, max_nonfinite_fraction: float, report_dir: str | Path
+) -> list[SuiteResult]:
+    """Run the three suites on ``prepared`` (ingest@seismic's folder); write ``validation.md``/``.json``
+    into ``report_dir``; raise ``ValidationFailed`` naming file, row and expectation on failure."""
+    prepared = Path(prepared)
+    meta = json.loads((prepared / "meta.json").read_text())
+    grid = Grid.from_json(meta["grid"]) if meta.get("grid") else None
+    gxe = gx_expectations()
+    results = []
+    if meta["has_volumes"]:
+        volumes = volume_table(prepared, grid)
+        volume_checks = [
+            gxe.ExpectColumnValuesToBeInSet(column="dtype", value_set=["float32"]),
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="shape", column_B="grid_shape"),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="nonfinite_fraction", min_value=0.0, max_value=float(max_nonfinite_fraction)
+            ),
+            gxe.ExpectColumnValuesToBeUnique(column="name"),
+        ]
+        results.append(run_suite(volumes, volume_checks, "seismic_volumes", id_columns=("file",)))
+    rows = row_table(prepared)
+    results.append(run_suite(rows, row_expectations(meta, grid), "seismic_rows", id_columns=("file", "row")))
+    counts = facies_count_table(rows, meta["facies"])
+    count_checks = [
+        gxe.ExpectColumnValuesToBeBetween(
+            column="count", min_value=int(min_per_facies), row_condition=_split_is("train")
+        ),
+        gxe.ExpectColumnValuesToBeBetween(column="count", min_value=1, row_condition=_split_is("holdout")),
+    ]
+    results.append(run_suite(counts, count_checks, "seismic_facies_counts", id_columns=("split", "facies")))
+    summary = {
+        "rows_per_split_facies": {
+            split: {row.facies: row.count for row in part.itertuples()} for split, part in counts.groupby("split")
+        },
+        "attributes": meta["attributes"],
+        "min_per_facies": int(min_per_facies),
+    }
+    paths = write_report(results, report_dir, REPORT_TITLE, summary=summary)
+    raise_for_failures(results, report=paths["markdown"])
+    return results
+
+
+def _split_is(split: str) -> Any:
+    from overseer.validation.core import gx_column
+
+    return gx_column("split") == split

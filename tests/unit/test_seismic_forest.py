@@ -1,0 +1,363 @@
+"""rfc3d: cross-validated random forest (overseer.seismic.forest) and chunked volume prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overseer.errors import InputError
+from overseer.seismic.forest import (
+    CV_COLUMNS,
+    best_tree_count,
+    build_pipeline,
+    cross_validate_tree_counts,
+    feature_columns,
+    make_folds,
+    spatial_groups,
+    train_forest,
+)
+from overseer.seismic.predict_volume import plan_chunks, predict_volume
+
+CFG = {"tree_counts": [5, 10, 20], "max_depth": 6, "folds": 5, "cv_scheme": "blocked", "block_size": 4, "n_jobs": 1}
+
+
+def picks_table(n_il: int = 30, n_xl: int = 20, seed: int = 0) -> pd.DataFrame:
+    """One pick per trace; facies 1/2/3 from amp + 0.4·freq, two pure-noise attributes."""
+    rng = np.random.default_rng(seed)
+    il, xl = np.meshgrid(np.arange(n_il), np.arange(n_xl), indexing="ij")
+    n = il.size
+    amp, freq = rng.normal(size=n), rng.normal(size=n)
+    facies = np.digitize(amp + 0.4 * freq, [-0.5, 0.5]) + 1
+    return pd.DataFrame(
+        {
+            "inline": il.ravel(),
+            "crossline": xl.ravel(),
+            "sample": rng.integers(0, 50, n),
+            "facies": facies,
+            "amp": amp.astype(np.float32),
+            "freq": freq.astype(np.float32),
+            "noise1": rng.normal(size=n).astype(np.float32),
+            "noise2": rng.normal(size=n).astype(np.float32),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return picks_table()
+
+
+@pytest.fixture(scope="module")
+def result(table: pd.DataFrame):
+    return train_forest(table, None, CFG)
+
+
+# ---------------------------------------------------------------- groups and folds
+
+
+def test_spatial_groups_on_a_hand_made_grid() -> None:
+    # inline 0..3 x crossline 0..3, blocks of 2x2: block (il//2, xl//2) numbered lexicographically
+    il, xl = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+    grid = pd.DataFrame({"inline": il.ravel(), "crossline": xl.ravel()})
+    expected = [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]
+    np.testing.assert_array_equal(spatial_groups(grid, 2), expected)
+    # blocks are aligned to coordinate 0, not to the first pick: inlines 3,4 fall in blocks 1 and 2
+    shifted = pd.DataFrame({"inline": [3, 4, 5, 4], "crossline": [0, 0, 0, 1]})
+    np.testing.assert_array_equal(spatial_groups(shifted, 2), [0, 1, 1, 1])
+
+
+def test_well_tables_are_grouped_by_well() -> None:
+    wells = pd.DataFrame({"depth": [1.0, 2.0, 1.0, 3.0], "well": ["A-1", "A-1", "B-2", "C-3"], "gr": [1, 2, 3, 4]})
+    np.testing.assert_array_equal(spatial_groups(wells, 8), ["A-1", "A-1", "B-2", "C-3"])
+    with pytest.raises(InputError, match="well"):
+        spatial_groups(wells.drop(columns="well"), 8)
+
+
+def test_blocked_folds_never_split_a_block(table: pd.DataFrame) -> None:
+    groups = spatial_groups(table, 4)
+    assert np.unique(groups).size == 8 * 5  # ceil(30/4) x ceil(20/4)
+    folds = make_folds(table["facies"].to_numpy(), groups, 5, "blocked", 0)
+    assert len(folds) == 5
+    tested = np.concatenate([test for _, test in folds])
+    assert np.sort(tested).tolist() == list(range(len(table)))  # every row tested exactly once
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_random_folds_overstate_skill_on_correlated_voxels() -> None:
+    # Facies and attribute "signatures" are constant over 5x5 blocks and unrelated to each other, so
+    # the attributes only identify a location. Random folds test on neighbours of training voxels
+    # (near-perfect scores); blocked folds test unseen blocks, where nothing can be learnt.
+    rng = np.random.default_rng(3)
+    il, xl = np.meshgrid(np.arange(40), np.arange(40), indexing="ij")
+    block = (il // 5) * 8 + xl // 5
+    block_facies = rng.integers(0, 3, 64)
+    signature = rng.uniform(-5, 5, (64, 2))
+    x = (signature[block.ravel()] + rng.normal(0, 0.05, (1600, 2))).astype(np.float32)
+    y = block_facies[block.ravel()]
+    groups = spatial_groups(pd.DataFrame({"inline": il.ravel(), "crossline": xl.ravel()}), 5)
+    kw = {"tree_counts": (10,), "max_depth": 8, "random_state": 0, "n_jobs": 1}
+    random = cross_validate_tree_counts(x, y, groups, scheme="random", **kw)
+    blocked = cross_validate_tree_counts(x, y, groups, scheme="blocked", **kw)
+    assert set(random["scheme"]) == {"random"} and set(blocked["scheme"]) == {"blocked"}
+    assert random["macro_f1_mean"].iloc[0] > 0.95
+    assert blocked["macro_f1_mean"].iloc[0] < 0.6
+
+
+# ---------------------------------------------------------------- cross-validation and training
+
+
+def test_cv_table_has_one_row_per_tree_count_and_fold(result) -> None:
+    cv = result.cv
+    assert list(cv.columns) == CV_COLUMNS
+    assert cv.shape == (15, len(CV_COLUMNS))
+    assert cv.groupby("n_estimators")["fold"].apply(list).to_dict() == {n: [0, 1, 2, 3, 4] for n in (5, 10, 20)}
+    assert (cv["n_train"] + cv["n_test"] == 600).all()
+    for n, rows in cv.groupby("n_estimators"):
+        assert rows["macro_f1_mean"].iloc[0] == pytest.approx(rows["macro_f1"].mean())
+        assert rows["accuracy_std"].iloc[0] == pytest.approx(np.std(rows["accuracy"]))
+        assert rows["macro_f1"].between(0.7, 1.0).all(), n  # facies are learnable from amp and freq
+
+
+def test_best_tree_count_is_the_best_mean_macro_f1(result) -> None:
+    summary = result.cv_summary
+    assert list(summary.index) == [5, 10, 20]
+    assert result.best_n_estimators == summary["macro_f1_mean"].idxmax()
+    assert result.pipeline[-1].n_estimators == result.best_n_estimators
+    # hand-made table: 100 and 200 tie on macro-F1 (the fewer trees win), 50 has the best accuracy
+    rows = [(50, 0.80, 0.99), (100, 0.90, 0.50), (200, 0.90, 0.60)]
+    cv = pd.DataFrame(
+        [
+            {"scheme": "random", "n_estimators": n, "macro_f1_mean": f1, "accuracy_mean": acc}
+            | {"accuracy_std": 0.0, "macro_f1_std": 0.0}
+            for n, f1, acc in rows
+        ]
+    )
+    assert best_tree_count(cv) == 100
+
+
+def test_warm_started_cv_equals_separate_fits(table: pd.DataFrame) -> None:
+    # The CV grows one forest per fold through the tree counts; the scores must equal a fresh fit per count.
+    x, y = table[["amp", "freq"]].to_numpy(np.float32), table["facies"].to_numpy()
+    groups = spatial_groups(table, 4)
+    kw = {"folds": 5, "scheme": "blocked", "max_depth": 4, "random_state": 1, "n_jobs": 1}
+    grown = cross_validate_tree_counts(x, y, groups, tree_counts=(3, 7), **kw)
+    alone = cross_validate_tree_counts(x, y, groups, tree_counts=(7,), **kw)
+    pd.testing.assert_frame_equal(grown[grown["n_estimators"] == 7].reset_index(drop=True), alone)
+
+
+def test_scheme_is_recorded(table: pd.DataFrame, result) -> None:
+    assert result.scheme == "blocked" and set(result.cv["scheme"]) == {"blocked"}
+    random = train_forest(table, ["amp", "freq"], CFG | {"cv_scheme": "random", "tree_counts": [5]})
+    assert random.scheme == "random" and set(random.cv["scheme"]) == {"random"}
+    assert random.summary()["cv_scheme"] == "random"
+
+
+def test_importance_sums_to_one_and_ranks_the_informative_attribute_first(result) -> None:
+    imp = result.importance
+    assert imp.sum() == pytest.approx(1.0)
+    assert list(imp.index[:2]) == ["amp", "freq"]  # facies = digitize(amp + 0.4 freq)
+    assert imp["amp"] > 0.5 and imp[["noise1", "noise2"]].max() < 0.1
+    assert imp.is_monotonic_decreasing
+    assert result.feature_names == ["amp", "freq", "noise1", "noise2"] == feature_columns(result_table())
+    # eq. 3 sums raw gains over trees; scikit-learn averages per-tree-normalised gains: same ranking
+    sk = pd.Series(result.pipeline[-1].feature_importances_, index=result.feature_names)
+    assert list(sk.sort_values(ascending=False).index) == list(imp.index)
+
+
+def result_table() -> pd.DataFrame:
+    return picks_table()
+
+
+def test_balanced_class_weights(table: pd.DataFrame, result) -> None:
+    assert result.pipeline[-1].class_weight == "balanced"
+    counts = table["facies"].value_counts()
+    for facies, n in counts.items():  # n_samples / (n_classes * count)
+        assert result.class_weights[facies] == pytest.approx(600 / (3 * n))
+    plain = train_forest(table, ["amp"], CFG | {"class_weight": None, "tree_counts": [5]})
+    assert plain.pipeline[-1].class_weight is None and set(plain.class_weights.values()) == {1.0}
+
+
+def test_balanced_class_weights_raise_minority_recall() -> None:
+    # 8 % minority facies, shifted by 1.2 sigma on one attribute: shallow unweighted trees almost
+    # never predict it; balanced weights move the decision boundary towards the majority.
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = (rng.random(n) < 0.08).astype(int)
+        x = rng.normal(size=(n, 2))
+        x[:, 0] += 1.2 * y
+        return x.astype(np.float32), y
+
+    (x, y), (x_test, y_test) = sample(3000), sample(3000)
+    recall = {}
+    for weight in (None, "balanced"):
+        pred = build_pipeline(30, 3, True, weight, 0, 1).fit(x, y).predict(x_test)
+        recall[weight] = (pred[y_test == 1] == 1).mean()
+    assert recall[None] < 0.2 < 0.5 < recall["balanced"]
+
+
+def test_too_few_samples_per_facies(table: pd.DataFrame) -> None:
+    rare = table.copy()
+    rare.loc[:2, "facies"] = 9  # three picks of facies 9 cannot fill five folds
+    with pytest.raises(InputError, match=r"facies \{9: 3\}"):
+        train_forest(rare, ["amp", "freq"], CFG)
+
+
+def test_bad_input_is_an_input_error(table: pd.DataFrame) -> None:
+    with pytest.raises(InputError, match="missing_attr"):
+        train_forest(table, ["amp", "missing_attr"], CFG)
+    with pytest.raises(InputError, match="cv_scheme"):
+        train_forest(table, ["amp"], CFG | {"cv_scheme": "spatial"})
+    with pytest.raises(InputError, match="spatial blocks"):  # 30x20 in one 64x64 block: 1 group < 5 folds
+        train_forest(table, ["amp"], CFG | {"block_size": 64})
+
+
+def test_well_log_table_trains_with_wells_as_folds() -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    gr = rng.normal(size=n)
+    wells = pd.DataFrame(
+        {
+            "depth": np.tile(np.arange(50.0), 6),
+            "well": np.repeat([f"W{i}" for i in range(6)], 50),
+            "gr": gr.astype(np.float32),
+            "rho": rng.normal(size=n).astype(np.float32),
+            "facies": (gr > 0).astype(int),
+        }
+    )
+    fitted = train_forest(wells, None, CFG | {"tree_counts": [5]})
+    assert fitted.feature_names == ["gr", "rho"]
+    assert fitted.importance.index[0] == "gr"
+    assert (fitted.cv["n_test"] % 50 == 0).all()  # whole wells per fold
+
+
+# ---------------------------------------------------------------- volume prediction
+
+SHAPE = (6, 5, 7)  # one inline slab = 35 voxels
+
+
+def test_plan_chunks_by_hand() -> None:
+    # 70 voxels = two whole inline slabs per chunk; the last chunk holds what is left
+    assert plan_chunks(SHAPE, 70) == [
+        (slice(0, 2), slice(0, 5)),
+        (slice(2, 4), slice(0, 5)),
+        (slice(4, 6), slice(0, 5)),
+    ]
+    # 20 voxels < one slab: runs of 20 // 7 = 2 whole traces inside one inline
+    plan = plan_chunks(SHAPE, 20)
+    assert plan[:3] == [(slice(0, 1), slice(0, 2)), (slice(0, 1), slice(2, 4)), (slice(0, 1), slice(4, 5))]
+    assert len(plan) == 18
+    assert plan_chunks(SHAPE, 1)[0] == (slice(0, 1), slice(0, 1))  # at least one trace
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory: pytest.TempPathFactory):
+    """Two memmapped attribute volumes and a forest trained on voxels of the same distribution."""
+    root = tmp_path_factory.mktemp("survey")
+    rng = np.random.default_rng(11)
+    volumes = {}
+    for name in ("amp", "freq"):
+        vol = np.lib.format.open_memmap(root / f"{name}.npy", mode="w+", dtype=np.float32, shape=SHAPE)
+        vol[:] = rng.normal(size=SHAPE)
+        vol.flush()
+        volumes[name] = np.load(root / f"{name}.npy", mmap_mode="r")
+    x = rng.normal(size=(400, 2)).astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.4 * x[:, 1], [-0.5, 0.5]) + 1
+    model = build_pipeline(10, 5, True, "balanced", 0, 1).fit(x, y)
+    return volumes, model
+
+
+def flat_features(volumes: dict[str, np.ndarray]) -> np.ndarray:
+    return np.column_stack([np.asarray(volumes[n]).reshape(-1) for n in ("amp", "freq")])
+
+
+@pytest.mark.parametrize("chunk_voxels", [70, 20, 10_000])
+def test_prediction_equals_a_single_predict(survey, tmp_path, chunk_voxels: int) -> None:
+    volumes, model = survey
+    out = tmp_path / "facies.npy"
+    stats = predict_volume(model, volumes, ["amp", "freq"], out, chunk_voxels=chunk_voxels, progress=False)
+    expected = model.predict(flat_features(volumes)).reshape(SHAPE)
+    facies = np.load(out, mmap_mode="r")
+    assert isinstance(facies, np.memmap) and facies.dtype == np.int8 and facies.shape == SHAPE
+    np.testing.assert_array_equal(facies, expected)
+    assert stats["voxels"] == 210 and stats["undefined_voxels"] == 0
+    assert stats["chunks"] == len(plan_chunks(SHAPE, chunk_voxels))
+    assert sum(stats["facies_counts"].values()) == 210
+    assert stats["facies_counts"][2] == int((expected == 2).sum())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["facies.npy"]  # no temporary files left
+
+
+def test_undefined_voxels_and_probabilities(survey, tmp_path) -> None:
+    volumes, model = survey
+    holey = {name: np.array(vol) for name, vol in volumes.items()}
+    holey["amp"][0, 0, :3] = np.nan
+    holey["freq"][5, 4, 6] = np.inf
+    out, prob_dir = tmp_path / "out" / "facies.npy", tmp_path / "prob"
+    stats = predict_volume(
+        model, holey, ["amp", "freq"], out, chunk_voxels=20, probabilities_dir=prob_dir, progress=False
+    )
+    facies = np.load(out)
+    undefined = np.zeros(SHAPE, dtype=bool)
+    undefined[0, 0, :3] = undefined[5, 4, 6] = True
+    np.testing.assert_array_equal(facies == -1, undefined)
+    assert stats["undefined_voxels"] == 4
+    expected = model.predict(np.nan_to_num(flat_features(holey), posinf=0.0)).reshape(SHAPE)
+    np.testing.assert_array_equal(facies[~undefined], expected[~undefined])
+
+    assert sorted(p.name for p in prob_dir.iterdir()) == ["probability_1.npy", "probability_2.npy", "probability_3.npy"]
+    probs = np.stack([np.load(prob_dir / f"probability_{c}.npy") for c in (1, 2, 3)])
+    assert probs.dtype == np.float32
+    assert np.isnan(probs[:, undefined]).all()
+    np.testing.assert_allclose(probs[:, ~undefined].sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(np.array([1, 2, 3])[probs[:, ~undefined].argmax(axis=0)], facies[~undefined])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["facies.npy"]
+
+
+def test_prediction_input_errors(survey, tmp_path) -> None:
+    volumes, model = survey
+    with pytest.raises(InputError, match="velocity"):
+        predict_volume(model, volumes, ["amp", "velocity"], tmp_path / "f.npy", progress=False)
+    with pytest.raises(InputError, match="one grid"):
+        bad = {"amp": volumes["amp"], "freq": np.zeros((6, 5, 8), np.float32)}
+        predict_volume(model, bad, ["amp", "freq"], tmp_path / "f.npy", progress=False)
+    with pytest.raises(InputError, match=r"0\.\.127"):
+        predict_volume(model, volumes, ["amp", "freq"], tmp_path / "f.npy", classes=[1, 2, 300], progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_segy_output_goes_through_the_writer(survey, tmp_path) -> None:
+    volumes, model = survey
+    calls = []
+
+    def fake_writer(template, data, out_path):
+        calls.append((template, np.array(data), out_path))
+        out_path.write_bytes(b"segy")
+
+    out = tmp_path / "facies.npy"
+    stats = predict_volume(
+        model, volumes, ["amp", "freq"], out, segy_template=tmp_path / "in.sgy", writer=fake_writer, progress=False
+    )
+    ((template, data, written),) = calls
+    assert template == tmp_path / "in.sgy" and written != tmp_path / "facies.sgy"  # written under a temporary name
+    np.testing.assert_array_equal(data, np.load(out))
+    assert stats["segy_path"] == str(tmp_path / "facies.sgy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["facies.npy", "facies.sgy"]
+
+
+def test_segy_output_with_the_real_writer(survey, tmp_path) -> None:
+    segy = pytest.importorskip("overseer.seismic.segy")
+    if not hasattr(segy, "write_segy_like"):
+        pytest.skip("overseer.seismic.segy.write_segy_like is not there yet")
+    segyio = pytest.importorskip("segyio")
+    volumes, model = survey
+    template = tmp_path / "template.sgy"
+    segyio.tools.from_array(str(template), np.asarray(volumes["amp"]))
+    out = tmp_path / "facies.npy"
+    kw = {"segy_template": template, "segy_options": {"dtype": "int8"}, "progress": False}
+    stats = predict_volume(model, volumes, ["amp", "freq"], out, **kw)
+    with segyio.open(stats["segy_path"], ignore_geometry=True) as f:
+        assert f.bin[segyio.BinField.Format] == 8  # 1-byte integers
+        traces = segyio.tools.collect(f.trace[:])
+    np.testing.assert_array_equal(traces.reshape(SHAPE), np.load(out))
