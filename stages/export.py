@@ -38,7 +38,7 @@ def cnn() -> None:
 def rf() -> None:
     import shutil
 
-    from overseer.seismic.model_io import load_model, versions
+    from overseer.seismic.model_io import load_model, trusted_types, versions
 
     cfg = stage.load_params("export", "rf")
     out, train = Path("models/seismic/export"), Path("models/seismic/train")
@@ -59,7 +59,9 @@ def rf() -> None:
             model,
             name="model",
             registered_model_name=cfg["registered_model_name"],
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={versions()['skops']}"],
+            serialization_format="skops",
+            skops_trusted_types=trusted_types(train / "model.skops"),
         )
         mlflow.log_params(
             {"features": ",".join(config["features"]), **{f"version.{k}": v for k, v in versions().items()}}

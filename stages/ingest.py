@@ -22,7 +22,7 @@ def trackbed() -> None:
 
 
 def seismic() -> None:
-    from overseer.seismic.ingest import ingest_seismic
+    from overseer.seismic.data.ingest import ingest_seismic
 
     cfg = stage.load_params("ingest", "seismic")
     user_data = [cfg.get("amplitude"), cfg.get("picks"), cfg.get("well_logs"), *(cfg.get("volumes") or {}).values()]

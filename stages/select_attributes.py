@@ -34,6 +34,7 @@ def main() -> None:
             exhaustive_max_n=int(cfg["exhaustive_max_n"]),
             beam_width=int(cfg["beam_width"]),
             variance_floor=float(cfg["variance_floor"]),
+            tolerance=float(cfg["tolerance"]),
             random_state=int(cfg["seed"]),
             n_jobs=-1,
         ).fit(table[meta["attributes"]], table["facies"])

@@ -18,10 +18,10 @@ REPORT = Path("reports/seismic/train/metrics.json")
 
 
 def main() -> None:
+    from overseer.seismic.data.volumes import load_volumes
     from overseer.seismic.forest import train_forest
     from overseer.seismic.model_io import save_model
     from overseer.seismic.predict_volume import predict_volume
-    from overseer.seismic.volumes import load_volumes
 
     cfg = stage.load_params("train_rf")
     meta = json.loads((PREPARED / "meta.json").read_text())
@@ -35,16 +35,18 @@ def main() -> None:
             save_model(result.pipeline, tmp / "model.skops")
             result.cv.to_csv(tmp / "cv.csv", index=False)
             write_json(tmp / "config.json", {"train_rf": cfg, "features": features, **summary})
-        if meta["has_volumes"]:
-            volumes, _ = load_volumes(PREPARED / "volumes", names=features)
-            with atomic_dir(FACIES_DIR) as tmp:
+        with atomic_dir(FACIES_DIR) as tmp:
+            if meta["has_volumes"]:
+                volumes, _ = load_volumes(PREPARED / "volumes", names=features)
                 stats = predict_volume(
                     result.pipeline, volumes, features, tmp / "facies.npy", int(cfg["chunk_voxels"]),
                     probabilities_dir=tmp / "probabilities" if cfg["probabilities"] else None,
                     segy_template=meta["segy_template"],
                     segy_options={"iline_byte": meta["iline_byte"], "xline_byte": meta["xline_byte"], "dtype": "int16"},
                 )  # fmt: skip
-            summary["prediction"] = {k: v for k, v in stats.items() if not isinstance(v, str | Path)}
+                summary["prediction"] = {k: v for k, v in stats.items() if not isinstance(v, str | Path)}
+            else:  # a well-log training table has no volume to classify
+                (tmp / "NO_VOLUME.txt").write_text("trained on well logs: no attribute volume to classify\n")
         write_json(REPORT, summary)
         mlflow.log_metrics(
             {

@@ -13,11 +13,11 @@ import pytest
 from scipy import ndimage
 
 from overseer.errors import InputError
-from overseer.seismic import attributes as attr
-from overseer.seismic import synthetic
-from overseer.seismic.attributes import ATTRIBUTE_NAMES, candidate_attributes
-from overseer.seismic.kuwahara import kuwahara3d
-from overseer.seismic.synthetic import FACIES, NOISE_ATTRIBUTES, make_survey, noise_attributes, truth
+from overseer.seismic.data import attributes as attr
+from overseer.seismic.data import synthetic
+from overseer.seismic.data.attributes import ATTRIBUTE_NAMES, candidate_attributes
+from overseer.seismic.data.kuwahara import kuwahara3d
+from overseer.seismic.data.synthetic import FACIES, NOISE_ATTRIBUTES, make_survey, noise_attributes, truth
 
 BACKGROUND, SALT, MTD, CHANNEL = (FACIES.index(n) for n in ("background", "salt", "mtd", "channel"))
 

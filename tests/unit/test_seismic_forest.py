@@ -347,9 +347,9 @@ def test_segy_output_goes_through_the_writer(survey, tmp_path) -> None:
 
 
 def test_segy_output_with_the_real_writer(survey, tmp_path) -> None:
-    segy = pytest.importorskip("overseer.seismic.segy")
+    segy = pytest.importorskip("overseer.seismic.data.segy")
     if not hasattr(segy, "write_segy_like"):
-        pytest.skip("overseer.seismic.segy.write_segy_like is not there yet")
+        pytest.skip("overseer.seismic.data.segy.write_segy_like is not there yet")
     segyio = pytest.importorskip("segyio")
     volumes, model = survey
     template = tmp_path / "template.sgy"

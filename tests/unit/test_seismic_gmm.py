@@ -157,7 +157,10 @@ def test_fit_recovers_two_well_separated_clusters() -> None:
     eps = gmm.n_parameters(fit.model, 2, 2)
     assert fit.bic == pytest.approx(fit.log_likelihood - 0.5 * eps * math.log(400), rel=1e-10)
     hard = np.argmax(
-        [np.log(w) + multivariate_normal(m, c).logpdf(x) for w, m, c in zip(fit.weights, fit.means, fit.covariances)],
+        [
+            np.log(w) + multivariate_normal(m, c).logpdf(x)
+            for w, m, c in zip(fit.weights, fit.means, fit.covariances, strict=True)
+        ],
         axis=0,
     )
     floor = np.diag(1e-3 * x.var(axis=0))  # variance_floor × each column's variance

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from overseer.errors import InputError
-from overseer.seismic.grid import Grid
-from overseer.seismic.ingest import holdout_mask, ingest_seismic
-from overseer.seismic.segy import write_segy
+from overseer.seismic.data.grid import Grid
+from overseer.seismic.data.ingest import holdout_mask, ingest_seismic
+from overseer.seismic.data.segy import write_segy
 from overseer.validation.core import ValidationFailed
 from overseer.validation.seismic import validate_seismic
 
@@ -137,7 +137,7 @@ def test_picks_outside_the_grid_are_named(tmp_path: Path) -> None:
     picks = pd.read_csv(cfg["picks"])
     picks.loc[3, "inline"] = 99
     picks.to_csv(cfg["picks"], index=False)
-    with pytest.raises(InputError, match="picks.csv"):
+    with pytest.raises(InputError, match=r"picks\.csv"):
         ingest_seismic(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

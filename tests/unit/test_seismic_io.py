@@ -10,9 +10,9 @@ import pytest
 import segyio
 
 from overseer.errors import InputError
-from overseer.seismic.grid import Grid
-from overseer.seismic.segy import read_segy, segy_grid, write_segy, write_segy_like
-from overseer.seismic.volumes import (
+from overseer.seismic.data.grid import Grid
+from overseer.seismic.data.segy import read_segy, segy_grid, write_segy, write_segy_like
+from overseer.seismic.data.volumes import (
     check_same_grid,
     load_volumes,
     nonfinite_report,

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from overseer.errors import InputError
-from overseer.seismic.grid import Grid
-from overseer.seismic.picks import (
+from overseer.seismic.data.grid import Grid
+from overseer.seismic.data.picks import (
     PICK_COLUMNS,
     read_picks_csv,
     read_polygons,
@@ -19,7 +19,7 @@ from overseer.seismic.picks import (
     save_training_table,
     training_table,
 )
-from overseer.seismic.volumes import load_volumes, save_volumes
+from overseer.seismic.data.volumes import load_volumes, save_volumes
 
 FACIES = ["background", "salt", "mtd"]
 

@@ -237,7 +237,7 @@ def test_non_numeric_attribute_names_the_column() -> None:
 
 
 def test_fewer_than_two_facies() -> None:
-    x, y, _ = make_selection_data(3, 1, 2, 50, seed=0)
+    x, _, _ = make_selection_data(3, 1, 2, 50, seed=0)
     with pytest.raises(InputError, match=r"need at least 2 facies to compare, got 1 \('salt'\)"):
         GMMAttributeSelector(**FAST).fit(x, np.full(len(x), "salt"))
 

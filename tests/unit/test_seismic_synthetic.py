@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from overseer.errors import InputError
-from overseer.seismic import synthetic
-from overseer.seismic.synthetic import (
+from overseer.seismic.data import synthetic
+from overseer.seismic.data.synthetic import (
     FACIES,
     NOISE_ATTRIBUTES,
     make_survey,

@@ -12,10 +12,10 @@ import pandas as pd
 
 from overseer.io import write_json
 from overseer.metrics import ClassificationReport, classification_report, write_report
+from overseer.seismic.data.volumes import load_volumes
 from overseer.seismic.forest import summarise_cv
 from overseer.seismic.model_io import load_model
 from overseer.seismic.reporting import plot_cv, plot_importance, plot_slices
-from overseer.seismic.volumes import load_volumes
 
 
 def row_ids(table: pd.DataFrame) -> list[str]:

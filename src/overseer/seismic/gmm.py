@@ -28,9 +28,13 @@ sweeps (Celeux and Govaert 1995) are used.
 
 Regularisation: every M-step adds ``floor`` (per attribute, in the problem's units) times the
 cluster count to the cluster scatter before the model is fitted, i.e. Σk = model(Wk/Nk + diag
-(floor)). Variances can therefore never collapse to zero (a binary attribute otherwise gives a
-zero-variance cluster and an infinite Bhattacharyya distance), singular covariances (collinear
-attributes, fewer samples than dimensions) stay invertible, and each model stays in its family.
+(floor)), and the likelihood of eq. 5 counts the floor the same way (the expected log-likelihood
+of data blurred by noise of variance ``floor``), so the fit and the BIC agree. Variances never
+reach zero, singular covariances (collinear attributes, fewer samples than dimensions) stay
+invertible, and each model stays in its family. A fit with K ≥ 2 in which a cluster collapses
+(raw variance below the floor in some attribute — a cluster sitting on one value of a binary
+attribute) is not a candidate: its likelihood and its Bhattacharyya distances would measure the
+floor, not the data. K = 1 always is a candidate.
 """
 
 from __future__ import annotations
@@ -315,7 +319,7 @@ def kmeans_partition(x: np.ndarray, mask: np.ndarray, n_clusters: int, n_iter: i
     eigenvectors of each problem's covariance, started from K equal-count slices along the first
     eigenvector (deterministic, so a combination's fit never depends on its batch). ``x`` (B, S, n),
     ``mask`` (B, S); returns labels (B, S)."""
-    b, s, n = x.shape
+    n = x.shape[-1]
     counts = mask.sum(axis=1)
     mean = (x * mask[..., None]).sum(axis=1) / counts[:, None]
     xc = np.where(mask[..., None], x - mean[:, None, :], 0.0)

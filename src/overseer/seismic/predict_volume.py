@@ -111,7 +111,7 @@ def predict_volume(
 
     With ``segy_template`` (the SEG-Y file the attributes came from), the finished volume is also
     written as SEG-Y to ``segy_path`` (default: ``out_path`` with suffix ``.sgy``) by ``writer``
-    (default ``overseer.seismic.segy.write_segy_like(template, data, out_path, **segy_options)``;
+    (default ``overseer.seismic.data.segy.write_segy_like(template, data, out_path, **segy_options)``;
     options such as the header bytes of the template's inline/crossline numbers or the sample
     ``dtype`` — float32 by default, ``"int8"`` keeps the facies ids exactly in a quarter of the space).
 
@@ -197,11 +197,12 @@ def write_facies_segy(
 ) -> Path:
     """Write the finished ``.npy`` facies volume as SEG-Y with ``segy_template``'s geometry and headers.
 
-    ``writer(template_path, data, out_path, **segy_options)`` defaults to ``overseer.seismic.segy.write_segy_like``,
+    ``writer(template_path, data, out_path, **segy_options)`` defaults to
+    ``overseer.seismic.data.segy.write_segy_like``,
     imported only here; it writes to a temporary path that is renamed on success.
     """
     if writer is None:
-        from overseer.seismic.segy import write_segy_like
+        from overseer.seismic.data.segy import write_segy_like
 
         writer = write_segy_like
     npy_path = Path(npy_path)

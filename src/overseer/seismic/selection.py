@@ -17,10 +17,20 @@ Beyond ``exhaustive_max_n`` attributes the 2^N − 1 combinations are too many; 
 keeps the ``beam_width`` best combinations of size n and extends each by one attribute.
 
 Degenerate attributes: a binary or nearly constant attribute lets a cluster's variance collapse,
-which sends Bhattacharyya distances towards infinity. Variances are floored per attribute at
-``variance_floor`` × its overall variance and, for attributes recorded at a coarse resolution
-(a binary flag, an integer code), at least at resolution²/12 — the variance of a value known only
-to ± resolution/2. Every floored attribute and facies is named in a warning.
+which sends Bhattacharyya distances towards infinity (on real well logs one binary log reached
+~1e5 and entered every top combination). Three defences, all in ``gmm``: variances are floored
+per attribute at ``variance_floor`` × its overall variance and, for attributes recorded at a
+coarse resolution (a binary flag, an integer code), at least at resolution²/12 — the variance of a
+value known only to ± resolution/2; the likelihood that BIC compares counts the floor the same
+way; and a fit with two or more clusters in which a cluster collapses below the floor is not a
+candidate. Attributes and facies concerned are named in ``warnings_`` (and warned about): few
+distinct values, nearly constant within a facies, (nearly) linearly dependent attributes, and
+attributes that two-cluster fits collapse onto in at least half of their combinations.
+
+Bad input raises ``InputError``: a non-numeric, non-finite or constant attribute (named, with
+the first bad row), fewer than two facies, and a facies with fewer than J × (N + 1) samples
+(named, with its count and the number needed) — too few for J clusters of the full combination
+to be estimated; lower ``max_clusters`` (J = 1 needs only N + 1) or drop attributes.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from overseer.errors import InputError
@@ -48,7 +59,8 @@ from overseer.seismic.gmm import COVARIANCE_MODELS, GaussianMixtureFit, augmente
 
 log = logging.getLogger(__name__)
 
-_CHUNK_ELEMENTS = 4_000_000  # outer-product elements (float64) per batch: ~32 MB
+_CHUNK_ELEMENTS = 4_000_000  # augmented-data elements (float64) per batch: ~32 MB
+_EXHAUSTIVE_LIMIT = 20  # 2^20 − 1 combinations
 
 
 class DegenerateAttributeWarning(UserWarning):
@@ -127,8 +139,9 @@ def _as_table(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray, list[str], list[H
             f"({int(bad[:, col].sum())} such rows in this column)",
             record=rows[row],
         )
-    if pd.isna(pd.Series(labels)).any():
-        row = int(np.flatnonzero(pd.isna(pd.Series(labels)).to_numpy())[0])
+    missing = pd.isna(pd.Series(labels)).to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
         raise InputError("facies label is missing; expected a label for every sample", record=rows[row])
     return values, labels, names, rows
 
@@ -167,7 +180,9 @@ def prepare_data(
             )
     mean = values.mean(axis=0)
     std = values.std(axis=0)
-    for j in np.flatnonzero(~(std > 1e-12 * np.maximum(np.abs(mean), 1.0))):
+    constant = np.flatnonzero(~(std > 1e-12 * np.maximum(np.abs(mean), 1.0)))
+    if constant.size:
+        j = constant[0]
         raise InputError(
             f"attribute {names[j]!r} is constant ({values[0, j]:.6g}) over all {n_samples} samples; "
             "it cannot separate facies — drop it"
@@ -269,7 +284,7 @@ def evaluate_combinations(prep: PreparedData, combos: np.ndarray, cfg: FitConfig
 
     ``combos`` (A, n) holds attribute indices. The batch is (A × M) problems sliced from the
     shared standardised data and outer products."""
-    combos = np.asarray(combos, dtype=np.int64)
+    combos = np.sort(np.asarray(combos, dtype=np.int64), axis=1)  # _feature_rows needs ci < cj
     a, n = combos.shape
     m_count, s_max = prep.mask.shape
     j = cfg.max_clusters
@@ -333,7 +348,7 @@ def _evaluate_many(
     tasks = [(g, lo, hi) for g, combos in enumerate(groups) for lo, hi in _chunk_starts(combos, prep, n_workers)]
     tasks.sort(key=lambda t: -(t[2] - t[1]) * groups[t[0]].shape[1] ** 2)  # largest first balances workers
     if n_workers == 1:
-        results = (evaluate_combinations(prep, groups[g][lo:hi], cfg) for g, lo, hi in tasks)
+        results = (_evaluate_one_thread(prep, groups[g][lo:hi], cfg) for g, lo, hi in tasks)
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(evaluate_combinations)(prep, groups[g][lo:hi], cfg) for g, lo, hi in tasks
@@ -354,6 +369,13 @@ def _evaluate_many(
             )
         )
     return merged
+
+
+def _evaluate_one_thread(prep: PreparedData, combos: np.ndarray, cfg: FitConfig) -> ChunkResult:
+    # the batched matvecs are per-problem BLAS calls far too small to gain from BLAS threads
+    # (joblib's workers are limited the same way)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return evaluate_combinations(prep, combos, cfg)
 
 
 def exhaustive_search(
@@ -483,7 +505,7 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
             raise ValueError("covariance_models must name at least one model")
         return FitConfig(int(self.max_clusters), models, int(self.sem_iter), int(self.cem_iter), int(self.kmeans_iter))
 
-    def fit(self, X: Any, y: Any) -> GMMAttributeSelector:
+    def fit(self, X: Any, y: Any) -> GMMAttributeSelector:  # noqa: N803 (scikit-learn naming)
         """Score the attribute combinations (exhaustive or beam search) and select the winner (eq. 9).
 
         ``X`` (n_samples, N) numbers (a DataFrame's columns name the attributes), ``y`` the facies
@@ -503,6 +525,11 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
         )
         n_attr = len(names)
         exhaustive = self.search == "exhaustive" or (self.search == "auto" and n_attr <= self.exhaustive_max_n)
+        if exhaustive and n_attr > _EXHAUSTIVE_LIMIT:
+            raise ValueError(
+                f"{n_attr} attributes make {2**n_attr - 1} combinations, too many to search exhaustively; "
+                "use search='beam' (or 'auto')"
+            )
         self.search_ = "exhaustive" if exhaustive else "beam"
         if exhaustive:
             found = exhaustive_search(prep, cfg, self.n_jobs, self.progress)
@@ -572,7 +599,7 @@ def _mentions(messages: Sequence[str], name: str, facies: str) -> bool:
 
 def _winning_mixtures(prep: PreparedData, cfg: FitConfig, combo: np.ndarray) -> dict[str, GaussianMixtureFit]:
     """The facies mixtures of one combination, converted back to the input units."""
-    m_count, s_max = prep.mask.shape
+    m_count = prep.mask.shape[0]
     n = combo.size
     f = prep.features[:, _feature_rows(combo[None, :], len(prep.names))[0]]
     fit = fit_mixtures(

@@ -168,7 +168,7 @@ def fit_on_images(
     compile_for_training(model, learning_rate, cfg["decay_steps"], cfg["decay_rate"])
     fit = model.fit(
         train_ds, validation_data=val_ds, epochs=int(epochs),
-        callbacks=_callbacks(cfg, workdir.resolve() / f"{phase}_best.keras"), verbose=2,
+        callbacks=_callbacks(cfg, workdir.resolve() / f"{phase}_best.keras"), verbose=2, shuffle=False,
     )  # fmt: skip
     return _history(fit, phase, first_epoch)
 

@@ -1,4 +1,4 @@
-"""Great Expectations suites for the seismic voxel schema (see ``overseer.seismic.ingest``).
+"""Great Expectations suites for the seismic voxel schema (see ``overseer.seismic.data.ingest``).
 
 Three suites run on the prepared data:
 
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from overseer.seismic.grid import Grid
-from overseer.seismic.volumes import load_volumes, nonfinite_report
+from overseer.seismic.data.grid import Grid
+from overseer.seismic.data.volumes import load_volumes, nonfinite_report
 from overseer.validation.core import SuiteResult, gx_expectations, raise_for_failures, run_suite, write_report
 
 REPORT_TITLE = "Seismic voxel validation"

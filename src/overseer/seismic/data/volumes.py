@@ -24,8 +24,8 @@ import numpy as np
 
 from overseer.errors import InputError
 from overseer.io import atomic_dir, atomic_file, write_json
-from overseer.seismic.grid import Grid
-from overseer.seismic.segy import read_segy, write_segy, write_segy_like
+from overseer.seismic.data.grid import Grid
+from overseer.seismic.data.segy import read_segy, write_segy, write_segy_like
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,15 @@ from tqdm import tqdm
 
 from overseer.errors import InputError
 from overseer.io import atomic_dir, write_json
-from overseer.seismic.grid import Grid
-from overseer.seismic.picks import read_picks_csv, read_polygons, read_well_logs, save_training_table, training_table
-from overseer.seismic.volumes import check_same_grid, read_volume, read_volumes, save_volumes
+from overseer.seismic.data.grid import Grid
+from overseer.seismic.data.picks import (
+    read_picks_csv,
+    read_polygons,
+    read_well_logs,
+    save_training_table,
+    training_table,
+)
+from overseer.seismic.data.volumes import check_same_grid, read_volume, read_volumes, save_volumes
 
 log = logging.getLogger(__name__)
 AMPLITUDE = "amplitude"  # stored beside the attributes for plots; never a candidate attribute
@@ -54,8 +60,8 @@ def holdout_mask(groups: np.ndarray, facies: np.ndarray, fraction: float, seed: 
 
 
 def _default_survey(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    from overseer.seismic.attributes import candidate_attributes
-    from overseer.seismic.synthetic import FACIES, make_survey, noise_attributes, synthetic_picks, truth
+    from overseer.seismic.data.attributes import candidate_attributes
+    from overseer.seismic.data.synthetic import FACIES, make_survey, noise_attributes, synthetic_picks, truth
 
     shape = tuple(int(n) for n in cfg["shape"])
     seed = int(cfg["seed"])
@@ -119,7 +125,7 @@ def _user_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _kuwahara(attributes: Mapping[str, np.ndarray], radius: int) -> dict[str, np.ndarray]:
-    from overseer.seismic.kuwahara import kuwahara3d
+    from overseer.seismic.data.kuwahara import kuwahara3d
 
     return {name: kuwahara3d(np.asarray(v), radius=radius) for name, v in tqdm(attributes.items(), desc="kuwahara")}
 

@@ -43,7 +43,7 @@ import pandas as pd
 
 from overseer.errors import InputError
 from overseer.io import atomic_file
-from overseer.seismic.grid import Grid
+from overseer.seismic.data.grid import Grid
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from overseer.errors import InputError
 from overseer.io import atomic_file
-from overseer.seismic.grid import Grid
+from overseer.seismic.data.grid import Grid
 
 log = logging.getLogger(__name__)
 
