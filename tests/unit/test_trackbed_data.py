@@ -26,6 +26,7 @@ from overseer.trackbed.data.tfrecord import (
     iter_raw_records,
     list_tfrecords,
     record_table,
+    write_records,
     write_shards,
 )
 
@@ -46,13 +47,7 @@ def _smooth(shape: tuple[int, ...], seed: int) -> np.ndarray:
 
 
 def _write_raw(path: Path, records: list[bytes]) -> Path:
-    import tensorflow as tf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(os.fspath(path)) as writer:
-        for record in records:
-            writer.write(record)
-    return path
+    return write_records(path, records)
 
 
 def _read_dir(folder: Path) -> list[bytes]:

@@ -8,7 +8,6 @@ exporting it to ONNX take seconds.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PIL import Image
 from overseer.cli import main
 from overseer.errors import InputError
 from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE, encode_example
+from overseer.trackbed.data.tfrecord import write_records
 from overseer.trackbed.predict import load_predictor, predict
 
 
@@ -41,13 +41,7 @@ def _reference_input(image: np.ndarray) -> np.ndarray:
 
 
 def _write_raw(path: Path, records: list[bytes]) -> Path:
-    import tensorflow as tf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(os.fspath(path)) as writer:
-        for record in records:
-            writer.write(record)
-    return path
+    return write_records(path, records)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from overseer.errors import InputError
 from overseer.trackbed.data.schema import CLASSES, encode_example
-from overseer.trackbed.data.tfrecord import write_shards
+from overseer.trackbed.data.tfrecord import write_records, write_shards
 from overseer.validation import (
     ValidationFailed,
     format_failures,
@@ -61,13 +60,7 @@ def _example(drop: tuple[str, ...] = (), **overrides: object) -> bytes:
 
 
 def _write_raw(path: Path, records: list[bytes]) -> Path:
-    import tensorflow as tf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(os.fspath(path)) as writer:
-        for record in records:
-            writer.write(record)
-    return path
+    return write_records(path, records)
 
 
 @pytest.fixture

@@ -71,6 +71,16 @@ def iter_raw_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
         index += 1
 
 
+def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> Path:
+    """Write serialised records, as they are, into one TFRecord file (atomically)."""
+    import tensorflow as tf
+
+    with atomic_file(path) as tmp, tf.io.TFRecordWriter(os.fspath(tmp)) as writer:
+        for record in records:
+            writer.write(record)
+    return Path(path)
+
+
 def write_shards(
     records: Iterable[bytes],
     out_dir: str | os.PathLike,
