@@ -19,7 +19,7 @@ def _ran(output: str) -> set[str]:
 
 def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> None:
     root, env = make_project(tmp_path)
-    first = run(["dvc", "repro", "export@cnn"], root, env)
+    first = run(["dvc", "repro", "export@cnn", "evaluate@cnn"], root, env)
     assert _ran(first.stdout) == {"ingest@trackbed", "validate@trackbed", "train_cnn", "evaluate@cnn", "export@cnn"}
 
     # evaluation is on the 20 held-out images only, with the full report
@@ -52,11 +52,11 @@ def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> N
     # nothing changed: nothing runs
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "tiny run"], root, env)
-    second = run(["dvc", "repro", "export@cnn"], root, env)
+    second = run(["dvc", "repro", "export@cnn", "evaluate@cnn"], root, env)
     assert _ran(second.stdout) == set()
 
     # a train_cnn param re-runs train_cnn and what follows, nothing before it
-    experiment_run = run(["dvc", "exp", "run", "-S", "train_cnn.epochs=3", "export@cnn"], root, env)
+    experiment_run = run(["dvc", "exp", "run", "-S", "train_cnn.epochs=3", "export@cnn", "evaluate@cnn"], root, env)
     assert _ran(experiment_run.stdout) == {"train_cnn", "evaluate@cnn", "export@cnn"}
     assert json.loads((root / "reports/trackbed/train/metrics.json").read_text())["epochs_run"] == 3
 
