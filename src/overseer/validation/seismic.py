@@ -24,7 +24,14 @@ import pandas as pd
 
 from overseer.seismic.data.grid import Grid
 from overseer.seismic.data.volumes import load_volumes, nonfinite_report
-from overseer.validation.core import SuiteResult, gx_expectations, raise_for_failures, run_suite, write_report
+from overseer.validation.core import (
+    SuiteResult,
+    gx_column,
+    gx_expectations,
+    raise_for_failures,
+    run_suite,
+    write_report,
+)
 
 REPORT_TITLE = "Seismic voxel validation"
 SPLIT_FILES = {"train": "train.parquet", "holdout": "holdout.parquet"}
@@ -118,9 +125,9 @@ def validate_seismic(
     counts = facies_count_table(rows, meta["facies"])
     count_checks = [
         gxe.ExpectColumnValuesToBeBetween(
-            column="count", min_value=int(min_per_facies), row_condition=_split_is("train")
+            column="count", min_value=int(min_per_facies), row_condition=gx_column("split") == "train"
         ),
-        gxe.ExpectColumnValuesToBeBetween(column="count", min_value=1, row_condition=_split_is("holdout")),
+        gxe.ExpectColumnValuesToBeBetween(column="count", min_value=1, row_condition=gx_column("split") == "holdout"),
     ]
     results.append(run_suite(counts, count_checks, "seismic_facies_counts", id_columns=("split", "facies")))
     summary = {
@@ -133,9 +140,3 @@ def validate_seismic(
     paths = write_report(results, report_dir, REPORT_TITLE, summary=summary)
     raise_for_failures(results, report=paths["markdown"])
     return results
-
-
-def _split_is(split: str) -> Any:
-    from overseer.validation.core import gx_column
-
-    return gx_column("split") == split
