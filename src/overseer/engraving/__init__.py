@@ -1,0 +1,1 @@
+"""EngravingGNN: quantized piano scores to engraved MusicXML/MEI (paper: ../shared/seeds/004)."""

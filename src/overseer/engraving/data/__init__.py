@@ -1,0 +1,1 @@
+"""Score loading, graph building, labels and corpus ingest for the engraving family."""
