@@ -24,6 +24,43 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{row.item}\t{row[1]}\t{row.confidence:.3f}{truth}")
 
 
+def _tune(args: argparse.Namespace) -> None:
+    from overseer.tuning.study import tune
+
+    result = tune(
+        args.model,
+        trials=args.trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        study_name=args.study,
+        params_file=args.params,
+        write_back=not args.no_write,
+    )
+    summary = result.summary()
+    print(
+        f"study {summary['study']}: {summary['trials']} trials, best #{summary['best_trial']} "
+        f"{summary['metric']}={summary['best_value']:.4f}"
+    )
+    for path, value in result.best_values.items():
+        print(f"  {path} = {value!r}")
+    where = args.params if result.written else f"{args.params} (already there)" if not args.no_write else "nowhere"
+    print(f"written to {where}; report in {result.report_dir}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from overseer.compare import ALL_STAGES, compare
+
+    path = compare(
+        args.out,
+        tracking_uri=args.tracking_uri,
+        families=[args.family] if args.family else None,
+        last=args.last,
+        stage=None if args.stage == ALL_STAGES else args.stage,
+        baseline=args.baseline,
+    )
+    print(f"comparison report: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overseer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="also write the predictions as CSV")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.set_defaults(handler=_predict)
+
+    tune = commands.add_parser("tune", help="Optuna study over a model's search space in params.yaml")
+    tune.add_argument("model", help="cnn | rf | gnn")
+    tune.add_argument("--trials", type=int, default=20, help="trials this process runs (default 20)")
+    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tune.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/optuna.db; postgresql://...)")
+    tune.add_argument("--study", help="study name (default: the model name); re-running continues it")
+    tune.add_argument("--params", default="params.yaml", help="params file with the tune section")
+    tune.add_argument("--no-write", action="store_true", help="do not write the best trial into params.yaml")
+    tune.set_defaults(handler=_tune)
+    compare = commands.add_parser("compare", help="static HTML comparison of tracked runs (no MLflow server)")
+    compare.add_argument("--family", help="trackbed | seismic | engraving (default: all)")
+    compare.add_argument("--last", type=int, default=5, help="last N finished runs per family (default 5)")
+    compare.add_argument("--stage", default="evaluate", help="stage, e.g. evaluate, evaluate@cnn, train_rf, or all")
+    compare.add_argument("--baseline", help="run id to compute deltas against (default: the oldest selected run)")
+    compare.add_argument("--out", default="reports/compare/index.html", help="HTML file to write")
+    compare.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or <repo>/mlflow.db)")
+    compare.set_defaults(handler=_compare)
     return parser
 
 

@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "block_size": 8,
     "normalise": True,
     "class_weight": "balanced",
+    "max_features": "sqrt",  # attributes tried per split (scikit-learn's default for classifiers)
+    "min_samples_leaf": 1,
     "seed": 0,
     "n_jobs": 2,
 }
@@ -77,6 +79,9 @@ def build_pipeline(
     class_weight: str | None = "balanced",
     random_state: int | None = 0,
     n_jobs: int | None = 1,
+    *,
+    max_features: str | float | int | None = "sqrt",
+    min_samples_leaf: int = 1,
 ) -> Pipeline:
     """``StandardScaler`` (when ``normalise``, rfc3d's "Normalize attribute") + ``RandomForestClassifier``.
 
@@ -90,6 +95,8 @@ def build_pipeline(
         criterion="gini",
         max_depth=None if max_depth is None else int(max_depth),
         class_weight=class_weight,
+        max_features=max_features,
+        min_samples_leaf=int(min_samples_leaf),
         random_state=random_state,
         n_jobs=n_jobs,
     )
@@ -185,6 +192,7 @@ def _cross_validate(
     class_weight: str | None,
     random_state: int | None,
     n_jobs: int | None,
+    forest_kw: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray], np.ndarray]:
     """The CV table, the out-of-fold class codes per tree count, and the sorted class labels."""
     counts = sorted({int(n) for n in tree_counts})
@@ -202,7 +210,7 @@ def _cross_validate(
         # One warm-started forest per fold grows through the tree counts in increasing order: with
         # an integer random_state scikit-learn draws the same trees as a fresh fit of each count
         # (it skips the seeds of the trees already grown), so 50/100/200 costs 200 trees, not 350.
-        model = build_pipeline(counts[0], max_depth, normalise, class_weight, random_state, n_jobs)
+        model = build_pipeline(counts[0], max_depth, normalise, class_weight, random_state, n_jobs, **(forest_kw or {}))
         model.set_params(forest__warm_start=True)
         for n in counts:
             model.set_params(forest__n_estimators=n)
@@ -360,16 +368,19 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: Mapping[str, Any]) -> ForestResult:
-    """rfc3d: cross-validate each tree count, refit the best on all rows, Gini importance.
+def forest_options(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-tree options of a checked config, as keyword arguments of :func:`build_pipeline`."""
+    return {"max_features": conf["max_features"], "min_samples_leaf": conf["min_samples_leaf"]}
 
-    ``table`` is a training table (one row per picked voxel or well-log sample, a ``facies``
-    column of integer facies ids, one column per attribute); ``feature_names`` are the attributes
-    to use (the selected combination), or ``None`` for all of them (:func:`feature_columns`).
-    ``cfg`` holds the keys of ``DEFAULTS``. Rows with a non-finite attribute are dropped with a
-    warning (prediction leaves such voxels undefined, facies -1).
+
+def training_arrays(
+    table: pd.DataFrame, feature_names: Sequence[str] | None, conf: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """(x, y, CV groups or None, attribute names) of a training table, as train_forest fits them.
+
+    Rows with a non-finite attribute are dropped with a warning (prediction leaves such voxels
+    undefined, facies -1). ``conf`` is a checked config (``_config``).
     """
-    conf = _config(cfg)
     if FACIES_COLUMN not in table.columns:
         raise InputError(f"the training table needs a '{FACIES_COLUMN}' column; it has {list(table.columns)}")
     names = feature_columns(table) if feature_names is None else [str(n) for n in feature_names]
@@ -388,14 +399,28 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
         warnings.warn(
             f"{int((~finite).sum())} of {finite.size} training rows have a non-finite attribute and are "
             f"dropped (first: row {int(np.flatnonzero(~finite)[0])})",
-            stacklevel=2,
+            stacklevel=3,
         )
     x, y = x[finite], y[finite]
     if pd.isna(y).any():
         raise InputError(f"the '{FACIES_COLUMN}' column has missing values", record=int(np.flatnonzero(pd.isna(y))[0]))
     scheme = conf["cv_scheme"]
     groups = spatial_groups(table.loc[finite], conf["block_size"]) if scheme == "blocked" else None
+    return x, y, groups, names
 
+
+def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: Mapping[str, Any]) -> ForestResult:
+    """rfc3d: cross-validate each tree count, refit the best on all rows, Gini importance.
+
+    ``table`` is a training table (one row per picked voxel or well-log sample, a ``facies``
+    column of integer facies ids, one column per attribute); ``feature_names`` are the attributes
+    to use (the selected combination), or ``None`` for all of them (:func:`feature_columns`).
+    ``cfg`` holds the keys of ``DEFAULTS``. Rows with a non-finite attribute are dropped with a
+    warning (prediction leaves such voxels undefined, facies -1).
+    """
+    conf = _config(cfg)
+    x, y, groups, names = training_arrays(table, feature_names, conf)
+    scheme = conf["cv_scheme"]
     cv, oof, classes = _cross_validate(
         x,
         y,
@@ -408,12 +433,14 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
         conf["class_weight"],
         conf["seed"],
         conf["n_jobs"],
+        forest_options(conf),
     )
     best = best_tree_count(cv)
     log.info("rfc3d: %s %d-fold CV, best tree count %d", scheme, conf["folds"], best)
     pipeline = build_pipeline(
-        best, conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"], conf["n_jobs"]
-    )
+        best, conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"], conf["n_jobs"],
+        **forest_options(conf),
+    )  # fmt: skip
     pipeline.fit(x, y)
 
     codes = np.searchsorted(classes, y)

@@ -1,0 +1,176 @@
+"""What a trial of each model trains and scores: always a validation score, never the held-out set.
+
+Each model is data (``TunedModel``): the params section it trains from, the MLflow experiment
+(family) its runs go to, and two functions. ``prepare`` loads what every trial shares once per
+process (the training table; the backbone embeddings); ``score`` trains one configuration and
+returns its validation metric, calling ``report(step, value)`` with intermediate scores (per fold,
+per epoch) so that Optuna can prune a poor trial early.
+
+* rf  - mean macro-F1 over the blocked cross-validation folds of the training picks (train_rf's
+        own scheme), reported fold by fold.
+* cnn - macro-F1 of the head on the validation split of the training file (train_cnn's split),
+        reported epoch by epoch; the embeddings are computed once per tuning process.
+* gnn - loss on the validation pieces (ingest@engraving's validation split), epoch by epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from overseer.errors import InputError
+
+Report = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class TunedModel:
+    name: str
+    family: str  # MLflow experiment
+    section: str  # params.yaml section the space lives in
+    metric: str  # name of the validation metric the study optimises
+    direction: str  # "maximize" | "minimize"
+    prepare: Callable[[Mapping[str, Any], Path], Any]
+    score: Callable[[Any, Mapping[str, Any], Report], float]
+
+
+def _need(path: Path, what: str, stage: str) -> Path:
+    if not path.exists():
+        raise InputError(f"tuning needs {what}; run `dvc repro {stage}` first", path=path)
+    return path
+
+
+# --- rf ----------------------------------------------------------------------------------------
+def prepare_rf(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """The training table and the selected attributes, as train_rf reads them."""
+    import pandas as pd
+
+    table = pd.read_parquet(
+        _need(root / "data/prepared/seismic/train.parquet", "the seismic training table", "ingest@seismic")
+    )
+    features = None
+    if params["train_rf"].get("use_selected", True):
+        selection = _need(
+            root / "reports/seismic/selection/selection.json", "the attribute selection", "select_attributes"
+        )
+        features = json.loads(selection.read_text())["best_combination"]
+    return {"table": table, "features": features}
+
+
+def score_rf(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
+    """Mean blocked-CV macro-F1 at the largest candidate tree count, reported after every fold."""
+    from overseer.metrics import classification_report
+    from overseer.seismic.forest import _config, build_pipeline, forest_options, make_folds, training_arrays
+
+    conf = _config(cfg)
+    x, y, groups, _ = training_arrays(data["table"], data["features"], conf)
+    classes, codes = np.unique(y, return_inverse=True)
+    names = [str(c) for c in classes]
+    scores = []
+    for fold, (train, test) in enumerate(make_folds(y, groups, conf["folds"], conf["cv_scheme"], conf["seed"])):
+        model = build_pipeline(
+            max(conf["tree_counts"]), conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"],
+            conf["n_jobs"], **forest_options(conf),
+        )  # fmt: skip
+        model.fit(x[train], codes[train])
+        scores.append(classification_report(codes[test], model.predict(x[test]), names).macro["f1"])
+        report(fold, float(np.mean(scores)))
+    return float(np.mean(scores))
+
+
+# --- cnn ---------------------------------------------------------------------------------------
+def prepare_cnn(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """Backbone embeddings of the training file, once, and train_cnn's validation split."""
+    from overseer.splits import stratified_split
+    from overseer.trackbed.data.tfrecord import list_tfrecords
+    from overseer.trackbed.model import build_backbone
+    from overseer.trackbed.train import embed, set_determinism
+
+    cfg = params["train_cnn"]
+    files = list_tfrecords(
+        _need(root / "data/prepared/trackbed/train", "the trackbed training file", "ingest@trackbed")
+    )
+    set_determinism(int(cfg["seed"]))
+    backbone = build_backbone(str(cfg["weights"]))
+    x, y, _ = embed(backbone.model, files, int(cfg["batch_size"]))
+    is_val = stratified_split(y, float(cfg["val_fraction"]), int(cfg["seed"]))
+    return {"x": x, "y": y, "is_val": is_val, "weights_used": backbone.weights_used}
+
+
+def score_cnn(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
+    """Validation macro-F1 of the head trained with ``cfg`` (best-val-loss weights, as train_cnn keeps)."""
+    import keras
+
+    from overseer.metrics import classification_report
+    from overseer.trackbed.data.schema import CLASSES
+    from overseer.trackbed.model import build_head, compile_for_training
+    from overseer.trackbed.train import set_determinism
+
+    set_determinism(int(cfg["seed"]))
+    x, y, is_val = data["x"], data["y"], data["is_val"]
+    stats = {}
+    if cfg.get("standardize_embeddings", False):
+        stats = {"feature_mean": x[~is_val].mean(axis=0), "feature_var": np.maximum(x[~is_val].var(axis=0), 1e-12)}
+    head = build_head(dropout=float(cfg["dropout"]), units=cfg["head_units"], **stats)
+    compile_for_training(head, cfg["learning_rate"], cfg["decay_steps"], cfg["decay_rate"])
+
+    def val_f1() -> float:
+        pred = head.predict(x[is_val], verbose=0).argmax(axis=1)
+        return classification_report(y[is_val], pred, list(CLASSES)).macro["f1"]
+
+    class Reporter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            report(epoch, val_f1())  # may raise optuna.TrialPruned, which ends fit()
+
+    one_hot = keras.utils.to_categorical
+    head.fit(
+        x[~is_val], one_hot(y[~is_val], len(CLASSES)),
+        validation_data=(x[is_val], one_hot(y[is_val], len(CLASSES))),
+        batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]), shuffle=True, verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=int(cfg["early_stopping_patience"]), restore_best_weights=True
+            ),
+            Reporter(),
+        ],
+    )  # fmt: skip
+    return val_f1()
+
+
+# --- gnn ---------------------------------------------------------------------------------------
+def prepare_gnn(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """The prepared training and validation pieces of ingest@engraving."""
+    from overseer.engraving.train import load_split
+
+    prepared = _need(root / "data/prepared/engraving", "the prepared score graphs", "ingest@engraving")
+    return {"train": load_split(prepared, "train"), "validation": load_split(prepared, "validation")}
+
+
+def score_gnn(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
+    """Best validation loss of EngravingGNN trained with ``cfg``, reported epoch by epoch."""
+    from overseer.engraving.train import train_gnn
+
+    def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+        report(epoch, float(metrics["val_loss"]))
+
+    result = train_gnn(data["train"], data["validation"], dict(cfg), on_epoch=on_epoch)
+    return float(result.best_val_loss)
+
+
+MODELS: dict[str, TunedModel] = {
+    "rf": TunedModel("rf", "seismic", "train_rf", "val_macro_f1", "maximize", prepare_rf, score_rf),
+    "cnn": TunedModel("cnn", "trackbed", "train_cnn", "val_macro_f1", "maximize", prepare_cnn, score_cnn),
+    "gnn": TunedModel("gnn", "engraving", "train_gnn", "val_loss", "minimize", prepare_gnn, score_gnn),
+}
+
+
+def get_model(name: str) -> TunedModel:
+    """The tuned model called ``name``; an unknown name is an InputError listing the known ones."""
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}; tunable models: {', '.join(MODELS)}")
+    return MODELS[name]

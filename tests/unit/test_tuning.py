@@ -1,0 +1,263 @@
+"""overseer tune: spaces, studies (resume, pruning, changed space, bad storage), MLflow nesting, write-back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from overseer.errors import InputError
+from overseer.tuning import objectives
+from overseer.tuning.objectives import TunedModel, score_rf
+from overseer.tuning.space import parse_space
+from overseer.tuning.study import tune
+from overseer.tuning.writeback import already_written, render, write_best
+
+PARAMS = """\
+# a params file in the project's style
+train_rf:                  # random forest
+  max_depth: 12            # depth of the trees
+  max_features: sqrt
+  seed: 0
+other:
+  keep: null               # stays null
+
+tune:
+  toy:
+    seed: 1
+    pruner: {n_startup_trials: 1, n_warmup_steps: 0}
+    heartbeat_seconds: 1
+    space:
+      train_rf.max_depth: {type: int, low: 2, high: 20}
+      train_rf.max_features: {type: categorical, choices: [sqrt, log2]}
+"""
+
+
+def toy_score(data: dict, cfg: dict, report) -> float:
+    """A known optimum: depth 9 with sqrt; reports three 'epochs' so pruning has something to judge."""
+    data["calls"] += 1
+    value = -abs(cfg["max_depth"] - 9) / 10 + (0.1 if cfg["max_features"] == "sqrt" else 0.0)
+    for step in range(3):
+        report(step, value * (step + 1) / 3)
+    return value
+
+
+@pytest.fixture
+def shared() -> dict:
+    """What the toy model's prepare and score see: call counters."""
+    return {"calls": 0, "prepared": 0}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared: dict) -> Path:
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")  # marks the repository root
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def prepare(params, root):
+        shared["prepared"] += 1
+        return shared
+
+    monkeypatch.setitem(
+        objectives.MODELS,
+        "toy",
+        TunedModel("toy", "seismic", "train_rf", "val_macro_f1", "maximize", prepare, toy_score),
+    )
+    return tmp_path
+
+
+def run_tune(project: Path, **kw):
+    return tune("toy", params_file=project / "params.yaml", **kw)
+
+
+def test_resume_continues_the_study_under_one_parent_run(project: Path) -> None:
+    first = run_tune(project, trials=3)
+    second = run_tune(project, trials=2)
+    assert len(second.study.trials) == 5
+    assert second.parent_run_id == first.parent_run_id
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("seismic").experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.parent_run_id]
+    assert len(children) == 5
+    assert {r.data.tags["optuna.trial"] for r in children} == {"0", "1", "2", "3", "4"}
+    child = next(r for r in children if r.data.tags["optuna.state"] == "complete")
+    assert set(child.data.params) >= {"train_rf.max_depth", "train_rf.max_features"}
+    history = client.get_metric_history(child.info.run_id, "val_macro_f1")
+    assert [m.step for m in history] == [0, 1, 2]
+    # the best trial is now the trained configuration
+    best = second.study.best_trial
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["train_rf"]["max_depth"] == best.params["train_rf.max_depth"]
+    assert params["train_rf"]["max_features"] == best.params["train_rf.max_features"]
+    summary = yaml.safe_load((second.report_dir / "summary.json").read_text())
+    assert summary["trials"] == 5 and summary["best_trial"] == best.number
+    assert (second.report_dir / "optimization_history.png").stat().st_size > 1000
+    assert (second.report_dir / "trials.csv").exists()
+
+
+def test_write_back_keeps_comments_and_layout(project: Path) -> None:
+    result = run_tune(project, trials=2)
+    before, after = PARAMS.splitlines(), (project / "params.yaml").read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    note = f"tuned: study toy trial {result.study.best_trial.number}"
+    assert 1 <= len(changed) <= 2
+    for old, new in changed:
+        assert old.split(":")[0] == new.split(":")[0] and note in new
+    depth_line = next(line for line in after if "max_depth:" in line)
+    assert "# depth of the trees | tuned:" in depth_line  # the line's own comment is kept
+    assert "  keep: null               # stays null" in after
+
+
+def test_write_back_is_idempotent_and_replaces_an_older_note(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS)
+    assert write_best(path, {"train_rf.max_depth": 7}, "s", 3) is True
+    assert write_best(path, {"train_rf.max_depth": 7}, "s", 3) is False
+    assert already_written(path.read_text(), {"train_rf.max_depth": 7}, "s", 3)
+    text = render(path.read_text(), {"train_rf.max_depth": 5}, "s2", 1)
+    line = next(line for line in text.splitlines() if "max_depth" in line)
+    assert line.count("tuned:") == 1 and "study s2 trial 1" in line and "depth of the trees" in line
+
+
+def test_a_changed_space_is_refused_before_any_trial(project: Path, shared: dict) -> None:
+    run_tune(project, trials=1)
+    text = (project / "params.yaml").read_text().replace("high: 20", "high: 30")
+    (project / "params.yaml").write_text(text)
+    calls = shared["calls"]
+    with pytest.raises(InputError, match=r"was started .* with the space"):
+        run_tune(project, trials=1)
+    assert shared["calls"] == calls
+    run_tune(project, trials=1, study_name="fresh")  # a new study name is the way out
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{type: int, low: 5, high: 5}", "empty range"),
+        ("{type: float, low: 1, high: two}", "must be a finite number"),
+        ("{type: integer, low: 1, high: 2}", "'type' must be one of"),
+        ("{type: float, low: 0, high: 1, log: true}", "log-scale range needs low > 0"),
+        ("{type: categorical, choices: []}", "non-empty list"),
+        ("{type: int, low: 1.5, high: 4}", "integer bounds"),
+        ("[1, 2]", "expected a mapping"),
+    ],
+)
+def test_bad_spaces_are_clear_errors_before_any_trial(project: Path, shared: dict, spec: str, message: str) -> None:
+    text = (project / "params.yaml").read_text()
+    text = text.replace("{type: int, low: 2, high: 20}", spec)
+    (project / "params.yaml").write_text(text)
+    with pytest.raises(InputError, match=message) as err:
+        run_tune(project, trials=1)
+    assert "tune.toy.space.train_rf.max_depth" in str(err.value)
+    assert shared["prepared"] == 0
+
+
+def test_space_paths_must_exist_in_the_model_section() -> None:
+    params = yaml.safe_load(PARAMS)
+    params["tune"]["toy"]["space"]["train_rf.n_trees"] = {"type": "int", "low": 1, "high": 3}
+    with pytest.raises(InputError, match=r"params\.yaml has no 'train_rf\.n_trees'"):
+        parse_space(params, "toy", "train_rf")
+    params = yaml.safe_load(PARAMS)
+    params["tune"]["toy"]["space"]["other.keep"] = {"type": "categorical", "choices": [1]}
+    with pytest.raises(InputError, match=r"live under 'train_rf\.'"):
+        parse_space(params, "toy", "train_rf")
+
+
+def test_unknown_model_and_unreachable_storage(project: Path, shared: dict) -> None:
+    with pytest.raises(InputError, match=r"unknown model 'svm'; tunable models: .*rf.*cnn.*gnn"):
+        tune("svm", params_file=project / "params.yaml")
+    with pytest.raises(InputError, match=r"cannot open the Optuna storage postgresql://me:\*\*\*@127.0.0.1:9/x") as err:
+        run_tune(project, trials=1, storage="postgresql://me:secret@127.0.0.1:9/x")
+    assert "secret" not in str(err.value)
+    assert shared["prepared"] == 0
+
+
+def test_poor_trials_are_pruned_and_marked(project: Path) -> None:
+    result = run_tune(project, trials=12)
+    states = [t.state for t in result.study.trials]
+    assert optuna.trial.TrialState.PRUNED in states
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("seismic").experiment_id], "tags.`optuna.state` = 'pruned'"
+    )
+    assert len(runs) == states.count(optuna.trial.TrialState.PRUNED)
+    assert all(r.info.status == "KILLED" for r in runs)
+
+
+WORKER = """
+import sys, time
+from overseer.tuning import objectives
+from overseer.tuning.objectives import TunedModel
+from overseer.tuning.study import tune
+
+def score(data, cfg, report):
+    if data["n"] >= 2:
+        time.sleep(600)  # the third trial hangs: the test kills the process here
+    data["n"] += 1
+    return float(cfg["max_depth"])
+
+objectives.MODELS["toy"] = TunedModel("toy", "seismic", "train_rf", "m", "maximize", lambda p, r: {"n": 0}, score)
+tune("toy", trials=10, params_file=sys.argv[1])
+"""
+
+
+def test_a_killed_run_loses_no_finished_trial_and_resumes(project: Path) -> None:
+    script = project / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    proc = subprocess.Popen([sys.executable, str(script), str(project / "params.yaml")], cwd=project)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                trials = optuna.load_study(study_name="toy", storage=storage).trials
+            except (KeyError, ValueError):  # not created yet
+                continue
+            if len(trials) == 3:
+                break
+        else:
+            pytest.fail("the worker did not reach its third trial")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(3.5)  # past the heartbeat grace period (3 × 1 s)
+    result = run_tune(project, trials=2)
+    states = [t.state for t in sorted(result.study.trials, key=lambda t: t.number)]
+    assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2  # finished before the kill: kept
+    assert states[2] == optuna.trial.TrialState.FAIL  # the one killed mid-way
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert len(states) == 5 and all(s in finished for s in states[3:])
+
+
+def test_rf_objective_is_blocked_cv_macro_f1_reported_per_fold() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    table = pd.DataFrame(
+        {
+            "inline": rng.integers(0, 40, n),
+            "crossline": rng.integers(0, 40, n),
+            "sample": rng.integers(0, 50, n),
+            "facies": rng.integers(0, 2, n),
+        }
+    )
+    table["a"] = table["facies"] + rng.normal(0, 0.5, n)
+    table["b"] = rng.normal(0, 1, n)
+    cfg = {"tree_counts": [5, 10], "folds": 3, "block_size": 8, "max_depth": 4, "n_jobs": 1}
+    seen: list[tuple[int, float]] = []
+    value = score_rf({"table": table, "features": ["a", "b"]}, cfg, lambda s, v: seen.append((s, v)))
+    assert [s for s, _ in seen] == [0, 1, 2]
+    assert value == pytest.approx(seen[-1][1])
+    assert 0.6 < value <= 1.0  # attribute a separates the facies
