@@ -41,7 +41,7 @@ def rf() -> None:
             report, recovery = evaluate_forest(
                 prepared, Path("models/seismic/train"), Path("models/seismic/facies"), cfg, tmp
             )
-        mlflow.log_metrics({**report.flat_metrics("eval_"), **recovery})
+        mlflow.log_metrics({**report.flat_metrics("eval_"), **{f"eval_{k}": v for k, v in recovery.items()}})
         log_artifacts(mlflow, [out], artifact_path="eval")
         print(f"held-out: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f}; truth recovery {recovery}")
 

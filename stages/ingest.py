@@ -17,7 +17,8 @@ def trackbed() -> None:
     with stage_run("trackbed", "ingest@trackbed", inputs=user_data) as mlflow:
         report = ingest_trackbed(cfg, "data/prepared/trackbed")
         write_json("reports/trackbed/ingest.json", report)
-        mlflow.log_metrics({f"records_{split}": info["records"] for split, info in report["splits"].items()})
+        splits = report["splits"]
+        mlflow.log_metrics({"n_train": splits["train"]["records"], "n_heldout": splits["eval"]["records"]})
         mlflow.log_artifact("reports/trackbed/ingest.json")
 
 
@@ -29,7 +30,8 @@ def seismic() -> None:
     with stage_run("seismic", "ingest@seismic", inputs=[p for p in user_data if p]) as mlflow:
         report = ingest_seismic(cfg, "data/prepared/seismic")
         write_json("reports/seismic/ingest.json", report)
-        mlflow.log_metrics({f"rows_{split}": sum(n.values()) for split, n in report["rows"].items()})
+        rows = {split: sum(n.values()) for split, n in report["rows"].items()}
+        mlflow.log_metrics({"n_train": rows["train"], "n_heldout": rows.get("holdout", 0)})
         mlflow.log_artifact("reports/seismic/ingest.json")
 
 

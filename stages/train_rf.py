@@ -50,7 +50,10 @@ def main() -> None:
         write_json(REPORT, summary)
         mlflow.log_metrics(
             {
-                "cv_macro_f1": summary.get("cv_macro_f1", float("nan")),
+                # val_*: the shared names of validation scores (here out-of-fold CV) in every family
+                "val_macro_f1": summary.get("cv_macro_f1", float("nan")),
+                "val_accuracy": summary.get("cv_accuracy", float("nan")),
+                "n_train": len(table),
                 "best_n_estimators": result.best_n_estimators,
                 **{f"importance_{k}": v for k, v in summary["importance"].items()},
             }

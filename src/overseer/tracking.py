@@ -138,6 +138,35 @@ def _experiment_id(mlflow: Any, family: str) -> str:
         return mlflow.get_experiment_by_name(family).experiment_id
 
 
+def changed_params(mlflow: Any, experiment_id: str, stage: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """The params whose values differ from the last finished run of ``stage`` (all of them for a first run:
+    nothing to compare with gives an empty dict)."""
+    try:
+        last = mlflow.search_runs(
+            experiment_ids=[experiment_id],
+            filter_string=f"tags.`overseer.stage` = '{stage}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+            output_format="list",
+        )
+    except Exception as exc:  # noqa: BLE001 - a name is not worth failing a stage for
+        log.debug("no previous run of %s: %s", stage, exc)
+        return {}
+    if not last:
+        return {}
+    before = last[0].data.params
+    return {k: str(v)[:6000] for k, v in params.items() if str(v)[:6000] != before.get(k)}
+
+
+def run_label(family: str, stage: str, version: str, changed: Mapping[str, str], limit: int = 3) -> str:
+    """``family/stage [exp or commit] a=1 b=2``: what MLflow's run list shows, so runs say what changed."""
+    name = f"{family}/{stage} [{version}]"
+    if changed:
+        shown = [f"{k.split('.')[-1]}={v}" for k, v in list(changed.items())[:limit]]
+        name += " " + " ".join(shown) + (f" +{len(changed) - limit}" if len(changed) > limit else "")
+    return name[:250]
+
+
 @contextlib.contextmanager
 def stage_run(
     family: str,
@@ -155,13 +184,16 @@ def stage_run(
     mlflow.set_tracking_uri(tracking_uri())
     experiment_id = _experiment_id(mlflow, family)
     dvc_exp = os.environ.get("DVC_EXP_NAME")
-    name = run_name or f"{family}/{stage}" + (f" [{dvc_exp}]" if dvc_exp else "")
     params = flatten(stage_params(stage))
+    commit = git_commit()
+    changed = changed_params(mlflow, experiment_id, stage, params)
+    name = run_name or run_label(family, stage, dvc_exp or (commit or "workspace")[:7], changed)
     run_tags = {
         "overseer.family": family,
         "overseer.stage": stage,
-        "git.commit": git_commit() or "none",
+        "git.commit": commit or "none",
         "dvc.experiment": dvc_exp or "workspace",
+        "overseer.changed": ", ".join(f"{k}={v}" for k, v in changed.items())[:5000] or "nothing",
     }
     run_tags.update(tags or {})
     digests = input_digests(inputs)

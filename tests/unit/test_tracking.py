@@ -70,6 +70,24 @@ def test_stage_run_records_params_commit_and_inputs(tmp_path: Path, monkeypatch)
     assert "git.commit" in logged.data.tags
     assert logged.info.run_name == "trackbed/train_cnn [brisk-lark]"
     assert client.get_experiment(logged.info.experiment_id).name == "trackbed"
+    assert logged.data.tags["overseer.changed"] == "nothing"
+
+    # a second run names what changed since the last finished run of the stage
+    (tmp_path / "params.yaml").write_text("train_cnn:\n  learning_rate: 0.0003\n  head_units: [64, 32]\n")
+    monkeypatch.delenv("DVC_EXP_NAME")
+    with tracking.stage_run("trackbed", "train_cnn") as run:
+        second = run.active_run().info.run_id
+    logged = client.get_run(second)
+    assert logged.info.run_name.startswith("trackbed/train_cnn [")
+    assert logged.info.run_name.endswith("] learning_rate=0.0003")
+    assert logged.data.tags["overseer.changed"] == "train_cnn.learning_rate=0.0003"
+
+
+def test_run_label_shortens_long_change_lists() -> None:
+    changed = {f"s.k{i}": str(i) for i in range(5)}
+    assert (
+        tracking.run_label("seismic", "train_rf", "abc1234", changed) == "seismic/train_rf [abc1234] k0=0 k1=1 k2=2 +2"
+    )
 
 
 def test_failed_stage_marks_run_failed(tmp_path: Path, monkeypatch) -> None:
