@@ -30,7 +30,7 @@ import yaml
 from overseer.errors import InputError
 from overseer.tracking import _experiment_id, flatten, git_commit, repo_root, tracking_uri
 from overseer.tuning.objectives import TunedModel, get_model
-from overseer.tuning.space import Dimension, describe, parse_space, set_path, suggest
+from overseer.tuning.space import Dimension, describe, get_path, parse_space, set_path, suggest
 from overseer.tuning.writeback import write_best
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def load_study(
     dims: list[Dimension],
     seed: int,
     pruner: Mapping,
+    current: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
     """Create the study or continue it; a study started with another space or direction is refused."""
     study = optuna.create_study(
@@ -121,6 +122,8 @@ def load_study(
     if recorded is None:
         study.set_user_attr(SPACE_ATTR, space)
         study.set_user_attr("overseer.model", model.name)
+        if current:  # trial 0 is the configuration params.yaml trains now: the baseline to beat
+            study.enqueue_trial(current, user_attrs={"overseer.baseline": True}, skip_if_exists=True)
     elif recorded != space or study.user_attrs.get("overseer.model") != model.name:
         raise InputError(
             f"study {name!r} was started for {study.user_attrs.get('overseer.model')} with the space "
@@ -128,6 +131,21 @@ def load_study(
             "are not comparable: start a new study (--study NEW_NAME) or restore the old space"
         )
     return study
+
+
+def current_values(params: Mapping[str, Any], dims: list[Dimension]) -> dict[str, Any]:
+    """The values params.yaml holds for the space's paths, where they lie inside the space."""
+    values = {}
+    for d in dims:
+        value = get_path(params, d.path)
+        if d.kind == "categorical":
+            inside = value in d.choices
+        else:
+            inside = isinstance(value, int | float) and not isinstance(value, bool) and d.low <= value <= d.high
+        if not inside:
+            return {}  # a partial baseline would be filled in at random: no baseline then
+        values[d.path] = value
+    return values
 
 
 def _parent_run(client: Any, study: optuna.Study, experiment_id: str, model: TunedModel) -> str:
@@ -231,8 +249,9 @@ def tune(
     name = study_name or settings.get("study") or f"{model.name}"
     heartbeat = int(settings.get("heartbeat_seconds", 30))
     study = load_study(
-        open_storage(url, heartbeat), name, model, dims, int(settings.get("seed", 0)), settings.get("pruner", {})
-    )
+        open_storage(url, heartbeat), name, model, dims, int(settings.get("seed", 0)), settings.get("pruner", {}),
+        current_values(params, dims),
+    )  # fmt: skip
 
     mlflow.set_tracking_uri(tracking_uri(root))
     client = MlflowClient(tracking_uri(root))

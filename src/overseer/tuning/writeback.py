@@ -56,13 +56,19 @@ def _annotate(parent: CommentedMap, key: str, note: str) -> None:
     entry = parent.ca.items.get(key)
     token = entry[2] if entry and len(entry) > 2 else None
     if token is None:
-        parent.yaml_add_eol_comment(note, key)
+        parent.yaml_add_eol_comment(note, key, column=_comment_column(parent))
         return
     # The token holds "# own comment\n" plus any full-line comments that follow the line.
     first, newline, rest = token.value.partition("\n")
     own = TUNED_NOTE.sub("", first.lstrip().removeprefix("#").strip()).strip()
     token.value = f"# {own} | {note}" if own else f"# {note}"
     token.value += newline + rest
+
+
+def _comment_column(parent: CommentedMap) -> int | None:
+    """The column where the siblings' comments start, so a new note lines up with them."""
+    columns = [entry[2].column for entry in parent.ca.items.values() if len(entry) > 2 and entry[2] is not None]
+    return max(set(columns), key=columns.count) if columns else None
 
 
 def _parent(doc: CommentedMap, path: str) -> tuple[CommentedMap, str]:
