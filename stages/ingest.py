@@ -35,7 +35,28 @@ def seismic() -> None:
         mlflow.log_artifact("reports/seismic/ingest.json")
 
 
-FAMILIES = {"trackbed": trackbed, "seismic": seismic}
+def engraving() -> None:
+    from overseer.engraving.data.ingest import ingest_engraving
+
+    cfg = stage.load_params("ingest", "engraving")
+    user_data = [cfg["source"]] if cfg.get("source") not in (None, "default") else []
+    with stage_run("engraving", "ingest@engraving", inputs=user_data) as mlflow:
+        report = ingest_engraving(cfg, "data/prepared/engraving")
+        write_json("reports/engraving/ingest.json", report)
+        pieces = report["pieces"]
+        mlflow.log_metrics(
+            {
+                "n_train": pieces["train"],
+                "n_validation": pieces["validation"],
+                "n_heldout": pieces["test"],
+                "n_skipped": report["skipped"],
+                "n_notes": sum(report["notes"].values()),
+            }
+        )
+        mlflow.log_artifact("reports/engraving/ingest.json")
+
+
+FAMILIES = {"trackbed": trackbed, "seismic": seismic, "engraving": engraving}
 
 if __name__ == "__main__":
     stage.run(FAMILIES[sys.argv[1]])

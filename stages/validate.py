@@ -39,7 +39,20 @@ def seismic() -> None:
         mlflow.log_metrics({"expectations_failed": sum(len(r.failures) for r in results)})
 
 
-FAMILIES = {"trackbed": trackbed, "seismic": seismic}
+def engraving() -> None:
+    from overseer.validation.engraving import validate_engraving
+
+    cfg = stage.load_params("validate", "engraving")
+    report_dir = Path("reports/engraving/validation")
+    with stage_run("engraving", "validate@engraving", inputs=["data/prepared/engraving"]) as mlflow:
+        try:
+            results = validate_engraving("data/prepared/engraving", cfg["min_pieces"], report_dir)
+        finally:
+            log_artifacts(mlflow, [report_dir], artifact_path="validation")
+        mlflow.log_metrics({"expectations_failed": sum(len(r.failures) for r in results)})
+
+
+FAMILIES = {"trackbed": trackbed, "seismic": seismic, "engraving": engraving}
 
 if __name__ == "__main__":
     stage.run(FAMILIES[sys.argv[1]])

@@ -23,7 +23,8 @@ onset, duration        (n,) f64     quarters; duration > 0
 pitch                  (n,) i16     MIDI pitch
 bar                    (n,) i32     index into the bar arrays
 tie_prev, tie_next     (n,) bool    notated tie from the previous / to the next node
-bar_start, bar_dur     (b,) f64     quarters; bar_dur is the notated bar length
+bar_start, bar_dur     (b,) f64     quarters; bar_dur is the bar's length as notated (a pickup
+                                    is short; the time signature's bar is 4 * ts_num / ts_den)
 ts_num, ts_den         (b,) i16     time signature in force in the bar
 edges_<relation>       (2, E) i64   input edges, one array per name in ``RELATIONS``
 voice_cand             (2, C) i64   voice candidates: same bar, offset(u) <= onset(w)
@@ -61,9 +62,9 @@ PITCH_CLASS_FEATURES = 12
 FEATURES: tuple[str, ...] = (
     *(f"pc_{i}" for i in range(PITCH_CLASS_FEATURES)),  # pitch class one-hot
     "octave",  # MIDI octave (pitch // 12 - 1) scaled to [0, 1] by / 9
-    "duration",  # tanh(duration / bar duration), in (0, 1)
-    "bar_position",  # (onset - bar start) / bar duration, in [0, 1)
-    "downbeat",  # 1 where the note starts at the bar start
+    "duration",  # tanh(duration / bar duration of the time signature), in (0, 1)
+    "bar_position",  # (onset - bar start) / bar duration, in [0, 1); a pickup bar 0 counts from its full bar
+    "downbeat",  # 1 where the note starts at the (full) bar start
 )
 N_FEATURES = len(FEATURES)
 
@@ -76,7 +77,7 @@ RELATIONS: tuple[str, ...] = ("onset", "during", "follow", "silence", "rev_durin
 STEPS = ("C", "D", "E", "F", "G", "A", "B")
 ALTERS = (-2, -1, 0, 1, 2)  # bb, b, natural, #, x
 SPELLINGS: tuple[str, ...] = tuple(
-    f"{s}{ {-2: 'bb', -1: 'b', 0: '', 1: '#', 2: 'x'}[a]}" for s in STEPS for a in ALTERS
+    f"{s}{ {-2: 'bb', -1: 'b', 0: '', 1: '#', 2: 'x'}[a] }" for s in STEPS for a in ALTERS
 )
 KEY_FIFTHS = tuple(range(-7, 8))
 NOTE_TYPES = ("breve", "whole", "half", "quarter", "eighth", "16th", "32nd", "64th", "128th")

@@ -1,0 +1,308 @@
+"""ingest@engraving: a folder of piano scores (or the embedded default) to prepared score graphs.
+
+Sources: ``source: default`` reads the piano scores of music21's corpus (``corpus.py``); any
+other value is a folder searched recursively for MusicXML (.musicxml/.xml/.mxl), MEI and kern
+files. Each score becomes one numeric ``.npz`` piece in the contract of ``schema.py``
+(graph per paper §2.1, labels per §2.2), written to ``<out>/<split>/<piece_id>.npz``; pieces are
+split into train/validation/test *by piece*, seeded. ``<out>/index.json`` lists every piece
+(split, source path, counts) and every skipped file with its reason.
+
+One bad score never aborts the corpus: it is skipped, and the report counts skips by reason.
+Parsing is the slow part (DESIGN.md: ~1000× the cost of building edges), so parsed note tables
+are cached under ``cache_dir`` keyed by the file's content digest, the part read and
+``CACHE_VERSION``; refusals are cached too, so an unchanged bad file is not parsed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from overseer.engraving import schema
+from overseer.engraving.data.corpus import CorpusEntry, default_corpus
+from overseer.engraving.data.labels import label_counts, piece_from_table, tuplet_classes
+from overseer.engraving.data.scores import SCORE_SUFFIXES, ScoreTable, load_score_table
+from overseer.errors import InputError
+from overseer.io import atomic_dir, atomic_file, write_json
+from overseer.tracking import repo_root
+
+log = logging.getLogger(__name__)
+
+# bump when scores.py reads scores differently: every cached table is then parsed again
+CACHE_VERSION = "scores-1"
+SPLITS = ("train", "validation", "test")
+DEFAULTS: dict[str, Any] = {
+    "source": "default",
+    "cache_dir": ".cache/engraving",  # relative to the repository root; null: no cache
+    "silence": "gap",  # silence edge rule, see graph.py: gap | rest
+    "exotic_tuplets": "unknown",  # tuplets outside schema.TUPLET_RULE: unknown (-1, counted) | skip (the piece)
+    "split": {"validation": 0.15, "test": 0.15, "seed": 0},
+}
+# errors of our own table code on strange but parseable scores: the file is skipped, not the corpus
+_SCORE_ERRORS = (InputError, ValueError, IndexError, KeyError, TypeError, AttributeError, ZeroDivisionError)
+
+
+def find_scores(folder: str | os.PathLike) -> list[Path]:
+    """Score files under ``folder`` (recursive, sorted; hidden folders skipped)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError("ingest.engraving.source: not a folder of scores (or 'default')", path=root)
+    found = [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SCORE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return sorted(found)
+
+
+def piece_id(rel: str, part: str | int | None = None) -> str:
+    """A file-name-safe id from a relative path (and the part read)."""
+    stem = rel.rsplit(".", 1)[0]
+    text = stem if part is None else f"{stem}__{part}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("/", "__")).strip("_") or "piece"
+
+
+def split_pieces(ids: list[str], validation: float, test: float, seed: int) -> dict[str, str]:
+    """Seeded split by piece: ``id -> split``; a split with a fraction > 0 gets at least one piece."""
+    if not (0 <= validation < 1 and 0 <= test < 1 and validation + test < 1):
+        raise InputError(
+            f"ingest.engraving.split: fractions must be in [0, 1) with a sum < 1 (got {validation}, {test})"
+        )
+    n = len(ids)
+    n_val = max(1, round(validation * n)) if validation > 0 else 0
+    n_test = max(1, round(test * n)) if test > 0 else 0
+    if n - n_val - n_test < 1:
+        raise InputError(
+            f"{n} usable piece(s) cannot make train/validation/test splits (need {n_val + n_test + 1}); add scores"
+        )
+    order = np.random.default_rng(seed).permutation(sorted(ids))
+    splits = ["validation"] * n_val + ["test"] * n_test + ["train"] * (n - n_val - n_test)
+    return {str(pid): split for pid, split in zip(order, splits, strict=True)}
+
+
+# --- parse cache -----------------------------------------------------------------------------------
+
+
+def _digest(path: Path, part: str | int | None) -> str:
+    h = hashlib.sha256()
+    h.update(path.read_bytes())
+    h.update(f"\0{part!r}\0{CACHE_VERSION}".encode())
+    return h.hexdigest()
+
+
+class ParseCache:
+    """Numeric note tables (``.npz``) and refusals (``.json``) keyed by content digest."""
+
+    def __init__(self, folder: str | os.PathLike | None):
+        self.folder = Path(folder) if folder else None
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, digest: str, suffix: str) -> Path:
+        assert self.folder is not None
+        return self.folder / digest[:2] / f"{digest}{suffix}"
+
+    def get(self, digest: str) -> ScoreTable | str | None:
+        """The cached table, the cached refusal reason (str), or None."""
+        if self.folder is None:
+            return None
+        try:
+            npz = self._path(digest, ".npz")
+            if npz.exists():
+                with np.load(npz, allow_pickle=False) as data:
+                    table = ScoreTable.from_arrays({k: data[k] for k in data.files})
+                self.hits += 1
+                return table
+            refusal = self._path(digest, ".json")
+            if refusal.exists():
+                self.hits += 1
+                return str(json.loads(refusal.read_text())["reason"])
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+            log.warning("ignoring unreadable parse-cache entry %s (%s)", digest, exc)
+        return None
+
+    def put(self, digest: str, result: ScoreTable | str) -> None:
+        if self.folder is None:
+            return
+        if isinstance(result, ScoreTable):
+            with atomic_file(self._path(digest, ".npz"), suffix=".npz") as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **result.to_arrays())
+        else:
+            write_json(self._path(digest, ".json"), {"reason": result})
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    path = getattr(exc, "path", None)
+    if path is not None:
+        text = text.removeprefix(f"{path}: ")
+    if not isinstance(exc, InputError):
+        text = f"cannot read score ({type(exc).__name__}: {text})"
+    return text
+
+
+def _reason_kind(reason: str) -> str:
+    """The reason without its details, to count skips: 'more than two staves (...)' -> 'more than two staves'."""
+    return re.split(r" \(|: |; ", reason, maxsplit=1)[0].strip()
+
+
+def read_table(path: Path, part: str | int | None, cache: ParseCache) -> ScoreTable | str:
+    """The note table of one score, or the reason it is refused (cached either way)."""
+    try:
+        digest = _digest(path, part)
+    except OSError as exc:
+        return f"cannot read score ({exc.strerror or exc})"
+    cached = cache.get(digest)
+    if cached is not None:
+        return cached
+    cache.misses += 1
+    try:
+        result: ScoreTable | str = load_score_table(path, part=part)
+    except _SCORE_ERRORS as exc:
+        result = _reason(exc)
+    cache.put(digest, result)
+    return result
+
+
+# --- ingest ----------------------------------------------------------------------------------------
+
+
+def _sources(cfg: Mapping[str, Any]) -> tuple[list[tuple[Path, str, CorpusEntry]], str]:
+    """(path, path as reported, entry) per score, and the source as reported."""
+    if cfg["source"] == "default":
+        return [(p, f"music21:{e.path}", e) for p, e in default_corpus()], "default (music21 corpus)"
+    root = Path(cfg["source"])
+    files = find_scores(root)
+    if not files:
+        raise InputError(f"no score files ({', '.join(SCORE_SUFFIXES)}) in the folder", path=root)
+    return [(p, p.relative_to(root).as_posix(), CorpusEntry(p.relative_to(root).as_posix())) for p in files], str(root)
+
+
+def _cache_folder(cache_dir: str | os.PathLike | None) -> Path | None:
+    """A relative cache folder lives at the repository root, also for DVC's temporary experiment
+    workspaces (``dvc exp run --temp``), so experiments share one cache."""
+    if not cache_dir:
+        return None
+    folder = Path(cache_dir)
+    return folder if folder.is_absolute() else repo_root() / folder
+
+
+def _exotic(table: ScoreTable) -> np.ndarray:
+    """Notes whose tuplet ratio is notated but not in schema.TUPLET_RULE."""
+    return (table.tuplet_actual > 1) & (tuplet_classes(table.tuplet_actual) < 0)
+
+
+def ingest_engraving(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Prepare every score of ``cfg['source']`` into ``out_dir`` (all or nothing); return the report.
+
+    ``cfg`` (params ``ingest.engraving``, missing keys from ``DEFAULTS``): ``source`` ("default" or a
+    folder), ``cache_dir``, ``silence`` ("gap" | "rest"), ``exotic_tuplets`` ("unknown" | "skip"),
+    ``split`` ({validation, test, seed}).
+    """
+    cfg = {**DEFAULTS, **dict(cfg)}
+    split_cfg = {**DEFAULTS["split"], **dict(cfg.get("split") or {})}
+    if cfg["exotic_tuplets"] not in ("unknown", "skip"):
+        raise InputError(f"ingest.engraving.exotic_tuplets must be 'unknown' or 'skip', got {cfg['exotic_tuplets']!r}")
+    started = time.perf_counter()
+    sources, source_name = _sources(cfg)
+    cache = ParseCache(_cache_folder(cfg.get("cache_dir")))
+
+    pieces: dict[str, dict[str, np.ndarray]] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    skipped: list[dict[str, str]] = []
+    exotic_notes = 0
+    for path, shown, entry in tqdm(sources, desc="ingest@engraving", unit="score"):
+        result = read_table(path, entry.part, cache)
+        if isinstance(result, ScoreTable) and _exotic(result).any():
+            exotic = _exotic(result)
+            if cfg["exotic_tuplets"] == "skip":
+                ratios = sorted({int(k) for k in result.tuplet_actual[exotic]})
+                result = f"tuplets outside the tuplet classes (actual notes {ratios}, {int(exotic.sum())} notes)"
+            else:
+                exotic_notes += int(exotic.sum())
+        if isinstance(result, str):
+            log.warning("skipping %s: %s", shown, result)
+            skipped.append({"path": shown, "reason": result})
+            continue
+        pid = piece_id(entry.path, entry.part)
+        while pid in pieces:  # same stem in two formats (a.xml, a.mxl)
+            pid += "_"
+        pieces[pid] = piece_from_table(result, silence=cfg["silence"])
+        entries[pid] = {"path": shown, "part": entry.part, "n_grace": int(result.grace_onset.size)}
+
+    split_of = split_pieces(
+        list(pieces), float(split_cfg["validation"]), float(split_cfg["test"]), int(split_cfg["seed"])
+    )
+    index = []
+    with atomic_dir(out_dir) as tmp:
+        for pid, piece in pieces.items():
+            schema.save_piece(tmp / split_of[pid] / f"{pid}.npz", piece)
+            index.append(
+                {
+                    "id": pid,
+                    "split": split_of[pid],
+                    **entries[pid],
+                    "n_notes": int(piece["onset"].size),
+                    "n_bars": int(piece["bar_start"].size),
+                    "n_edges": {r: int(piece[f"edges_{r}"].shape[1]) for r in schema.RELATIONS},
+                    "n_voice_cand": int(piece["voice_cand"].shape[1]),
+                    "n_chord_cand": int(piece["chord_cand"].shape[1]),
+                }
+            )
+        report = _report(index, pieces, skipped, exotic_notes, cache, source_name, cfg, split_cfg)
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        write_json(tmp / "index.json", {"source": source_name, "pieces": index, "skipped": skipped, "report": report})
+    return report
+
+
+def _report(
+    index: list[dict[str, Any]],
+    pieces: Mapping[str, dict[str, np.ndarray]],
+    skipped: list[dict[str, str]],
+    exotic_notes: int,
+    cache: ParseCache,
+    source_name: str,
+    cfg: Mapping[str, Any],
+    split_cfg: Mapping[str, Any],
+) -> dict[str, Any]:
+    counts: dict[str, Counter] = {"known": Counter(), "unknown": Counter()}
+    for piece in pieces.values():
+        for task, c in label_counts(piece).items():
+            counts["known"][task] += c["known"]
+            counts["unknown"][task] += c["unknown"]
+    tasks = (*schema.NODE_TASKS, *schema.EDGE_TASKS)
+    unknown_rate = {
+        t: round(counts["unknown"][t] / max(1, counts["known"][t] + counts["unknown"][t]), 4) for t in tasks
+    }
+    return {
+        "source": source_name,
+        "pieces": {s: sum(1 for e in index if e["split"] == s) for s in SPLITS},
+        "notes": {s: sum(e["n_notes"] for e in index if e["split"] == s) for s in SPLITS},
+        "grace_notes": sum(e["n_grace"] for e in index),
+        "edges": {r: sum(e["n_edges"][r] for e in index) for r in schema.RELATIONS},
+        "candidates": {
+            "voice": sum(e["n_voice_cand"] for e in index),
+            "chord": sum(e["n_chord_cand"] for e in index),
+        },
+        "label_unknown_rate": unknown_rate,
+        "exotic_tuplet_notes": exotic_notes,
+        "skipped": len(skipped),
+        "skipped_by_reason": dict(Counter(_reason_kind(s["reason"]) for s in skipped).most_common()),
+        "cache": {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder) if cache.folder else None},
+        "silence": cfg["silence"],
+        "split": {k: split_cfg[k] for k in ("validation", "test", "seed")},
+    }

@@ -1,0 +1,175 @@
+"""Labels of a piece (EngravingGNN paper §2.2): node labels per task and truth on the edge candidates.
+
+Node labels are the class indices of ``schema.NODE_TASKS`` read from the :class:`ScoreTable`,
+-1 where the score does not say. Tuplets: the raw actual-notes count goes through
+``schema.TUPLET_RULE`` (6, 12 -> triplet; 10 -> quintuplet); any other ratio is -1 and counted by
+the ingest report (``exotic_tuplets``).
+
+Voice truth (``y_voice``), following piano_svsep's truth edges (Foscarin et al., measure-wise):
+w is the next note of u's voice when both are in the same bar, staff and voice and onset(w) is
+the first onset of that (bar, staff, voice) at or after offset(u). Chords count as wholes: every
+note of a chord links to every note of the voice's next chord (a full bipartite set of true
+edges between consecutive chords), and a voice's chord notes of different lengths each look
+for their own next onset. True edges never cross a barline (bars are independent, as in the
+paper's candidates), so every true edge is a candidate (same bar, offset(u) <= onset(w)).
+Where a bar holds a note of unknown voice or staff, all candidates from that bar are -1:
+the unknown note could be anyone's successor.
+
+Chord truth (``y_chord``): same onset (the candidate), same staff and same voice; -1 when either
+note's voice or staff is unknown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from overseer.engraving import schema
+from overseer.engraving.data.graph import build_graph, quantize
+from overseer.engraving.data.scores import ScoreTable, table_from_arrays
+
+UNKNOWN = schema.UNKNOWN
+
+
+def tuplet_classes(tuplet_actual: np.ndarray) -> np.ndarray:
+    """Tuplet class per note from the raw actual-notes count (1 = none, 0 = unknown)."""
+    lookup = np.full(max(int(np.max(tuplet_actual, initial=0)) + 1, max(schema.TUPLET_RULE) + 1), UNKNOWN, np.int16)
+    for actual, cls in schema.TUPLET_RULE.items():
+        lookup[actual] = cls
+    lookup[0] = UNKNOWN
+    return lookup[np.asarray(tuplet_actual, dtype=np.int64)]
+
+
+def node_labels(table: ScoreTable) -> dict[str, np.ndarray]:
+    """``y_<task>`` (n,) int16 for every task of ``schema.NODE_TASKS``."""
+    staff = table.staff.astype(np.int16)
+    labels = {
+        "staff": np.where((staff == 1) | (staff == 2), staff - 1, UNKNOWN),
+        "spelling": table.spelling,
+        "key": table.key,
+        "stem": table.stem,
+        "octave_shift": table.octave_shift,
+        "clef": table.clef,
+        "note_type": table.note_type,
+        "dots": table.dots,
+        "tuplet": tuplet_classes(table.tuplet_actual),
+    }
+    out = {}
+    for task, classes in schema.NODE_TASKS.items():
+        y = np.asarray(labels[task], dtype=np.int16)
+        y = np.where((y >= 0) & (y < len(classes)), y, UNKNOWN).astype(np.int16)
+        out[f"y_{task}"] = y
+    return out
+
+
+def _unknown_bars(table: ScoreTable) -> np.ndarray:
+    """Per bar: does it hold a note of unknown voice or staff?"""
+    bad = (table.voice < 0) | (table.staff < 0)
+    out = np.zeros(table.bar_start.size, dtype=bool)
+    out[table.bar[bad]] = True
+    return out
+
+
+def next_voice_onset(table: ScoreTable) -> np.ndarray:
+    """Per note u: ticks of the first onset in u's (bar, staff, voice) at or after offset(u); -1 if none."""
+    on = quantize(table.onset)
+    off = quantize(table.onset + table.duration)
+    keys = np.stack([table.bar.astype(np.int64), table.staff.astype(np.int64), table.voice.astype(np.int64)], axis=1)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    group = group.reshape(-1).astype(np.int64)
+    span = int(max(on.max(initial=0), off.max(initial=0))) + 2  # composite key: group * span + time
+    order = np.lexsort((on, group))
+    sorted_key = group[order] * span + on[order]
+    pos = np.searchsorted(sorted_key, group * span + off, side="left")
+    found = pos < on.size
+    found[found] = group[order][pos[found]] == group[found]
+    return np.where(found, on[order][np.minimum(pos, on.size - 1)], -1)
+
+
+def voice_truth(table: ScoreTable, voice_cand: np.ndarray) -> np.ndarray:
+    """``y_voice`` (C,) int8 over the candidates (module docstring)."""
+    u, w = voice_cand
+    if u.size == 0:
+        return np.zeros(0, dtype=np.int8)
+    nxt = next_voice_onset(table)
+    on = quantize(table.onset)
+    same = (table.staff[u] == table.staff[w]) & (table.voice[u] == table.voice[w]) & (table.bar[u] == table.bar[w])
+    y = (same & (on[w] == nxt[u])).astype(np.int8)
+    y[_unknown_bars(table)[table.bar[u]]] = UNKNOWN
+    return y
+
+
+def chord_truth(table: ScoreTable, chord_cand: np.ndarray) -> np.ndarray:
+    """``y_chord`` (K,) int8: 1 same staff and voice, 0 not, -1 unknown."""
+    u, w = chord_cand
+    y = ((table.staff[u] == table.staff[w]) & (table.voice[u] == table.voice[w])).astype(np.int8)
+    unknown = (table.voice[u] < 0) | (table.voice[w] < 0) | (table.staff[u] < 0) | (table.staff[w] < 0)
+    y[unknown] = UNKNOWN
+    return y
+
+
+def piece_from_table(table: ScoreTable, silence: str = "gap") -> dict[str, np.ndarray]:
+    """Every array of the schema's contract for one piece: graph, candidates and labels."""
+    piece = build_graph(
+        table.onset,
+        table.duration,
+        table.pitch,
+        table.bar,
+        table.bar_start,
+        table.bar_dur,
+        table.ts_num,
+        table.ts_den,
+        silence=silence,
+    )
+    piece.update(node_labels(table))
+    piece["y_voice"] = voice_truth(table, piece["voice_cand"])
+    piece["y_chord"] = chord_truth(table, piece["chord_cand"])
+    piece.update(
+        onset=table.onset.astype(np.float64),
+        duration=table.duration.astype(np.float64),
+        pitch=table.pitch.astype(np.int16),
+        bar=table.bar.astype(np.int32),
+        tie_prev=table.tie_prev.astype(bool),
+        tie_next=table.tie_next.astype(bool),
+        voice=table.voice.astype(np.int16),
+        bar_start=table.bar_start.astype(np.float64),
+        bar_dur=table.bar_dur.astype(np.float64),
+        ts_num=table.ts_num.astype(np.int16),
+        ts_den=table.ts_den.astype(np.int16),
+        grace_onset=table.grace_onset.astype(np.float64),
+        grace_pitch=table.grace_pitch.astype(np.int16),
+        grace_staff=table.grace_staff.astype(np.int16),
+        grace_voice=table.grace_voice.astype(np.int16),
+        grace_spelling=table.grace_spelling.astype(np.int16),
+    )
+    return piece
+
+
+def piece_from_arrays(
+    onset: np.ndarray,
+    duration: np.ndarray,
+    pitch: np.ndarray,
+    bar_start: np.ndarray | None = None,
+    bar_dur: np.ndarray | None = None,
+    ts_num: np.ndarray | int = 4,
+    ts_den: np.ndarray | int = 4,
+    split_at_barlines: bool = True,
+    silence: str = "gap",
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A contract piece from plain note arrays (quantized MIDI, a note list): every label is -1.
+
+    Notes crossing barlines are split into tied notes (``split_at_barlines``); returns the piece
+    and, per node, the index of the input note it comes from (see ``scores.table_from_arrays``).
+    """
+    table, source = table_from_arrays(
+        onset, duration, pitch, bar_start, bar_dur, ts_num, ts_den, split_at_barlines=split_at_barlines
+    )
+    return piece_from_table(table, silence=silence), source
+
+
+def label_counts(piece: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
+    """Known/unknown counts per task (node tasks and the two edge tasks) for the ingest report."""
+    counts = {}
+    for task in (*schema.NODE_TASKS, *schema.EDGE_TASKS):
+        y = piece[f"y_{task}"]
+        counts[task] = {"known": int((y >= 0).sum()), "unknown": int((y < 0).sum())}
+    return counts
