@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 
 from overseer.engraving import schema
-from overseer.validation.core import SuiteResult, gx_column, gx_expectations, raise_for_failures, run_suite, write_report
+from overseer.validation.core import (
+    SuiteResult,
+    gx_column,
+    gx_expectations,
+    raise_for_failures,
+    run_suite,
+    write_report,
+)
 
 REPORT_TITLE = "Score-graph validation"
 CANDIDATES = {"voice_cand": "y_voice", "chord_cand": "y_chord"}
@@ -130,7 +137,9 @@ def edge_expectations() -> list:
     ]
 
 
-def validate_engraving(prepared: str | Path, min_pieces: Mapping[str, int], report_dir: str | Path) -> list[SuiteResult]:
+def validate_engraving(
+    prepared: str | Path, min_pieces: Mapping[str, int], report_dir: str | Path
+) -> list[SuiteResult]:
     """Run the four suites on ``prepared``; write ``validation.md``/``.json`` into ``report_dir``;
     raise ``ValidationFailed`` naming the piece file, the note or edge and the expectation."""
     from tqdm import tqdm
@@ -145,7 +154,10 @@ def validate_engraving(prepared: str | Path, min_pieces: Mapping[str, int], repo
         coverage.append(voice_coverage_table(file, piece))
     gxe = gx_expectations()
     pieces = pd.DataFrame(
-        [{"split": s, "pieces": sum(f.parent.name == s for f in files), "minimum": int(m)} for s, m in min_pieces.items()]
+        [
+            {"split": s, "pieces": sum(f.parent.name == s for f in files), "minimum": int(m)}
+            for s, m in min_pieces.items()
+        ]
     )
     results = [
         run_suite(
@@ -158,7 +170,9 @@ def validate_engraving(prepared: str | Path, min_pieces: Mapping[str, int], repo
     if files:
         note_rows, edge_rows = pd.concat(notes, ignore_index=True), pd.concat(edges, ignore_index=True)
         results.append(run_suite(note_rows, note_expectations(), "engraving_notes", id_columns=("file", "note")))
-        results.append(run_suite(edge_rows, edge_expectations(), "engraving_edges", id_columns=("file", "kind", "edge")))
+        results.append(
+            run_suite(edge_rows, edge_expectations(), "engraving_edges", id_columns=("file", "kind", "edge"))
+        )
         counts = edge_rows.groupby("kind").size().reindex([*schema.RELATIONS, *CANDIDATES], fill_value=0)
         relations = pd.DataFrame({"kind": counts.index, "edges": counts.to_numpy()})
         results.append(
@@ -182,9 +196,7 @@ def validate_engraving(prepared: str | Path, min_pieces: Mapping[str, int], repo
             "pieces": {s: int(n) for s, n in pieces.set_index("split")["pieces"].items()},
             "notes": len(note_rows),
             "edges": {k: int(v) for k, v in counts.items()},
-            "unknown_label_rate": {
-                t: round(float((note_rows[f"y_{t}"] < 0).mean()), 4) for t in schema.NODE_TASKS
-            },
+            "unknown_label_rate": {t: round(float((note_rows[f"y_{t}"] < 0).mean()), 4) for t in schema.NODE_TASKS},
         }
     else:
         summary = {"pieces": {}, "notes": 0}
