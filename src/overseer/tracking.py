@@ -129,8 +129,10 @@ def _experiment_id(mlflow: Any, family: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     artifact_root = None
-    if tracking_uri().startswith("sqlite:"):
-        # keep artifacts beside the store, by absolute path, whatever the working directory
+    if not tracking_uri().startswith(("http://", "https://", "databricks")):
+        # A database URI (sqlite, postgresql, ...) has no artifact server: MLflow would put artifacts
+        # under the working directory, which is DVC's temporary one in queued runs. Keep them beside
+        # the repository, by absolute path, whatever the working directory.
         artifact_root = (repo_root() / "mlartifacts" / family).as_uri()
     try:
         return mlflow.create_experiment(family, artifact_location=artifact_root)
@@ -187,7 +189,7 @@ def stage_run(
     params = flatten(stage_params(stage))
     commit = git_commit()
     changed = changed_params(mlflow, experiment_id, stage, params)
-    name = run_name or run_label(family, stage, dvc_exp or (commit or "workspace")[:7], changed)
+    name = run_name or run_label(family, stage, dvc_exp or (commit[:7] if commit else "workspace"), changed)
     run_tags = {
         "overseer.family": family,
         "overseer.stage": stage,

@@ -70,3 +70,68 @@ def make_project(root: Path, overrides: dict | None = None) -> tuple[Path, dict]
 @pytest.fixture
 def project(tmp_path: Path) -> tuple[Path, dict]:
     return make_project(tmp_path)
+
+
+def free_port(host: str = "127.0.0.1") -> int | None:
+    """A TCP port free on ``host`` right now, or None where nothing can bind there."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            return int(sock.getsockname()[1])
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts in a temp dir).
+
+    Yields ``(uri, artifacts_dir)``; the server's process group is stopped at teardown.
+    """
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    if port is None:
+        pytest.skip("cannot bind a TCP port on 127.0.0.1 for an MLflow server")
+    base = tmp_path_factory.mktemp("mlflow-server")
+    artifacts = base / "artifacts"
+    log = (base / "server.log").open("w")
+    cmd = [
+        str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{base / 'server.db'}",
+        "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise AssertionError(
+                    f"mlflow server did not answer /health (exit {proc.poll()}):\n"
+                    + (base / "server.log").read_text()[-3000:]
+                )
+            time.sleep(0.5)
+        yield uri, artifacts
+    finally:
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):  # the server and its uvicorn/job-runner children
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

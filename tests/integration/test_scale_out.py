@@ -1,0 +1,213 @@
+"""Scaling out: a DVC remote, a team MLflow tracking server, and queued DVC experiments.
+
+Each test runs the seismic chain on a very small synthetic survey in a throw-away project copy
+(see docs/scaling-out.md for the user guide these tests back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_project, run
+
+pytestmark = pytest.mark.slow
+
+# smaller than test_seismic_pipeline's SMALL: these tests are about plumbing, not model quality
+TINY_SEISMIC = {
+    ("ingest", "seismic", "default", "shape"): [32, 32, 64],
+    ("select_attributes", "sem_iter"): 20,
+    ("select_attributes", "cem_iter"): 20,
+    ("select_attributes", "max_rows_per_facies"): 150,
+    ("select_attributes", "exhaustive_max_n"): 4,  # beam search over the 11 candidates
+    ("select_attributes", "beam_width"): 4,
+    ("train_rf", "tree_counts"): [5, 10],
+    ("train_rf", "folds"): 3,
+    ("train_rf", "max_depth"): 6,
+    ("train_rf", "n_jobs"): 1,
+}
+TARGETS = ("export@rf", "evaluate@rf")
+CHAIN = {"ingest@seismic", "validate@seismic", "select_attributes", "train_rf", "evaluate@rf", "export@rf"}
+MODEL_NAME = "seismic-facies-rf"
+
+
+def _ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def _skipped(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if "didn't change, skipping" in line}
+
+
+def _digests(root: Path, *folders: str) -> dict[str, str]:
+    """md5 of every file under ``folders``, keyed by its path relative to ``root``."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+        for folder in folders
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+def _commit(root: Path, env: dict, message: str) -> str:
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", message], root, env)
+    return run(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
+
+
+def _runs(uri: str, experiment: str = "seismic") -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def test_remote_push_then_clone_pull_reproduces_nothing(tmp_path: Path) -> None:
+    """`dvc push` to a (local-directory) remote; a fresh clone `dvc pull`s and has nothing to re-run."""
+    (tmp_path / "origin").mkdir()
+    origin, env = make_project(tmp_path / "origin", TINY_SEISMIC)
+    assert _ran(run(["dvc", "repro", *TARGETS], origin, env).stdout) == CHAIN
+
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "storage", str(remote)], origin, env)  # committed: clones get it
+    _commit(origin, env, "tiny seismic run, remote")
+    run(["dvc", "push"], origin, env)
+    assert any(p.is_file() for p in (remote / "files" / "md5").rglob("*")), "nothing pushed"
+    assert "in sync" in run(["dvc", "status", "--cloud", "--with-deps", *TARGETS], origin, env).stdout
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    assert not (clone / "models/seismic/train").exists()  # cached outputs travel through the remote only
+    assert str(remote) in run(["dvc", "remote", "list"], clone, env).stdout
+    # only the seismic chain ran in this copy: pull (and check) its stages and everything upstream
+    run(["dvc", "pull", "--with-deps", *TARGETS], clone, env)
+    assert "Data and pipelines are up to date." in run(["dvc", "status", "--with-deps", *TARGETS], clone, env).stdout
+
+    # the clone reports to the same MLflow store: a repro that recomputes nothing logs no run
+    runs_before = {r.info.run_id for r in _runs(env["MLFLOW_TRACKING_URI"])}
+    assert len(runs_before) == len(CHAIN)
+    repro = run(["dvc", "repro", *TARGETS], clone, env)
+    assert _ran(repro.stdout) == set(), repro.stdout
+    assert _skipped(repro.stdout) == CHAIN, repro.stdout
+    assert {r.info.run_id for r in _runs(env["MLFLOW_TRACKING_URI"])} == runs_before
+
+    # the pulled outputs are byte for byte the originals
+    cached = ("data/prepared/seismic", "models/seismic")
+    pulled, original = _digests(clone, *cached), _digests(origin, *cached)
+    assert "models/seismic/export/model.skops" in pulled and "models/seismic/facies/facies.npy" in pulled
+    assert pulled == original
+
+
+def test_runs_and_model_versions_land_on_tracking_server(tmp_path: Path, mlflow_server: tuple[str, Path]) -> None:
+    """MLFLOW_TRACKING_URI=http://...: every stage's run and every export's model version is on the server."""
+    import mlflow
+
+    uri, artifacts = mlflow_server
+    root, env = make_project(tmp_path, TINY_SEISMIC)
+    env["MLFLOW_TRACKING_URI"] = uri
+    commit = _commit(root, env, "tiny seismic params")
+    run(["dvc", "repro", *TARGETS], root, env)
+    assert not (root / "mlflow.db").exists() and not (root / "mlflow-test.db").exists()
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("seismic")
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # proxied by the server
+    runs = client.search_runs([experiment.experiment_id])
+    by_stage = {r.data.tags["overseer.stage"]: r for r in runs}
+    assert len(runs) == len(CHAIN) and set(by_stage) == CHAIN
+    for stage, found in by_stage.items():
+        assert found.info.status == "FINISHED", stage
+        assert found.info.run_name.startswith(f"seismic/{stage} [{commit[:7]}]")
+        assert found.data.tags["git.commit"] == commit and found.data.tags["dvc.experiment"] == "workspace"
+    train = by_stage["train_rf"]
+    assert train.data.params["train_rf.max_depth"] == "6" and train.data.params["train_rf.tree_counts"] == "[5, 10]"
+    assert "input.md5.data/prepared/seismic/train.parquet" in train.data.tags
+
+    first_export = by_stage["export@rf"].info.run_id
+    (version,) = client.search_model_versions(f"name='{MODEL_NAME}'")
+    assert version.version == "1" and version.run_id == first_export
+    assert json.loads((root / "reports/seismic/export.json").read_text())["registered_model_version"] == 1
+    assert any(artifacts.rglob("MLmodel")), "the model's files went to the server's artifact store"
+    # what a deployment does: fetch the version through the server (explicit URIs: no global MLflow state)
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{MODEL_NAME}/1", dst_path=str(tmp_path / "download"), tracking_uri=uri, registry_uri=uri
+    )
+    restored = mlflow.sklearn.load_model(local)
+    assert hasattr(restored, "predict")
+
+    # a second export is a second version, linked to the second export run
+    assert _ran(run(["dvc", "repro", "--force", "--single-item", "export@rf"], root, env).stdout) == {"export@rf"}
+    exports = client.search_runs([experiment.experiment_id], "tags.`overseer.stage` = 'export@rf'")
+    second_export = ({r.info.run_id for r in exports} - {first_export}).pop()
+    versions = {v.version: v.run_id for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
+    assert versions == {"1": first_export, "2": second_export}
+    assert json.loads((root / "reports/seismic/export.json").read_text())["registered_model_version"] == 2
+
+
+def _wait_for_queue(root: Path, env: dict, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], root, env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queued experiments still pending after {timeout:.0f} s:\n{status}")
+        time.sleep(3)
+
+
+def test_queued_experiments_log_to_one_store(tmp_path: Path) -> None:
+    """`dvc exp run --queue` + `dvc queue start -j 2`: both experiments' runs land in <repo>/mlflow.db."""
+    root, env = make_project(tmp_path, TINY_SEISMIC)
+    del env["MLFLOW_TRACKING_URI"]  # the project's default store: sqlite:///<repo>/mlflow.db
+    with (root / ".gitignore").open("a") as fh:
+        fh.write("mlflow.db\n")
+    run(["dvc", "repro", "export@rf"], root, env)
+    baseline = _commit(root, env, "tiny seismic baseline")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    assert len(_runs(store)) == 5
+
+    depths = {4: None, 8: None}
+    for depth in depths:
+        run(["dvc", "exp", "run", "--queue", "-S", f"train_rf.max_depth={depth}", "export@rf"], root, env)
+    try:
+        run(["dvc", "queue", "start", "-j", "2"], root, env)
+        status = _wait_for_queue(root, env)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], root, env, check=False)
+    if status.count("Success") != 2:
+        failed = [line.split()[1] for line in status.splitlines()[1:] if "Failed" in line]
+        logs = "".join(run(["dvc", "queue", "logs", name], root, env, check=False).stdout for name in failed)
+        raise AssertionError(f"queued experiments did not all succeed:\n{status}\n{logs[-6000:]}")
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            (revision,) = experiment["revs"]
+            depth = revision["data"]["params"]["params.yaml"]["data"]["train_rf"]["max_depth"]
+            depths[depth] = experiment["name"]
+    assert None not in depths.values(), shown
+
+    runs = _runs(store)
+    assert len(runs) == 5 + 2 * 2  # the baseline's five stages, then train_rf + export@rf per experiment
+    by_experiment: dict[str, dict[str, object]] = {}
+    for found in runs:
+        by_experiment.setdefault(found.data.tags["dvc.experiment"], {})[found.data.tags["overseer.stage"]] = found
+    assert set(by_experiment) == {"workspace", *depths.values()}
+    for depth, name in depths.items():
+        stages = by_experiment[name]
+        assert set(stages) == {"train_rf", "export@rf"}, name  # only what the new param invalidates
+        assert stages["train_rf"].data.params["train_rf.max_depth"] == str(depth)
+        assert stages["train_rf"].info.run_name.startswith(f"seismic/train_rf [{name}]")
+        assert f"train_rf.max_depth={depth}" in stages["train_rf"].data.tags["overseer.changed"]
+        assert stages["train_rf"].data.tags["git.commit"] == baseline  # the commit the experiment started from
+    assert not list((root / ".dvc").rglob("mlflow.db")), "a run wrote a store inside DVC's temp workspace"
+
+    import mlflow
+
+    versions = mlflow.MlflowClient(store).search_model_versions(f"name='{MODEL_NAME}'")
+    exports = {by_experiment[name]["export@rf"].info.run_id for name in ["workspace", *depths.values()]}
+    assert {v.run_id for v in versions} == exports and len(versions) == 3
