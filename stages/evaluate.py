@@ -46,7 +46,33 @@ def rf() -> None:
         print(f"held-out: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f}; truth recovery {recovery}")
 
 
-MODELS = {"cnn": cnn, "rf": rf}
+def gnn() -> None:
+    from overseer.engraving.evaluate import evaluate_pieces
+    from overseer.engraving.predict import predict_piece
+    from overseer.engraving.schema import load_split
+    from overseer.engraving.train import load_model
+
+    cfg = stage.load_params("evaluate", "gnn")
+    prepared, model_dir, out = (
+        Path("data/prepared/engraving"),
+        Path("models/engraving/train"),
+        Path("reports/engraving/eval"),
+    )
+    names, pieces = load_split(prepared, "test")  # held-out pieces only: never seen in training or early stopping
+    with stage_run("engraving", "evaluate@gnn", inputs=[model_dir, prepared / "test"]) as mlflow:
+        model = load_model(model_dir)
+        with atomic_dir(out) as tmp:
+            evaluation = evaluate_pieces(
+                pieces, names, lambda piece: predict_piece(model, piece, max_notes=cfg.get("max_notes")), tmp,
+                threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
+            )  # fmt: skip
+        mlflow.log_metrics({f"eval_{k}": v for k, v in evaluation.post.items()})
+        mlflow.log_metrics({f"eval_raw_{k}": v for k, v in evaluation.raw.items()})
+        log_artifacts(mlflow, [out / "metrics.json", out / "table1.md"], artifact_path="eval")
+        print(evaluation.table.to_string())
+
+
+MODELS = {"cnn": cnn, "rf": rf, "gnn": gnn}
 
 if __name__ == "__main__":
     stage.run(MODELS[sys.argv[1]])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from overseer import stage
 from overseer.io import atomic_dir, write_json
-from overseer.tracking import stage_run
+from overseer.tracking import log_artifacts, stage_run
 
 
 def cnn() -> None:
@@ -71,7 +71,59 @@ def rf() -> None:
         print(f"exported to {out}; registry version {info.registered_model_version}")
 
 
-MODELS = {"cnn": cnn, "rf": rf}
+def gnn() -> None:
+    import shutil
+
+    import mlflow.pytorch
+    import torch
+    import torch_geometric
+
+    from overseer.engraving.engrave import engrave_piece
+    from overseer.engraving.predict import predict_piece
+    from overseer.engraving.schema import load_split
+    from overseer.engraving.train import load_model
+
+    cfg = stage.load_params("export", "gnn")
+    train, out = Path("models/engraving/train"), Path("models/engraving/export")
+    names, pieces = load_split("data/prepared/engraving", "test")
+    with stage_run("engraving", "export@gnn", inputs=[train, "data/prepared/engraving/test"]) as mlflow:
+        model = load_model(train)  # loads back, or the export stops here
+        written = {}
+        with atomic_dir(out) as tmp:
+            for item in train.iterdir():
+                shutil.copy2(item, tmp / item.name)
+            # held-out pieces engraved by the exported model: MusicXML, MEI (both read back), SVG pages
+            for name, piece in list(zip(names, pieces, strict=True))[: int(cfg["pieces"])]:
+                result = engrave_piece(
+                    piece, lambda p: predict_piece(model, p), tmp / "engraved" / name, name,
+                    formats=tuple(cfg["formats"]), pages=int(cfg["pages"]),
+                    threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
+                )  # fmt: skip
+                files = sorted(p.name for p in (tmp / "engraved" / name).iterdir())
+                written[name] = {"files": files, "notes": result["notes"]}
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=cfg["registered_model_name"],
+            serialization_format="pickle",  # pt2 traces tensors; the model takes a PyG HeteroData
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"torch-geometric=={torch_geometric.__version__}",
+            ],
+        )
+        mlflow.set_tag("registered_model_version", str(info.registered_model_version))
+        log_artifacts(mlflow, [out / "engraved"], artifact_path="engraved")
+        write_json("reports/engraving/export.json", {"registered_model_version": int(info.registered_model_version),
+                                                     "files": sorted(p.name for p in out.iterdir()),
+                                                     "engraved": written})  # fmt: skip
+        version = info.registered_model_version
+        print(
+            f"exported to {out}; engraved {len(written)} held-out pieces into {out / 'engraved'}; "
+            f"registry version {version}"
+        )
+
+
+MODELS = {"cnn": cnn, "rf": rf, "gnn": gnn}
 
 if __name__ == "__main__":
     stage.run(MODELS[sys.argv[1]])

@@ -194,19 +194,20 @@ def per_class_table(report: ClassificationReport) -> pd.DataFrame:
     return pd.concat([table, extra[PER_CLASS_COLUMNS]])
 
 
-def write_report(report: ClassificationReport, out_dir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:
+def write_report(
+    report: ClassificationReport, out_dir: str | os.PathLike, plots: bool = True, items: bool = True
+) -> dict[str, Path]:
     """Write the report as files under ``out_dir`` and return their paths by name.
 
-    ``metrics.json`` (summary), ``per_class.csv``, ``confusion_matrix.csv`` (counts),
-    ``predictions.csv`` (actual/predicted per item, for ``dvc plots`` confusion templates),
-    ``false_inferences.json`` and, with ``plots``, the four PNG figures of ``overseer.plots``.
+    ``metrics.json`` (summary), ``per_class.csv``, ``confusion_matrix.csv`` (counts), with ``items``
+    ``predictions.csv`` (actual/predicted per item, for ``dvc plots`` confusion templates) and
+    ``false_inferences.json``, and with ``plots`` the four PNG figures of ``overseer.plots``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "metrics": write_json(out / "metrics.json", report.summary()),
-        "false_inferences": write_json(out / "false_inferences.json", report.false_inferences),
-    }
+    paths = {"metrics": write_json(out / "metrics.json", report.summary())}
+    if items:
+        paths["false_inferences"] = write_json(out / "false_inferences.json", report.false_inferences)
     confusion = pd.DataFrame(
         report.confusion,
         index=pd.Index(report.class_names, name="true\\predicted"),
@@ -215,7 +216,7 @@ def write_report(report: ClassificationReport, out_dir: str | os.PathLike, plots
     for name, frame, index in (
         ("per_class", per_class_table(report), True),
         ("confusion_matrix", confusion, True),
-        ("predictions", report.predictions, False),
+        *([("predictions", report.predictions, False)] if items else []),
     ):
         with atomic_file(out / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=index, float_format="%.6g")

@@ -155,3 +155,17 @@ def load_piece(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if missing:
         raise InputError(f"prepared piece lacks arrays {missing}; re-run ingest@engraving", path=path)
     return arrays
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def load_split(prepared: str | os.PathLike, split: str) -> tuple[list[str], list[dict[str, np.ndarray]]]:
+    """(piece names, pieces) of one split of ingest@engraving's folder (``<prepared>/<split>/*.npz``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    folder = Path(prepared) / split
+    if not folder.is_dir():
+        raise InputError(f"no prepared {split} pieces; run `dvc repro ingest@engraving`", path=folder)
+    files = sorted(folder.glob("*.npz"))
+    return [f.stem for f in files], [load_piece(f) for f in files]

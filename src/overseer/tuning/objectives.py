@@ -145,10 +145,10 @@ def score_cnn(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -
 # --- gnn ---------------------------------------------------------------------------------------
 def prepare_gnn(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
     """The prepared training and validation pieces of ingest@engraving."""
-    from overseer.engraving.train import load_split
+    from overseer.engraving.schema import load_split
 
     prepared = _need(root / "data/prepared/engraving", "the prepared score graphs", "ingest@engraving")
-    return {"train": load_split(prepared, "train"), "validation": load_split(prepared, "validation")}
+    return {"train": load_split(prepared, "train")[1], "validation": load_split(prepared, "validation")[1]}
 
 
 def score_gnn(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
@@ -159,7 +159,7 @@ def score_gnn(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -
         report(epoch, float(metrics["val_loss"]))
 
     result = train_gnn(data["train"], data["validation"], dict(cfg), on_epoch=on_epoch)
-    return float(result.best_val_loss)
+    return float(result.best_loss)
 
 
 MODELS: dict[str, TunedModel] = {

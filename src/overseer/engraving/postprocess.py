@@ -1,0 +1,974 @@
+"""Post-processing of EngravingGNN predictions into a writable engraving (paper §2.7, Fig. 3).
+
+Input: a piece (``schema`` arrays) and the model's predictions for it (``logits_<task>`` per node,
+``p_voice`` over ``voice_cand``, ``p_chord`` over ``chord_cand``). Output (:func:`postprocess`): a
+dict of numpy arrays that :mod:`overseer.engraving.export` writes as it is. Per-note arrays hold
+class indices of ``schema.NODE_TASKS`` (as the ``y_<task>`` labels do, so metrics compare them
+directly); ``staff`` is 1 (upper) or 2 (lower).
+
+The steps, in the paper's order (§2.7: chord pooling → voice assignment → unpooling → rests):
+
+0. **Notated times**: onsets, offsets and barlines within 1/256 quarter of a point of the grids of
+   binary values, triplets and quintuplets down to 128ths are moved onto it (scores written with
+   too few divisions round a triplet sixteenth to 43/256); the result carries these times and
+   export writes them.
+1. **Staff** (§2.2 item 2): argmax of ``logits_staff``; independent of the pooling (§2.7, last paragraph).
+2. **Chord pooling**: chord edges with ``p_chord >= threshold`` joined into connected components.
+   An edge only joins notes with the same onset (the candidate rule), the same *predicted* staff
+   and the same duration: a chord is written as one symbol in one voice, so its notes must agree
+   on staff and length (notes of one onset with different lengths stay separate chords).
+3. **Voice assignment** (Hungarian algorithm, as in piano_svsep / Foscarin et al. 2024): per bar
+   and staff, voice-edge probabilities are averaged over the note pairs of two chords; a linear
+   assignment (``scipy.optimize.linear_sum_assignment``) picks at most one successor and one
+   predecessor per chord, maximising the summed log-odds ``log(p / (1 - p))`` of the links it keeps
+   (only links with ``p > threshold``; the MAP decision for independent edges). Links exist only
+   between candidates (offset(u) <= onset(w)), so every chain of links is monophonic at the chord
+   level. The chains are then placed on voices in time order: a chain joins a voice whose last
+   chord has ended by the chain's first onset — the one with the highest averaged ``p_voice`` from
+   its last chord, then the nearest pitch — or opens a new voice when none is free
+   (``merge_chains=False`` keeps one voice per chain). Voices are numbered per bar and staff,
+   1-based, by mean pitch: voice 1 is the highest. Voices never cross staves or bars (the paper's
+   candidates never cross bars; a voice that crosses staves is split per staff).
+4. **Unpooling**: every note takes its chord's voice; the pooled (averaged) logits of note type,
+   dots, tuplet, stem and key are shared by the chord's notes (§2.7: "the logits of the notes
+   that are pooled together ... are averaged"). Stems are averaged over a whole beam as well
+   (§2.2 item 5: stems "align with beam direction").
+5. **Symbolic duration** (§2.2 item 8): the (note type, dots, tuplet) triple with the highest summed
+   log-probability *among those whose value equals the note's duration* (a symbol that
+   contradicts the duration cannot be written: MEI carries durations only as symbols). A
+   duration no triple matches (a 7-tuplet, say) gets a generic tuplet ratio on the smallest note
+   type that holds it (``tuplet`` = -1, ratio in ``tuplet_actual:tuplet_normal``).
+6. **Spelling** (§2.2 item 3): the best of the spellings that are consistent with the note's MIDI pitch.
+7. **Key** (§2.2 item 4): one key per bar, the majority of its notes' (chord-averaged) key predictions,
+   ties broken by summed probability; a bar without notes keeps the previous bar's key.
+8. **Clef** (§2.2 item 7): per staff, the notes of one onset vote (summed logits); a run of fewer than
+   ``min_clef_run`` onsets with another clef is flicker and takes its neighbour's clef (the
+   previous run's, or the next one's at the start). A clef change is inserted at the first note
+   of each new run.
+9. **Octave shift** (§2.2 item 6): per staff, the notes of one onset vote as for clefs; consecutive
+   onsets with the same non-"none" label form one bracket, which therefore covers exactly the
+   notes with that label on its staff.
+10. **Rests** (§2.7 step 4): every (bar, staff, voice) is filled from bar start to bar end; a staff
+    without notes in a bar gets one voice of rests. A gap is cut at beat boundaries (runs of whole
+    beats stay together), and each piece is written with the fewest, simplest rest symbols
+    (dynamic programming: a symbol costs 4, a dot 1, a tuplet 3; binary values down to 128ths,
+    one dot at most, triplets and quintuplets). A piece that starts off the beat has no dotted
+    rests, and when it runs to the beat it is written shortest first (16th, eighth).
+11. **Tuplets and beams**: consecutive elements (notes and rests) of one voice with the same
+    tuplet ratio form one bracket, closed each time its length reaches a whole number of
+    ``normal × shortest base value``; consecutive chords of eighths or shorter within one beat
+    of one voice are beamed (rests break beams).
+12. **Grace notes** (not predicted, §4.2): attached before the principal note (same onset,
+    preferring the grace note's own staff, then the nearest pitch); they take its staff and voice.
+13. **Written accidentals**: per staff and bar, a note shows an accidental when its alteration
+    differs from the one in force (key signature or an earlier note of the same step and octave
+    in the bar); a note tied from the previous one never shows one.
+
+Every step is a small pure function on numpy arrays; :func:`check_result` verifies the
+invariants (used by the tests and by export before writing).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from fractions import Fraction
+from functools import lru_cache
+from itertools import pairwise
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from overseer.engraving import schema
+from overseer.engraving.data.graph import TICKS_PER_QUARTER, quantize
+
+UNKNOWN = schema.UNKNOWN
+NOTE_TYPES = schema.NOTE_TYPES
+# quarter-note value of each note type: breve = 8 ... 128th = 1/32
+BASE_VALUE: tuple[Fraction, ...] = tuple(Fraction(8, 2**i) for i in range(len(NOTE_TYPES)))
+# tuplet class of NODE_TASKS["tuplet"] -> (actual notes, normal notes)
+TUPLET_RATIO: tuple[tuple[int, int], ...] = ((1, 1), (3, 2), (5, 4))
+CLEF_LINES = {"G": 2, "F": 4, "C": 3}
+DEFAULT_CLEF = {1: 0, 2: 1}  # staff -> clef class when a staff has no notes: G upper, F lower
+STEP_PC = (0, 2, 4, 5, 7, 9, 11)
+SHARP_ORDER = "FCGDAEB"
+FLAT_ORDER = "BEADGCF"
+BEAMABLE_TYPE = NOTE_TYPES.index("eighth")  # eighths and shorter are beamed
+
+_TPQ = TICKS_PER_QUARTER
+_DP_TPQ = 480  # rest grid: binary values to 128ths, triplets and quintuplets of them
+_COST_SYMBOL, _COST_DOT, _COST_TUPLET = 4, 1, 3
+_INF = np.iinfo(np.int64).max // 4
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of a (n, k) array (float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _frac(ticks: int) -> Fraction:
+    return Fraction(int(ticks), _TPQ)
+
+
+def _ticks(value: Fraction) -> int:
+    t = value * _TPQ
+    if t.denominator != 1:
+        raise ValueError(f"{value} quarters is not on the tick grid")
+    return int(t)
+
+
+def symbol_value(note_type: int, dots: int, actual: int = 1, normal: int = 1) -> Fraction:
+    """Duration in quarters of a note type with dots and a tuplet ratio ``actual:normal``."""
+    return BASE_VALUE[int(note_type)] * (2 - Fraction(1, 2 ** int(dots))) * Fraction(int(normal), int(actual))
+
+
+@lru_cache(maxsize=1)
+def _symbol_table() -> tuple[np.ndarray, ...]:
+    """Every (type, dots, tuplet class) of the model's classes with its value in ticks."""
+    rows = []
+    for t in range(len(NOTE_TYPES)):
+        for d in range(len(schema.NODE_TASKS["dots"])):
+            for k, (a, n) in enumerate(TUPLET_RATIO):
+                rows.append((t, d, k, _ticks(symbol_value(t, d, a, n))))
+    arr = np.array(rows, dtype=np.int64)
+    return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+
+
+def is_single_symbol(duration: np.ndarray, *, simple: bool = False) -> np.ndarray:
+    """Whether each duration (quarters) is one symbol of the model's classes (type, dots, tuplet).
+
+    ``simple`` admits only plain symbols: up to two dots without a tuplet, no dots in a tuplet
+    (1.25 quarters is a triple-dotted triplet quarter, but is better written tied).
+    """
+    _, d_idx, k_idx, value = _symbol_table()
+    if simple:
+        value = value[((k_idx == 0) & (d_idx <= 2)) | ((k_idx > 0) & (d_idx == 0))]
+    return np.isin(quantize(duration), value)
+
+
+def generic_symbol(length: Fraction) -> tuple[int, int, int, int] | None:
+    """(type, dots=0, actual, normal) writing ``length`` as one tuplet note of the smallest type holding it."""
+    if length <= 0 or length > BASE_VALUE[0]:
+        return None
+    t = max(i for i, v in enumerate(BASE_VALUE) if v >= length)
+    ratio = length / BASE_VALUE[t]  # in (1/2, 1] unless below the shortest type
+    if ratio.denominator > 64:  # off every sensible grid: the nearest small ratio (no longer exact)
+        ratio = ratio.limit_denominator(64)
+    if ratio == 1:
+        return t, 0, 1, 1
+    return t, 0, ratio.denominator, ratio.numerator
+
+
+# --- 0: notated times ------------------------------------------------------------------------------------
+
+SNAP_GRIDS = (32, 48, 40)  # per quarter: binary values to 128ths, their triplets and quintuplets
+SNAP_TOL = 1 / 256  # quarters
+SYMBOL_REL_TOL = 0.02  # how far a generic ratio of an off-grid length may be from it
+TIME_KEYS = ("onset", "duration", "bar_start", "bar_dur", "grace_onset")
+
+
+def snap_times(t: np.ndarray) -> np.ndarray:
+    """Times moved onto the nearest point of ``SNAP_GRIDS`` when within ``SNAP_TOL`` (else kept).
+
+    Scores written with too few divisions round triplets (43/256 for 1/6); snapping restores the
+    notated value. Nearest-point snapping is monotone, so no note moves past another.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    best, err = t.copy(), np.full(t.shape, np.inf)
+    for g in SNAP_GRIDS:
+        c = np.rint(t * g) / g
+        e = np.abs(t - c)
+        better = e < err
+        best[better], err[better] = c[better], e[better]
+    return np.where(err <= SNAP_TOL, best, t)
+
+
+def notated_piece(piece: dict[str, np.ndarray], res: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The piece with its times as they are written: from ``res`` when given, else snapped (:func:`snap_times`)."""
+    if res is not None and all(k in res for k in TIME_KEYS):
+        return {**piece, **{k: res[k] for k in TIME_KEYS}}
+    onset = snap_times(piece["onset"])
+    offset = snap_times(np.asarray(piece["onset"]) + np.asarray(piece["duration"]))
+    start = snap_times(piece["bar_start"])
+    end = snap_times(np.asarray(piece["bar_start"]) + np.asarray(piece["bar_dur"]))
+    return {
+        **piece,
+        "onset": onset,
+        "duration": np.where(offset > onset, offset - onset, piece["duration"]),
+        "bar_start": start,
+        "bar_dur": np.where(end > start, end - start, piece["bar_dur"]),
+        "grace_onset": snap_times(piece["grace_onset"]),
+    }
+
+
+# --- 1-2: staff and chord pooling ------------------------------------------------------------------
+
+
+def predict_staff(pred: dict[str, np.ndarray]) -> np.ndarray:
+    """Staff per note, 1 (upper) or 2 (lower): argmax of ``logits_staff`` (paper §2.2 item 2)."""
+    return (np.argmax(pred["logits_staff"], axis=1) + 1).astype(np.int16)
+
+
+def pool_chords(
+    piece: dict[str, np.ndarray], p_chord: np.ndarray, staff: np.ndarray, *, threshold: float = 0.5
+) -> np.ndarray:
+    """Chord id per note (0-based, numbered by first note): components of the kept chord edges.
+
+    An edge is kept when ``p >= threshold`` and both notes share onset, predicted staff and duration.
+    """
+    n = piece["onset"].size
+    u, w = np.asarray(piece["chord_cand"], dtype=np.int64)
+    on, dur = quantize(piece["onset"]), quantize(piece["duration"])
+    keep = (np.asarray(p_chord) >= threshold) & (on[u] == on[w]) & (staff[u] == staff[w]) & (dur[u] == dur[w])
+    graph = coo_matrix((np.ones(int(keep.sum())), (u[keep], w[keep])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # renumber by first member so that chord ids follow the (onset, pitch) node order
+    _, first = np.unique(labels, return_index=True)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return rank[labels]
+
+
+def pool_mean(values: np.ndarray, chord: np.ndarray) -> np.ndarray:
+    """Mean of the rows of ``values`` (n, k) per chord → (C, k)."""
+    values = np.asarray(values, dtype=np.float64)
+    n_chords = int(chord.max()) + 1 if chord.size else 0
+    sums = np.zeros((n_chords, values.shape[1]))
+    np.add.at(sums, chord, values)
+    return sums / np.bincount(chord, minlength=n_chords)[:, None]
+
+
+def _chord_arrays(piece: dict[str, np.ndarray], chord: np.ndarray, staff: np.ndarray) -> dict[str, np.ndarray]:
+    """Per chord: onset/offset ticks, staff, bar, mean pitch, first note."""
+    n_chords = int(chord.max()) + 1 if chord.size else 0
+    _, first = np.unique(chord, return_index=True)
+    on = quantize(piece["onset"])
+    off = quantize(np.asarray(piece["onset"]) + np.asarray(piece["duration"]))
+    pitch = np.bincount(chord, weights=piece["pitch"].astype(np.float64), minlength=n_chords) / np.bincount(chord)
+    return {
+        "on": on[first],
+        "off": off[first],
+        "staff": staff[first],
+        "bar": np.asarray(piece["bar"], dtype=np.int64)[first],
+        "pitch": pitch,
+        "first": first,
+    }
+
+
+# --- 3: voice assignment -------------------------------------------------------------------------------
+
+
+def _pooled_voice_probs(
+    piece: dict[str, np.ndarray], p_voice: np.ndarray, chord: np.ndarray, ch: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, p): mean voice-edge probability between chords a -> b of one bar and staff."""
+    u, w = np.asarray(piece["voice_cand"], dtype=np.int64)
+    cu, cw = chord[u], chord[w]
+    keep = (
+        (cu != cw)
+        & (ch["staff"][cu] == ch["staff"][cw])
+        & (ch["bar"][cu] == ch["bar"][cw])
+        & (ch["off"][cu] <= ch["on"][cw])
+    )
+    n_chords = ch["on"].size
+    key = cu[keep] * n_chords + cw[keep]
+    uniq, inv = np.unique(key, return_inverse=True)
+    p = np.bincount(inv, weights=np.asarray(p_voice, dtype=np.float64)[keep]) / np.bincount(inv)
+    return uniq // n_chords, uniq % n_chords, p
+
+
+def _link_chords(members: np.ndarray, a: np.ndarray, b: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """Successor links among the chords ``members`` of one block by maximum-weight assignment."""
+    if members.size < 2 or a.size == 0:
+        return {}
+    local = {int(c): i for i, c in enumerate(members)}
+    good = p > threshold
+    if not good.any():
+        return {}
+    weight = np.zeros((members.size, members.size))
+    pc = np.clip(p[good], 1e-6, 1 - 1e-6)
+    rows = np.array([local[int(x)] for x in a[good]])
+    cols = np.array([local[int(x)] for x in b[good]])
+    weight[rows, cols] = np.log(pc / (1 - pc))
+    r, c = linear_sum_assignment(weight, maximize=True)
+    chosen = weight[r, c] > 0
+    return {int(members[i]): int(members[j]) for i, j in zip(r[chosen], c[chosen], strict=True)}
+
+
+def _chains(members: np.ndarray, succ: dict) -> list[list[int]]:
+    has_pred = set(succ.values())
+    chains = []
+    for c in members:
+        c = int(c)
+        if c in has_pred:
+            continue
+        chain = [c]
+        while chain[-1] in succ:
+            chain.append(succ[chain[-1]])
+        chains.append(chain)
+    return chains
+
+
+def assign_voices(
+    piece: dict[str, np.ndarray],
+    p_voice: np.ndarray,
+    chord: np.ndarray,
+    staff: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    merge_chains: bool = True,
+) -> np.ndarray:
+    """Voice per note, 1-based per (bar, staff), voice 1 highest (module docstring, step 3)."""
+    ch = _chord_arrays(piece, chord, staff)
+    a, b, p = _pooled_voice_probs(piece, p_voice, chord, ch)
+    pair_p = dict(zip(zip(a.tolist(), b.tolist(), strict=True), p.tolist(), strict=True))
+    block_of = ch["bar"] * 3 + ch["staff"]
+    edge_block = block_of[a] if a.size else np.zeros(0, dtype=np.int64)
+    voice_of_chord = np.zeros(ch["on"].size, dtype=np.int16)
+    for block in np.unique(block_of):
+        members = np.flatnonzero(block_of == block)
+        members = members[np.lexsort((-ch["pitch"][members], ch["on"][members]))]
+        sel = edge_block == block
+        succ = _link_chords(members, a[sel], b[sel], p[sel], threshold)
+        chains = _chains(members, succ)  # already in (onset, -pitch) order of their heads
+        slots: list[list[int]] = []
+        for chain in chains:
+            head = chain[0]
+            free = [s for s in slots if ch["off"][s[-1]] <= ch["on"][head]] if merge_chains else []
+            if free:
+                best = max(
+                    free,
+                    key=lambda s, h=head: (pair_p.get((s[-1], h), 0.0), -abs(ch["pitch"][s[-1]] - ch["pitch"][h])),
+                )
+                best.extend(chain)
+            else:
+                slots.append(list(chain))
+        mean_pitch = [float(np.mean(ch["pitch"][s])) for s in slots]
+        for rank, i in enumerate(sorted(range(len(slots)), key=lambda i: (-mean_pitch[i], i))):
+            voice_of_chord[slots[i]] = rank + 1
+    return voice_of_chord[chord]
+
+
+# --- 5-7: symbolic duration, spelling, key ----------------------------------------------------------------
+
+
+def decode_durations(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray], chord: np.ndarray) -> dict:
+    """Note type, dots and tuplet per note from chord-averaged logits, consistent with the duration."""
+    t_idx, d_idx, k_idx, value = _symbol_table()
+    score = (
+        log_softmax(pool_mean(pred["logits_note_type"], chord))[:, t_idx]
+        + log_softmax(pool_mean(pred["logits_dots"], chord))[:, d_idx]
+        + log_softmax(pool_mean(pred["logits_tuplet"], chord))[:, k_idx]
+    )
+    _, first = np.unique(chord, return_index=True)
+    dur = quantize(piece["duration"])[first]
+    match = value[None, :] == dur[:, None]
+    best = np.argmax(np.where(match, score, -np.inf), axis=1)
+    ratio = np.array(TUPLET_RATIO, dtype=np.int32)
+    out = {
+        "note_type": t_idx[best].astype(np.int16),
+        "dots": d_idx[best].astype(np.int16),
+        "tuplet": k_idx[best].astype(np.int16),
+        "tuplet_actual": ratio[k_idx[best], 0],
+        "tuplet_normal": ratio[k_idx[best], 1],
+    }
+    for c in np.flatnonzero(~match.any(axis=1)):
+        sym = generic_symbol(_frac(dur[c]))
+        if sym is None:
+            raise ValueError(f"note {first[c]}: a duration of {dur[c] / _TPQ:g} quarters cannot be one symbol")
+        out["note_type"][c], out["dots"][c], out["tuplet_actual"][c], out["tuplet_normal"][c] = sym
+        out["tuplet"][c] = UNKNOWN
+    return {name: arr[chord] for name, arr in out.items()}
+
+
+def pitch_consistent_spellings(pitch: np.ndarray) -> np.ndarray:
+    """(n, 35) bool: spelling classes whose pitch class equals ``pitch % 12``."""
+    pcs = np.array([(STEP_PC[i // 5] + schema.ALTERS[i % 5]) % 12 for i in range(len(schema.SPELLINGS))])
+    return pcs[None, :] == (np.asarray(pitch, dtype=np.int64) % 12)[:, None]
+
+
+def decode_stems(stem_logits: np.ndarray, chord: np.ndarray, beam: np.ndarray) -> np.ndarray:
+    """Stem class per note: logits averaged over the chord, and over the whole beam for beamed notes."""
+    pooled = pool_mean(stem_logits, chord)[chord]
+    beamed = beam >= 0
+    if beamed.any():
+        group = np.unique(beam[beamed], return_inverse=True)[1]
+        pooled[beamed] = pool_mean(pooled[beamed], group)[group]
+    return np.argmax(pooled, axis=1).astype(np.int16)
+
+
+def decode_spelling(logits: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Best spelling per note among those consistent with its MIDI pitch (paper §2.2 item 3)."""
+    masked = np.where(pitch_consistent_spellings(pitch), np.asarray(logits, dtype=np.float64), -np.inf)
+    return np.argmax(masked, axis=1).astype(np.int16)
+
+
+def default_spelling(pitch: int, fifths: int) -> int:
+    """A plain spelling of ``pitch``: sharps in C and sharp keys, flats in flat keys."""
+    sharps = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    flats = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+    return schema.SPELLINGS.index((flats if fifths < 0 else sharps)[int(pitch) % 12])
+
+
+def spelled_pitch(spelling: int, pitch: int) -> tuple[str, int, int]:
+    """(step, alter, octave) of a spelling class for a MIDI pitch (octave from pitch and step)."""
+    step, alter = schema.spelling_of(int(spelling))
+    base = int(pitch) - alter - STEP_PC[schema.STEPS.index(step)]
+    if base % 12:
+        raise ValueError(f"spelling {step}{alter:+d} does not fit MIDI pitch {pitch}")
+    return step, alter, base // 12 - 1
+
+
+def smooth_key(key_logits: np.ndarray, chord: np.ndarray, bar: np.ndarray, n_bars: int) -> np.ndarray:
+    """One key class per bar: majority of the notes' chord-averaged argmax (paper §2.2 item 4, §4.3)."""
+    n_classes = len(schema.KEY_FIFTHS)
+    logp = log_softmax(pool_mean(key_logits, chord))[chord]
+    vote = np.argmax(logp, axis=1)
+    counts = np.zeros((n_bars, n_classes))
+    np.add.at(counts, (bar, vote), 1.0)
+    prob = np.zeros((n_bars, n_classes))
+    np.add.at(prob, bar, np.exp(logp))
+    n_in_bar = counts.sum(axis=1, keepdims=True)
+    score = counts + prob / (n_in_bar + 1.0)  # the fraction only breaks ties of the counts
+    bar_key = np.full(n_bars, UNKNOWN, dtype=np.int64)
+    has = n_in_bar[:, 0] > 0
+    bar_key[has] = np.argmax(score[has], axis=1)
+    return _fill_unknown(bar_key, schema.KEY_FIFTHS.index(0)).astype(np.int16)
+
+
+def _fill_unknown(values: np.ndarray, default: int) -> np.ndarray:
+    """Forward-fill -1 entries, then backward-fill the leading ones; ``default`` when all are -1."""
+    out = values.copy()
+    known = np.flatnonzero(out >= 0)
+    if known.size == 0:
+        out[:] = default
+        return out
+    idx = np.maximum.accumulate(np.where(out >= 0, np.arange(out.size), -1))
+    idx[idx < 0] = known[0]
+    return out[idx]
+
+
+# --- 8-9: per-staff runs (clef, octave shift) -----------------------------------------------------------
+
+
+def staff_onset_groups(onset: np.ndarray, staff: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group id per note for (staff, onset), groups ordered by staff then onset; also group staff and onset ticks."""
+    on = quantize(onset)
+    order = np.lexsort((on, staff))
+    new = np.ones(order.size, dtype=bool)
+    new[1:] = (staff[order][1:] != staff[order][:-1]) | (on[order][1:] != on[order][:-1])
+    gid_sorted = np.cumsum(new) - 1
+    group = np.empty(order.size, dtype=np.int64)
+    group[order] = gid_sorted
+    return group, staff[order][new], on[order][new]
+
+
+def _group_labels(logits: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    sums = np.zeros((n_groups, logits.shape[1]))
+    np.add.at(sums, group, log_softmax(logits))
+    return np.argmax(sums, axis=1)
+
+
+def remove_short_runs(labels: np.ndarray, min_run: int) -> np.ndarray:
+    """Replace runs shorter than ``min_run`` by the previous run's label (the next one's at the start)."""
+    labels = np.asarray(labels).copy()
+    while True:
+        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+        lengths = np.diff(np.r_[starts, labels.size])
+        if starts.size <= 1 or lengths.min() >= min_run:
+            return labels
+        i = int(np.argmin(lengths))
+        fill = labels[starts[i - 1]] if i > 0 else labels[starts[i + 1]]
+        labels[starts[i] : starts[i] + lengths[i]] = fill
+
+
+def clefs(
+    clef_logits: np.ndarray, onset: np.ndarray, staff: np.ndarray, *, start: float = 0.0, min_run: int = 4
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Clef class per note and the clef events per staff: the initial clef (at ``start``), then changes.
+
+    Paper §2.2 item 7; ``clef_note`` is the first note of the new clef region (-1 for an initial clef).
+    """
+    group, g_staff, g_on = staff_onset_groups(onset, staff)
+    label = _group_labels(clef_logits, group, g_staff.size)
+    first_note = np.full(g_staff.size, np.iinfo(np.int64).max)
+    np.minimum.at(first_note, group, np.arange(group.size))
+    rows = []  # (staff, onset in quarters, clef class, first note)
+    for s in (1, 2):
+        sel = np.flatnonzero(g_staff == s)
+        if sel.size == 0:
+            rows.append((s, start, DEFAULT_CLEF[s], -1))
+            continue
+        label[sel] = remove_short_runs(label[sel], min_run)
+        rows.append((s, start, int(label[sel[0]]), -1))
+        for prev, gi in pairwise(sel):
+            if label[gi] != label[prev]:
+                rows.append((s, float(g_on[gi]) / _TPQ, int(label[gi]), int(first_note[gi])))
+    cols = list(zip(*rows, strict=True))
+    events = {
+        "clef_staff": np.array(cols[0], dtype=np.int16),
+        "clef_onset": np.array(cols[1], dtype=np.float64),
+        "clef_sign": np.array(cols[2], dtype=np.int16),
+        "clef_note": np.array(cols[3], dtype=np.int64),
+    }
+    return label[group].astype(np.int16), events
+
+
+def octave_brackets(
+    octave_logits: np.ndarray, onset: np.ndarray, offset: np.ndarray, staff: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Octave-shift class per note and one bracket per run of onsets with the same non-"none" label.
+
+    Paper §2.2 item 6. A bracket runs from its first note (``ottava_first``, the lowest node index of
+    its first onset) to the longest note of its last onset (``ottava_last``).
+    """
+    group, g_staff, _ = staff_onset_groups(onset, staff)
+    label = _group_labels(octave_logits, group, g_staff.size)
+    off = quantize(offset)
+    first_note = np.full(g_staff.size, np.iinfo(np.int64).max)
+    np.minimum.at(first_note, group, np.arange(group.size))
+    starts = np.flatnonzero(np.r_[True, (label[1:] != label[:-1]) | (g_staff[1:] != g_staff[:-1])])
+    ends = np.r_[starts[1:], label.size] - 1
+    rows = []  # (staff, class, first note, last note)
+    for gs, ge in zip(starts, ends, strict=True):
+        if label[gs] != 0:
+            last_members = np.flatnonzero(group == ge)
+            rows.append((g_staff[gs], label[gs], first_note[gs], last_members[np.argmax(off[last_members])]))
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 4
+    events = {
+        "ottava_staff": np.array(cols[0], dtype=np.int16),
+        "ottava_type": np.array(cols[1], dtype=np.int16),
+        "ottava_first": np.array(cols[2], dtype=np.int64),
+        "ottava_last": np.array(cols[3], dtype=np.int64),
+    }
+    return label[group].astype(np.int16), events
+
+
+# --- 10: rests -------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=2)
+def _rest_coins(max_dots: int) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """(ticks on the rest grid, cost, type, dots, actual, normal), in reconstruction preference order."""
+    coins = []
+    for t in range(len(NOTE_TYPES)):
+        for d in range(max_dots + 1):
+            for k, (a, n) in enumerate(TUPLET_RATIO):
+                v = symbol_value(t, d, a, n) * _DP_TPQ
+                if v.denominator == 1:
+                    coins.append((int(v), _COST_SYMBOL + d * _COST_DOT + (k > 0) * _COST_TUPLET, t, d, a, n))
+    coins.sort(key=lambda c: (c[4] != 1, -c[0], c[3]))
+    return tuple(coins)
+
+
+_DP_COST: dict[int, np.ndarray] = {}
+
+
+def _dp_costs(max_ticks: int, max_dots: int) -> np.ndarray:
+    """Minimum cost to write each length (rest-grid ticks) as a sum of rest symbols (unbounded coins)."""
+    cached = _DP_COST.get(max_dots)
+    if cached is not None and cached.size > max_ticks:
+        return cached
+    size = max(max_ticks + 1, 2 * (0 if cached is None else cached.size), 16 * _DP_TPQ)
+    cost = np.full(size, _INF, dtype=np.int64)
+    cost[0] = 0
+    for ticks, w, *_ in _rest_coins(max_dots):
+        pad = (-size) % ticks
+        arr = np.concatenate([cost, np.full(pad, _INF, dtype=np.int64)]).reshape(-1, ticks)
+        k = np.arange(arr.shape[0], dtype=np.int64)[:, None] * w
+        cost = np.minimum(cost, (np.minimum.accumulate(arr - k, axis=0) + k).reshape(-1)[:size])
+    _DP_COST[max_dots] = cost
+    return cost
+
+
+def notate_length(length: Fraction, *, dots: bool = True) -> list[tuple[Fraction, int, int, int, int]]:
+    """Rest symbols (value, type, dots, actual, normal), longest first, writing ``length`` exactly.
+
+    At most one dot (partitura's MEI reader misreads two), none with ``dots=False``.
+    """
+    ticks = length * _DP_TPQ
+    max_dots = 1 if dots else 0
+    if ticks.denominator == 1 and ticks > 0:
+        t = int(ticks)
+        cost = _dp_costs(t, max_dots)
+        if cost[t] < _INF // 2:
+            out = []
+            while t > 0:
+                coin = next(c for c in _rest_coins(max_dots) if c[0] <= t and cost[t - c[0]] + c[1] == cost[t])
+                out.append((Fraction(coin[0], _DP_TPQ), *coin[2:]))
+                t -= coin[0]
+            return out
+    sym = generic_symbol(length)
+    if sym is None:  # longer than a breve and off the rest grid: halve it
+        half = length / 2
+        return notate_length(half, dots=dots) + notate_length(length - half, dots=dots)
+    return [(length, *sym)]
+
+
+def notate_span(
+    start: Fraction, end: Fraction, origin: Fraction, beat: Fraction
+) -> list[tuple[Fraction, Fraction, int, int, int, int]]:
+    """Rests (onset, value, type, dots, actual, normal) tiling [start, end) (module docstring, step 10)."""
+    if end <= start:
+        return []
+    k0 = -((origin - start) // beat)  # ceil((start - origin) / beat)
+    cuts = []
+    t = origin + k0 * beat
+    while t < end:
+        if t > start:
+            cuts.append(t)
+        t += beat
+    points = [start, *cuts, end]
+    on_beat = [(p - origin) % beat == 0 for p in points]
+    segments: list[list[Fraction]] = []
+    for i in range(len(points) - 1):
+        full = on_beat[i] and on_beat[i + 1]
+        if full and segments and segments[-1][2] and segments[-1][1] == points[i]:
+            segments[-1][1] = points[i + 1]
+        else:
+            segments.append([points[i], points[i + 1], full])
+    out = []
+    for s, e, _ in segments:
+        off_beat = (s - origin) % beat != 0
+        # off the beat: no dotted rests, shortest first when the rest runs to the beat
+        symbols = notate_length(e - s, dots=not off_beat)
+        if (e - origin) % beat == 0 and off_beat:
+            symbols = symbols[::-1]
+        t = s
+        for value, *sym in symbols:
+            out.append((t, value, *sym))
+            t += value
+    return out
+
+
+def bar_grid(piece: dict[str, np.ndarray], bar: int) -> tuple[Fraction, Fraction, Fraction]:
+    """(bar start, bar end, beat origin, beat) of a bar; a short (pickup) bar counts beats from its end."""
+    start = _frac(quantize(piece["bar_start"][bar]))
+    dur = _frac(quantize(piece["bar_dur"][bar]))
+    num, den = int(piece["ts_num"][bar]), int(piece["ts_den"][bar])
+    ts_len = Fraction(4 * num, den)
+    beat = Fraction(4, den) * (3 if num % 3 == 0 and num > 3 else 1)
+    origin = start + dur - ts_len if dur < ts_len else start
+    return start, start + dur, origin, beat
+
+
+def infill_rests(
+    piece: dict[str, np.ndarray], staff: np.ndarray, voice: np.ndarray, chord: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Rests filling every (bar, staff, voice) from bar start to bar end (paper §2.7 step 4)."""
+    on = quantize(piece["onset"])
+    off = quantize(np.asarray(piece["onset"]) + np.asarray(piece["duration"]))
+    bar = np.asarray(piece["bar"], dtype=np.int64)
+    spans: dict[tuple[int, int, int], list[tuple[int, int]]] = defaultdict(list)
+    _, first = np.unique(chord, return_index=True)
+    for i in first:
+        spans[(int(bar[i]), int(staff[i]), int(voice[i]))].append((int(on[i]), int(off[i])))
+    rows = []
+    for b in range(piece["bar_start"].size):
+        start, end, origin, beat = bar_grid(piece, b)
+        for s in (1, 2):
+            voices = sorted(v for (bb, ss, v) in spans if bb == b and ss == s) or [1]
+            for v in voices:
+                t = start
+                for c_on, c_off in sorted(spans.get((b, s, v), [])):
+                    rows += [(b, s, v, *r) for r in notate_span(t, _frac(c_on), origin, beat)]
+                    t = max(t, _frac(c_off))
+                rows += [(b, s, v, *r) for r in notate_span(t, end, origin, beat)]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+    return {
+        "rest_bar": np.array(cols[0], dtype=np.int32),
+        "rest_staff": np.array(cols[1], dtype=np.int16),
+        "rest_voice": np.array(cols[2], dtype=np.int16),
+        "rest_onset": np.array([float(x) for x in cols[3]], dtype=np.float64),
+        "rest_duration": np.array([float(x) for x in cols[4]], dtype=np.float64),
+        "rest_note_type": np.array(cols[5], dtype=np.int16),
+        "rest_dots": np.array(cols[6], dtype=np.int16),
+        "rest_tuplet_actual": np.array(cols[7], dtype=np.int16),
+        "rest_tuplet_normal": np.array(cols[8], dtype=np.int16),
+    }
+
+
+# --- 11: tuplet brackets and beams ---------------------------------------------------------------------------
+
+
+def _voice_events(piece: dict, res: dict) -> dict[tuple[int, int, int], list[tuple]]:
+    """Per (bar, staff, voice): events (onset ticks, kind 'n'/'r', index) in time order (a chord once)."""
+    events: dict[tuple[int, int, int], list[tuple]] = defaultdict(list)
+    on = quantize(piece["onset"])
+    _, first = np.unique(res["chord"], return_index=True)
+    for i in first:
+        events[(int(piece["bar"][i]), int(res["staff"][i]), int(res["voice"][i]))].append((int(on[i]), "n", int(i)))
+    r_on = quantize(res["rest_onset"])
+    for j in range(r_on.size):
+        key = (int(res["rest_bar"][j]), int(res["rest_staff"][j]), int(res["rest_voice"][j]))
+        events[key].append((int(r_on[j]), "r", j))
+    for seq in events.values():
+        seq.sort()
+    return events
+
+
+def group_tuplets(piece: dict, res: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Tuplet bracket id per note and per rest (-1 none): runs of one voice with the same ratio."""
+    chord = res["chord"]
+    chord_group = np.full(int(chord.max()) + 1, -1, dtype=np.int32)
+    rest_group = np.full(res["rest_onset"].size, -1, dtype=np.int32)
+    gid = -1
+    for seq in _voice_events(piece, res).values():
+        open_ratio, acc, unit = None, Fraction(0), Fraction(0)
+        for _, kind, i in seq:
+            arr = "" if kind == "n" else "rest_"
+            ratio = (int(res[f"{arr}tuplet_actual"][i]), int(res[f"{arr}tuplet_normal"][i]))
+            if ratio == (1, 1):
+                open_ratio = None
+                continue
+            dur = _frac(quantize(piece["duration"][i])) if kind == "n" else _frac(quantize(res["rest_duration"][i]))
+            base = BASE_VALUE[int(res[f"{arr}note_type"][i])] * ratio[1]
+            if ratio != open_ratio:
+                gid, open_ratio, acc, unit = gid + 1, ratio, Fraction(0), base
+            acc, unit = acc + dur, min(unit, base)
+            if kind == "n":
+                chord_group[chord[i]] = gid
+            else:
+                rest_group[i] = gid
+            if acc % unit == 0:
+                open_ratio = None
+    return chord_group[chord], rest_group
+
+
+def group_beams(piece: dict, res: dict) -> np.ndarray:
+    """Beam id per note (-1 none): consecutive chords of eighths or shorter within one beat of a voice."""
+    chord = res["chord"]
+    chord_beam = np.full(int(chord.max()) + 1, -1, dtype=np.int32)
+    gid = 0
+    for (b, _, _), seq in _voice_events(piece, res).items():
+        _, _, origin, beat = bar_grid(piece, b)
+        run: list[int] = []
+        run_beat = None
+        for t, kind, i in [*seq, (None, "end", -1)]:
+            beamable = kind == "n" and res["note_type"][i] >= BEAMABLE_TYPE
+            this_beat = (_frac(t) - origin) // beat if beamable else None
+            if not beamable or this_beat != run_beat:
+                if len(run) >= 2:
+                    chord_beam[chord[run]] = gid
+                    gid += 1
+                run, run_beat = [], this_beat
+            if beamable:
+                run.append(i)
+    return chord_beam[chord]
+
+
+# --- 12-13: grace notes and written accidentals -----------------------------------------------------
+
+
+def attach_grace_notes(piece: dict, staff: np.ndarray, spelling: np.ndarray, bar_key: np.ndarray) -> dict:
+    """Principal note per grace note (-1 when none starts at its onset) and a pitch-consistent spelling."""
+    g_on = quantize(piece["grace_onset"])
+    on = quantize(piece["onset"])
+    pitch = np.asarray(piece["pitch"], dtype=np.int64)
+    principal = np.full(g_on.size, -1, dtype=np.int64)
+    g_spell = np.zeros(g_on.size, dtype=np.int16)
+    consistent = pitch_consistent_spellings(piece["grace_pitch"])
+    for g in range(g_on.size):
+        cand = np.flatnonzero(on == g_on[g])
+        gp = int(piece["grace_pitch"][g])
+        if cand.size:
+            own = (staff[cand] == piece["grace_staff"][g]).astype(int)
+            principal[g] = cand[np.lexsort((np.abs(pitch[cand] - gp), -own))[0]]
+        s = int(piece["grace_spelling"][g])
+        if 0 <= s < consistent.shape[1] and consistent[g, s]:
+            g_spell[g] = s
+        else:
+            bar = int(piece["bar"][principal[g]]) if principal[g] >= 0 else 0
+            fifths = schema.KEY_FIFTHS[bar_key[bar]] if bar_key.size else 0
+            g_spell[g] = default_spelling(gp, fifths)
+    return {"grace_principal": principal, "grace_spelling": g_spell}
+
+
+def key_alter(step: str, fifths: int) -> int:
+    """Alteration of ``step`` in the key signature with ``fifths`` sharps (> 0) or flats (< 0)."""
+    if fifths > 0 and step in SHARP_ORDER[:fifths]:
+        return 1
+    if fifths < 0 and step in FLAT_ORDER[:-fifths]:
+        return -1
+    return 0
+
+
+def written_accidentals(piece: dict, res: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each note / grace note shows its accidental (module docstring, step 13)."""
+    n = piece["onset"].size
+    on = quantize(piece["onset"])
+    items = []  # (staff, bar, onset, order, kind, index)
+    for i in range(n):
+        items.append((int(res["staff"][i]), int(piece["bar"][i]), int(on[i]), 1, int(piece["pitch"][i]), "n", i))
+    for g, p in enumerate(res["grace_principal"]):
+        if p >= 0:
+            items.append((int(res["staff"][p]), int(piece["bar"][p]), int(on[p]), 0, g, "g", g))
+    items.sort()
+    show = np.zeros(n, dtype=bool)
+    show_g = np.zeros(res["grace_principal"].size, dtype=bool)
+    state: dict[tuple[str, int], int] = {}
+    current = None
+    for staff, bar, _, _, _, kind, i in items:
+        if (staff, bar) != current:
+            current, state = (staff, bar), {}
+        fifths = schema.KEY_FIFTHS[int(res["bar_key"][bar])]
+        if kind == "n":
+            step, alter, octave = spelled_pitch(res["spelling"][i], piece["pitch"][i])
+            tied = bool(piece["tie_prev"][i])
+        else:
+            step, alter, octave = spelled_pitch(res["grace_spelling"][i], piece["grace_pitch"][i])
+            tied = False
+        in_force = state.get((step, octave), key_alter(step, fifths))
+        if alter != in_force and not tied:
+            (show if kind == "n" else show_g)[i] = True
+        state[(step, octave)] = alter
+    return show, show_g
+
+
+# --- the pipeline -------------------------------------------------------------------------------------------------
+
+
+def postprocess(
+    piece: dict[str, np.ndarray],
+    pred: dict[str, np.ndarray],
+    *,
+    threshold: float = 0.5,
+    min_clef_run: int = 4,
+    merge_chains: bool = True,
+) -> dict[str, np.ndarray]:
+    """Post-process one piece's predictions into writable arrays (module docstring; paper §2.7).
+
+    The notated times (``onset``, ``duration``, ``bar_start``, ``bar_dur``, ``grace_onset``: the
+    piece's, snapped by :func:`snap_times`) are part of the result; export writes those.
+    Per note: ``staff`` (1/2), ``voice`` (1-based per bar and staff), ``chord``, ``spelling``,
+    ``key``, ``stem``, ``octave_shift``, ``clef``, ``note_type``, ``dots``, ``tuplet`` (class
+    indices; tuplet -1 = generic ratio), ``tuplet_actual``/``tuplet_normal``, ``tuplet_group``,
+    ``beam``, ``show_accidental``. Per bar: ``bar_key``. Rests: ``rest_*``. Clef events: ``clef_*``
+    (onset in quarters). Octave brackets: ``ottava_*``. Grace notes:
+    ``grace_principal``, ``grace_spelling``, ``grace_show_accidental``.
+    """
+    if piece["onset"].size == 0:
+        raise ValueError("a piece without notes cannot be engraved")
+    piece = notated_piece(piece)
+    res: dict[str, np.ndarray] = {k: piece[k] for k in TIME_KEYS}
+    staff = predict_staff(pred)
+    chord = pool_chords(piece, pred["p_chord"], staff, threshold=threshold)
+    res["staff"], res["chord"] = staff, chord.astype(np.int32)
+    res["voice"] = assign_voices(piece, pred["p_voice"], chord, staff, threshold=threshold, merge_chains=merge_chains)
+    res.update(decode_durations(piece, pred, chord))
+    res["spelling"] = decode_spelling(pred["logits_spelling"], piece["pitch"])
+    bar = np.asarray(piece["bar"], dtype=np.int64)
+    res["bar_key"] = smooth_key(pred["logits_key"], chord, bar, piece["bar_start"].size)
+    res["key"] = res["bar_key"][bar]
+    res["clef"], clef_events = clefs(
+        pred["logits_clef"], piece["onset"], staff, start=float(piece["bar_start"][0]), min_run=min_clef_run
+    )
+    res.update(clef_events)
+    offset = np.asarray(piece["onset"]) + np.asarray(piece["duration"])
+    res["octave_shift"], brackets = octave_brackets(pred["logits_octave_shift"], piece["onset"], offset, staff)
+    res.update(brackets)
+    res.update(infill_rests(piece, staff, res["voice"], chord))
+    res["tuplet_group"], res["rest_tuplet_group"] = group_tuplets(piece, res)
+    res["beam"] = group_beams(piece, res)
+    res["stem"] = decode_stems(pred["logits_stem"], chord, res["beam"])
+    res.update(attach_grace_notes(piece, staff, res["spelling"], res["bar_key"]))
+    res["show_accidental"], res["grace_show_accidental"] = written_accidentals(piece, res)
+    return res
+
+
+# --- invariants -----------------------------------------------------------------------------------------------------
+
+
+def check_result(piece: dict[str, np.ndarray], res: dict[str, np.ndarray]) -> None:
+    """Raise ValueError when a post-processed result breaks an engraving invariant."""
+    piece = notated_piece(piece, res)
+    on = quantize(piece["onset"])
+    dur = quantize(piece["duration"])
+    n = on.size
+    for name in ("staff", "voice", "chord", "spelling", "note_type", "dots", "key", "octave_shift", "clef"):
+        if res[name].shape != (n,):
+            raise ValueError(f"{name}: expected shape ({n},), got {res[name].shape}")
+    if not np.isin(res["staff"], (1, 2)).all() or (res["voice"] < 1).any() or (res["chord"] < 0).any():
+        raise ValueError("every note needs staff 1 or 2, a voice >= 1 and a chord")
+    chord = res["chord"]
+    for name, arr in (("onset", on), ("duration", dur), ("staff", res["staff"]), ("voice", res["voice"])):
+        ref = np.zeros(int(chord.max()) + 1, dtype=np.int64)
+        ref[chord] = arr
+        if (ref[chord] != arr).any():
+            raise ValueError(f"notes of one chord differ in {name}")
+    value = np.array(
+        [
+            float(symbol_value(t, d, a, m) * _TPQ)
+            for t, d, a, m in zip(
+                res["note_type"], res["dots"], res["tuplet_actual"], res["tuplet_normal"], strict=True
+            )
+        ]
+    )
+    off = np.abs(value - dur) > SYMBOL_REL_TOL * dur  # exact but for generic ratios of off-grid lengths
+    if off.any():
+        raise ValueError(f"symbolic duration differs from the duration of notes {np.flatnonzero(off)[:5]}")
+    if not pitch_consistent_spellings(piece["pitch"])[np.arange(n), res["spelling"]].all():
+        raise ValueError("a spelling does not fit its MIDI pitch")
+    if (res["key"] != res["bar_key"][piece["bar"]]).any():
+        raise ValueError("notes of one bar carry different keys")
+    _check_tiling(piece, res)
+    _check_brackets(piece, res)
+
+
+def _check_tiling(piece: dict, res: dict) -> None:
+    spans: dict[tuple[int, int, int], set] = defaultdict(set)
+    on = quantize(piece["onset"])
+    off = quantize(np.asarray(piece["onset"]) + np.asarray(piece["duration"]))
+    for i in range(on.size):
+        key = (int(piece["bar"][i]), int(res["staff"][i]), int(res["voice"][i]))
+        spans[key].add((int(on[i]), int(off[i]), f"c{res['chord'][i]}"))
+    r_on = quantize(res["rest_onset"])
+    r_off = quantize(res["rest_onset"] + res["rest_duration"])
+    for j in range(r_on.size):
+        key = (int(res["rest_bar"][j]), int(res["rest_staff"][j]), int(res["rest_voice"][j]))
+        spans[key].add((int(r_on[j]), int(r_off[j]), f"r{j}"))
+        value = float(
+            symbol_value(
+                res["rest_note_type"][j],
+                res["rest_dots"][j],
+                res["rest_tuplet_actual"][j],
+                res["rest_tuplet_normal"][j],
+            )
+            * _TPQ
+        )
+        if abs(value - int(r_off[j] - r_on[j])) > SYMBOL_REL_TOL * int(r_off[j] - r_on[j]):
+            raise ValueError(f"rest {j}: symbol and duration differ")
+    b_start = quantize(piece["bar_start"])
+    b_end = quantize(np.asarray(piece["bar_start"]) + np.asarray(piece["bar_dur"]))
+    for (b, s, v), items in spans.items():
+        t = b_start[b]
+        for start, end, _ in sorted(items):
+            if start != t:
+                raise ValueError(f"bar {b}, staff {s}, voice {v}: {'gap' if start > t else 'overlap'} at tick {start}")
+            t = end
+        if t != b_end[b]:
+            raise ValueError(f"bar {b}, staff {s}, voice {v}: ends at tick {t}, bar ends at {b_end[b]}")
+    for b in range(b_start.size):
+        for s in (1, 2):
+            if not any(k[0] == b and k[1] == s for k in spans):
+                raise ValueError(f"bar {b}, staff {s}: nothing written")
+
+
+def _check_brackets(piece: dict, res: dict) -> None:
+    covered = np.zeros(piece["onset"].size, dtype=np.int64)
+    on = quantize(piece["onset"])
+    for s, typ, first, last in zip(
+        res["ottava_staff"], res["ottava_type"], res["ottava_first"], res["ottava_last"], strict=True
+    ):
+        inside = (res["staff"] == s) & (on >= on[first]) & (on <= on[last])
+        if (res["octave_shift"][inside] != typ).any():
+            raise ValueError(f"octave bracket on staff {s} covers notes with another label")
+        covered += inside
+    if (covered != (res["octave_shift"] > 0)).any():
+        raise ValueError("octave brackets do not cover exactly the shifted notes")

@@ -1,0 +1,396 @@
+"""train_gnn: end-to-end multi-task training of EngravingGNN on windows of prepared pieces (paper §2.5).
+
+The loss is the unweighted sum of every task's loss (§2.2, §2.5): cross-entropy for each node task
+of ``schema.NODE_TASKS`` and binary cross-entropy for the voice and chord candidates, each averaged
+over that task's labelled items in the batch (labels -1 are masked out; a task with no labelled item
+adds exactly 0). Adam, lr 1e-3, weight decay 5e-4 (§2.5, the defaults of ``DEFAULTS``).
+
+An epoch draws GraphMuse windows of ``window`` consecutive notes (``dataset.sample_windows``) and
+trains on batches of ``batch_windows`` of them. Validation pieces are evaluated whole (the full
+graph, the GRU over the whole piece: what prediction does), in eval mode, after every epoch; early
+stopping watches the validation loss (the training loss when there is no validation piece) and the
+best epoch's weights are restored at the end.
+
+Seeding (``seed``) covers Python, NumPy, torch and the window sampling: on the CPU two runs give
+identical histories; CUDA's scatter-add is not deterministic, so GPU runs agree only closely.
+``device=None`` trains on CUDA when available. On the CPU, ``threads`` (default 1) sets torch's
+thread count for the run: on two shared cores two OpenMP threads made training 10-20x *slower*
+(workers spin waiting for a busy core; measured with ``benchmarks/engraving_training.py``).
+
+``on_epoch(epoch, metrics)`` is called after every epoch with the flat metric dict (see
+:func:`train_gnn`); the stage logs it to MLflow, an Optuna objective reports it. Raising
+:class:`StopTraining` from it ends training normally (best weights restored, ``stopped =
+"callback"``); any other exception (``optuna.TrialPruned``, …) propagates out of ``train_gnn``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as nnf
+from torch_geometric.data import HeteroData
+from tqdm import tqdm
+
+from overseer.engraving import schema
+from overseer.engraving.dataset import CANDIDATE_EDGE_TYPES, NOTE, iterate_batches, piece_to_data
+from overseer.engraving.model import EngravingGNN, ModelConfig
+from overseer.engraving.scoring import F1Counts, binary_counts, homophonic_counts
+from overseer.io import atomic_file, write_json
+
+log = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = (*schema.NODE_TASKS, *schema.EDGE_TASKS)
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "epochs": 100,  # §2.5
+    "lr": 1e-3,  # §2.5
+    "weight_decay": 5e-4,  # §2.5
+    "window": 300,  # notes per GraphMuse window
+    "batch_windows": 16,  # windows per batch
+    "patience": 10,  # epochs without a better monitored loss before stopping; 0 = never stop early
+    "min_delta": 0.0,  # an improvement smaller than this does not count
+    "pos_weight_voice": 1.0,  # BCE positive-class weight of the voice candidates
+    "pos_weight_chord": 1.0,
+    "grad_clip": 0.0,  # max gradient norm; 0 = off
+    "threads": 1,  # torch CPU threads during training (restored after); 0 = leave torch's setting
+    "progress": True,  # tqdm bar over epochs
+    **ModelConfig().to_dict(),
+}
+WEIGHTS_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+
+
+class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raise from ``on_epoch`` to end training early; the best weights so far are kept."""
+
+
+@dataclass
+class TrainResult:
+    model: EngravingGNN  # best weights restored, eval mode
+    model_config: ModelConfig
+    cfg: dict[str, Any]  # the resolved training cfg (DEFAULTS updated by the given cfg)
+    history: pd.DataFrame  # one row per epoch: epoch and every metric passed to on_epoch
+    best_epoch: int
+    best_loss: float  # the monitored loss (validation, else training) at best_epoch
+    stopped: str  # "epochs", "early_stopping" or "callback"
+    n_train: int
+    n_val: int
+    n_train_notes: int
+    n_val_notes: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The best epoch's validation numbers and the run's size and time."""
+        best = self.history.loc[self.history["epoch"] == self.best_epoch].iloc[0].to_dict() if len(self.history) else {}
+        return {
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "n_train_notes": self.n_train_notes,
+            "n_val_notes": self.n_val_notes,
+            "epochs_run": len(self.history),
+            "best_epoch": self.best_epoch,
+            "best_loss": self.best_loss,
+            "stopped": self.stopped,
+            **{k: float(v) for k, v in best.items() if k.startswith("val_")},
+            **{f"seconds_{k}": round(v, 2) for k, v in self.timings.items()},
+        }
+
+
+def resolve_cfg(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """DEFAULTS updated by ``cfg``; unknown keys are ignored with a warning (typos show in the log)."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        log.warning("train_gnn ignores unknown cfg keys %s", unknown)
+    return {**DEFAULTS, **{k: v for k, v in cfg.items() if k in DEFAULTS}}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's CPU thread count set to ``threads`` inside the block (0: unchanged), restored after."""
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def task_losses(
+    out: Mapping[str, torch.Tensor], data: HeteroData, pos_weight: Mapping[str, float] | None = None
+) -> dict[str, tuple[torch.Tensor, int]]:
+    """Per task (summed loss over labelled items, number of labelled items); labels -1 are masked.
+
+    Node tasks: cross-entropy of ``logits_<task>`` against ``y_<task>``; edge tasks: binary
+    cross-entropy (with ``pos_weight[task]``) of ``logit_<task>`` against the candidates' labels.
+    """
+    pos_weight = pos_weight or {}
+    losses: dict[str, tuple[torch.Tensor, int]] = {}
+    store = data[NOTE]
+    for task in schema.NODE_TASKS:
+        y = store[f"y_{task}"]
+        count = int((y >= 0).sum())
+        loss = nnf.cross_entropy(out[f"logits_{task}"], y, ignore_index=-1, reduction="sum") if count else None
+        losses[task] = (loss if loss is not None else out[f"logits_{task}"].sum() * 0.0, count)
+    for task, et in CANDIDATE_EDGE_TYPES.items():
+        y = data[et].edge_label
+        known = y >= 0
+        count = int(known.sum())
+        logit = out[f"logit_{task}"]
+        if count:
+            weight = torch.tensor(float(pos_weight.get(task, 1.0)), device=logit.device)
+            loss = nnf.binary_cross_entropy_with_logits(logit[known], y[known], pos_weight=weight, reduction="sum")
+        else:
+            loss = logit.sum() * 0.0
+        losses[task] = (loss, count)
+    return losses
+
+
+def total_loss(losses: Mapping[str, tuple[torch.Tensor, int]]) -> torch.Tensor:
+    """The unweighted sum over tasks of each task's mean loss (§2.5)."""
+    return torch.stack([loss / max(count, 1) for loss, count in losses.values()]).sum()
+
+
+class _Meter:
+    """Accumulates per-task loss sums and counts over batches or pieces."""
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(TASKS, 0.0)
+        self.counts = dict.fromkeys(TASKS, 0)
+
+    def add(self, losses: Mapping[str, tuple[torch.Tensor, int]]) -> None:
+        for task, (loss, count) in losses.items():
+            self.sums[task] += float(loss.detach())
+            self.counts[task] += count
+
+    def means(self, prefix: str) -> dict[str, float]:
+        per_task = {t: self.sums[t] / self.counts[t] if self.counts[t] else 0.0 for t in TASKS}
+        out = {f"{prefix}loss": float(sum(per_task.values()))}
+        out.update({f"{prefix}loss_{t}": v for t, v in per_task.items()})
+        return out
+
+
+@torch.no_grad()
+def evaluate_graphs(
+    model: EngravingGNN,
+    graphs: Sequence[HeteroData],
+    device: torch.device,
+    pos_weight: Mapping[str, float] | None = None,
+    prefix: str = "val_",
+) -> dict[str, float]:
+    """Whole-graph losses and quick metrics in eval mode: per-task loss, accuracy, voice/chord F1.
+
+    Voice F1 is the homophonic F1 of the candidates with p >= 0.5, chord F1 the binary F1 over the
+    chord candidates, accuracies are over labelled notes: raw model outputs, before post-processing.
+    """
+    was_training = model.training
+    model.eval()
+    meter = _Meter()
+    correct = dict.fromkeys(schema.NODE_TASKS, 0)
+    labelled = dict.fromkeys(schema.NODE_TASKS, 0)
+    dur_right, dur_known = 0, 0
+    voice, chord = F1Counts(), F1Counts()
+    for graph in graphs:
+        data = graph.to(device)
+        out = model(data)
+        meter.add(task_losses(out, data, pos_weight))
+        store = data[NOTE]
+        right_all, known_all = None, None
+        for task in schema.NODE_TASKS:
+            y = store[f"y_{task}"]
+            known = y >= 0
+            right = (out[f"logits_{task}"].argmax(dim=1) == y) & known
+            correct[task] += int(right.sum())
+            labelled[task] += int(known.sum())
+            if task in schema.DURATION_TASKS:
+                right_all = right if right_all is None else right_all & right
+                known_all = known if known_all is None else known_all & known
+        dur_right += int(right_all.sum())
+        dur_known += int(known_all.sum())
+        for task, et in CANDIDATE_EDGE_TYPES.items():
+            cand = data[et].edge_index.cpu().numpy()
+            y = data[et].edge_label.cpu().numpy()
+            pred = (out[f"logit_{task}"] >= 0).cpu().numpy()
+            if task == "voice":
+                known = y >= 0
+                voice += homophonic_counts(cand[:, pred & known], cand[:, y == 1])
+            else:
+                chord += binary_counts(pred, y)
+    model.train(was_training)
+    metrics = meter.means(prefix)
+    metrics.update({f"{prefix}acc_{t}": correct[t] / labelled[t] if labelled[t] else 0.0 for t in schema.NODE_TASKS})
+    metrics[f"{prefix}acc_duration"] = dur_right / dur_known if dur_known else 0.0
+    metrics[f"{prefix}f1_voice"] = voice.f1
+    metrics[f"{prefix}f1_chord"] = chord.f1
+    return metrics
+
+
+def train_gnn(
+    train_pieces: Sequence[Mapping[str, np.ndarray]],
+    val_pieces: Sequence[Mapping[str, np.ndarray]],
+    cfg: Mapping[str, Any] | None = None,
+    *,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    device: str | torch.device | None = None,
+) -> TrainResult:
+    """Train EngravingGNN on prepared pieces (schema arrays); cfg keys and defaults: ``DEFAULTS``.
+
+    Per-epoch metrics passed to ``on_epoch(epoch, metrics)`` (epochs count from 1): ``train_loss``
+    and ``train_loss_<task>`` (mean over the epoch's labelled items), ``val_loss``,
+    ``val_loss_<task>``, ``val_acc_<node task>``, ``val_acc_duration`` (all three duration heads
+    right), ``val_f1_voice`` (homophonic), ``val_f1_chord``, ``notes_per_s`` (training notes per
+    second of the epoch's training loop), ``epoch_seconds``, ``lr``. Without validation pieces the
+    ``val_*`` keys are absent and early stopping watches ``train_loss``.
+    """
+    c = resolve_cfg(cfg)
+    if not train_pieces:
+        raise ValueError("train_gnn needs at least one training piece")
+    if int(c["epochs"]) < 1:
+        raise ValueError(f"epochs must be at least 1, not {c['epochs']}")
+    with torch_threads(int(c["threads"])):
+        return _train(train_pieces, val_pieces, c, on_epoch, pick_device(device))
+
+
+def _train(
+    train_pieces: Sequence[Mapping[str, np.ndarray]],
+    val_pieces: Sequence[Mapping[str, np.ndarray]],
+    c: dict[str, Any],
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    dev: torch.device,
+) -> TrainResult:
+    seed_everything(int(c["seed"]))
+    t0 = time.perf_counter()
+    train_graphs = [piece_to_data(p) for p in train_pieces]
+    val_graphs = [piece_to_data(p) for p in val_pieces]
+    t_data = time.perf_counter() - t0
+
+    model_cfg = ModelConfig.from_dict(c)
+    model = EngravingGNN(model_cfg).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"]))
+    pos_weight = {"voice": float(c["pos_weight_voice"]), "chord": float(c["pos_weight_chord"])}
+    rng = np.random.default_rng(int(c["seed"]))
+    monitor = "val_loss" if val_graphs else "train_loss"
+    patience = int(c["patience"])
+    best_loss, best_epoch, best_state = float("inf"), 0, None
+    history: list[dict[str, float]] = []
+    stopped = "epochs"
+    t_train = 0.0
+
+    bar = tqdm(range(1, int(c["epochs"]) + 1), desc="train_gnn", unit="epoch", disable=not c["progress"])
+    for epoch in bar:
+        model.train()
+        meter = _Meter()
+        notes = 0
+        t_epoch = time.perf_counter()
+        for batch in iterate_batches(train_graphs, int(c["window"]), int(c["batch_windows"]), rng):
+            batch = batch.to(dev)
+            losses = task_losses(model(batch), batch, pos_weight)
+            loss = total_loss(losses)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if float(c["grad_clip"]) > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(c["grad_clip"]))
+            optimizer.step()
+            meter.add(losses)
+            notes += batch[NOTE].num_nodes
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - t_epoch
+        t_train += seconds
+        metrics = {"epoch": float(epoch), **meter.means("train_")}
+        metrics["notes_per_s"] = notes / seconds if seconds > 0 else 0.0
+        metrics["epoch_seconds"] = seconds
+        metrics["lr"] = float(optimizer.param_groups[0]["lr"])
+        if val_graphs:
+            metrics.update(evaluate_graphs(model, val_graphs, dev, pos_weight))
+        history.append(metrics)
+
+        current = metrics[monitor]
+        if not np.isfinite(current):
+            raise FloatingPointError(f"{monitor} is {current} at epoch {epoch}")
+        if current < best_loss - float(c["min_delta"]):
+            best_loss, best_epoch = current, epoch
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        bar.set_postfix(train=f"{metrics['train_loss']:.3f}", val=f"{metrics.get('val_loss', float('nan')):.3f}")
+        try:
+            if on_epoch is not None:
+                on_epoch(epoch, {k: v for k, v in metrics.items() if k != "epoch"})
+        except StopTraining:
+            stopped = "callback"
+            break
+        if patience > 0 and epoch - best_epoch >= patience:
+            stopped = "early_stopping"
+            break
+    bar.close()
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model,
+        model_config=model_cfg,
+        cfg=c,
+        history=pd.DataFrame(history),
+        best_epoch=best_epoch,
+        best_loss=best_loss,
+        stopped=stopped,
+        n_train=len(train_graphs),
+        n_val=len(val_graphs),
+        n_train_notes=sum(g[NOTE].num_nodes for g in train_graphs),
+        n_val_notes=sum(g[NOTE].num_nodes for g in val_graphs),
+        timings={"data": t_data, "train": t_train, "total": time.perf_counter() - t0},
+    )
+
+
+def save_model(result: TrainResult | EngravingGNN, directory: str | os.PathLike) -> dict[str, Path]:
+    """Write ``model.pt`` (state_dict) and ``config.json`` (model config, training cfg, summary), atomically."""
+    out = Path(directory)
+    model = result.model if isinstance(result, TrainResult) else result
+    meta: dict[str, Any] = {"format": 1, "model": model.cfg.to_dict(), "torch": torch.__version__}
+    if isinstance(result, TrainResult):
+        meta["train"] = result.cfg
+        meta["summary"] = result.summary()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_file(out / WEIGHTS_FILE) as tmp:
+        torch.save(state, tmp)
+    write_json(out / CONFIG_FILE, meta)
+    return {"weights": out / WEIGHTS_FILE, "config": out / CONFIG_FILE}
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device | None = "cpu") -> EngravingGNN:
+    """The model saved by :func:`save_model`, in eval mode on ``device`` (``None``: CUDA if available)."""
+    src = Path(directory)
+    meta = json.loads((src / CONFIG_FILE).read_text())
+    model = EngravingGNN(ModelConfig.from_dict(meta["model"]))
+    state = torch.load(src / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(pick_device(device)).eval()

@@ -1,0 +1,163 @@
+"""EngravingGNN graphs, windows and model: shapes of every head, induced subgraphs, the GRU layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from engraving_fakes import fake_piece
+
+from overseer.engraving import schema
+from overseer.engraving.dataset import (
+    CANDIDATE_EDGE_TYPES,
+    INPUT_EDGE_TYPES,
+    NOTE,
+    collate,
+    iterate_batches,
+    piece_to_data,
+    sample_windows,
+    window,
+)
+from overseer.engraving.model import EngravingGNN, ModelConfig, SequenceGRU
+from overseer.errors import InputError
+
+TINY = ModelConfig(hidden=16, layers=2, gru_layers=1, dropout=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny graphs: one torch thread is much faster than two on shared cores (spinning OpenMP workers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def piece() -> dict[str, np.ndarray]:
+    return fake_piece(70, seed=3)
+
+
+def test_piece_to_data_layout(piece: dict[str, np.ndarray]) -> None:
+    data = piece_to_data(piece)
+    assert data[NOTE].x.shape == (70, schema.N_FEATURES)
+    for task in schema.NODE_TASKS:
+        assert data[NOTE][f"y_{task}"].dtype == torch.long
+    for et in INPUT_EDGE_TYPES:
+        assert torch.equal(data[et].edge_index, torch.from_numpy(piece[f"edges_{et[1]}"]))
+    for kind, et in CANDIDATE_EDGE_TYPES.items():
+        c = piece[f"{kind}_cand"].shape[1]
+        assert data[et].edge_label.shape == (c,)
+        assert data[et].edge_attr.shape == (c, 3)
+        assert torch.isfinite(data[et].edge_attr).all()
+
+
+def test_unsorted_piece_is_rejected(piece: dict[str, np.ndarray]) -> None:
+    bad = dict(piece, onset=piece["onset"][::-1].copy())
+    with pytest.raises(InputError, match="sorted"):
+        piece_to_data(bad)
+
+
+def test_every_head_has_its_shape(piece: dict[str, np.ndarray]) -> None:
+    torch.manual_seed(0)
+    model = EngravingGNN(TINY).eval()
+    out = model(piece_to_data(piece))
+    for task, classes in schema.NODE_TASKS.items():
+        assert out[f"logits_{task}"].shape == (70, len(classes))
+    assert out["logit_voice"].shape == (piece["voice_cand"].shape[1],)
+    assert out["logit_chord"].shape == (piece["chord_cand"].shape[1],)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [ModelConfig(hidden=16, gru_layers=0), ModelConfig(hidden=16, pair_mode="cat_diff", pair_features=False)],
+)
+def test_variants_run(piece: dict[str, np.ndarray], cfg: ModelConfig) -> None:
+    out = EngravingGNN(cfg)(piece_to_data(piece))
+    assert out["logits_key"].shape == (70, 15)
+
+
+def test_model_config_round_trip() -> None:
+    cfg = ModelConfig(hidden=32, layers=2, bidirectional=False)
+    assert ModelConfig.from_dict({**cfg.to_dict(), "epochs": 3}) == cfg
+    with pytest.raises(ValueError, match="pair_mode"):
+        ModelConfig.from_dict({"pair_mode": "dot"})
+
+
+def test_window_induces_the_subgraph(piece: dict[str, np.ndarray]) -> None:
+    data = piece_to_data(piece)
+    start, size = 17, 30
+    sub = window(data, start, size)
+    assert sub[NOTE].num_nodes == size
+    assert torch.equal(sub[NOTE].node_id, torch.arange(start, start + size))
+    assert torch.equal(sub[NOTE].x, data[NOTE].x[start : start + size])
+    for et in data.edge_types:
+        full = data[et].edge_index.numpy()
+        inside = np.all((full >= start) & (full < start + size), axis=0)
+        ei = sub[et].edge_index.numpy()
+        assert ei.size == 0 or (ei.min() >= 0 and ei.max() < size)  # nothing dangling
+        got = {(int(u) + start, int(w) + start) for u, w in ei.T}
+        assert got == {(int(u), int(w)) for u, w in full[:, inside].T}  # remapped, none lost
+        if et in CANDIDATE_EDGE_TYPES.values():
+            assert torch.equal(sub[et].edge_label, data[et].edge_label[torch.from_numpy(inside)])
+            assert sub[et].edge_attr.shape[0] == ei.shape[1]
+
+
+def test_window_is_clipped_at_the_end(piece: dict[str, np.ndarray]) -> None:
+    sub = window(piece_to_data(piece), 60, 30)
+    assert sub[NOTE].num_nodes == 10
+
+
+def test_sampling_is_seeded_and_covers_each_piece() -> None:
+    plan = sample_windows([70, 20, 130], 30, np.random.default_rng(4))
+    assert plan == sample_windows([70, 20, 130], 30, np.random.default_rng(4))
+    per_piece = [sum(1 for i, _ in plan if i == p) for p in range(3)]
+    assert per_piece == [3, 1, 5]  # ceil(n / W), one window for a piece shorter than W
+    assert all(0 <= s <= max(0, n - 30) for (i, s), n in ((x, [70, 20, 130][x[0]]) for x in plan))
+
+
+def test_batch_keeps_windows_contiguous_in_time_order() -> None:
+    graphs = [piece_to_data(fake_piece(n, seed=s)) for s, n in enumerate((50, 40, 25))]
+    batches = list(iterate_batches(graphs, 20, 2, np.random.default_rng(0)))
+    assert sum(int(b[NOTE].batch.max()) + 1 for b in batches) == 3 + 2 + 2
+    for b in batches:
+        batch = b[NOTE].batch
+        assert torch.all(batch[1:] >= batch[:-1])  # each window contiguous
+        for k in range(int(batch.max()) + 1):
+            ids = b[NOTE].node_id[batch == k]
+            assert torch.all(ids[1:] == ids[:-1] + 1)  # consecutive notes of one piece, in order
+        for et in b.edge_types:
+            u, w = b[et].edge_index
+            assert torch.equal(batch[u], batch[w])  # no edge between windows
+
+
+def test_gru_output_of_a_window_does_not_depend_on_its_batch() -> None:
+    torch.manual_seed(0)
+    gru = SequenceGRU(schema.N_FEATURES, 16, num_layers=2, bidirectional=True, dropout=0.0).eval()
+    a, b = torch.randn(7, schema.N_FEATURES), torch.randn(12, schema.N_FEATURES)
+    batch = torch.tensor([0] * 7 + [1] * 12)
+    together = gru(torch.cat([a, b]), batch)
+    assert torch.allclose(together[:7], gru(a, None), atol=1e-6)  # padding never reaches a note
+    assert torch.allclose(together[7:], gru(b, None), atol=1e-6)
+
+
+def test_bidirectional_gru_sees_the_future() -> None:
+    torch.manual_seed(0)
+    gru = SequenceGRU(schema.N_FEATURES, 16, num_layers=1, bidirectional=True, dropout=0.0).eval()
+    x = torch.randn(10, schema.N_FEATURES)
+    y = x.clone()
+    y[-1] += 1.0
+    assert not torch.allclose(gru(x, None)[0], gru(y, None)[0])
+    forward_only = SequenceGRU(schema.N_FEATURES, 16, num_layers=1, bidirectional=False, dropout=0.0).eval()
+    assert torch.allclose(forward_only(x, None)[0], forward_only(y, None)[0])
+
+
+def test_collate_of_one_window_equals_the_window(piece: dict[str, np.ndarray]) -> None:
+    model = EngravingGNN(TINY).eval()
+    data = piece_to_data(piece)
+    with torch.no_grad():
+        alone = model(data)
+        batched = model(collate([data]))
+    for key in alone:
+        assert torch.allclose(alone[key], batched[key], atol=1e-5)

@@ -1,0 +1,137 @@
+"""The paper's §3.2 metrics on hand-computed cases, micro-averaging, Table 1 and the reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engraving_fakes import fake_piece
+
+from overseer.engraving import schema
+from overseer.engraving.scoring import (
+    PAPER_ROW,
+    TABLE1_COLUMNS,
+    F1Counts,
+    accuracy_counts,
+    chord_counts,
+    duration_counts,
+    homophonic_counts,
+    homophonic_f1,
+    labels_from_predictions,
+    reports,
+    score_pieces,
+    table1,
+    table_markdown,
+    voice_counts,
+)
+
+
+def edges(*pairs: tuple[int, int]) -> np.ndarray:
+    return np.array(pairs, dtype=np.int64).T.reshape(2, -1)
+
+
+def test_homophonic_f1_by_hand() -> None:
+    # truth: chord {0, 1} -> note 2 -> chord {3, 4}. Out-degrees 0:1, 1:1, 2:2, so the weights are
+    # 1, 1, 1/2, 1/2 and the true set weighs 3. Prediction 0->2, 2->3, 1->3: out-degrees all 1.
+    true = edges((0, 2), (1, 2), (2, 3), (2, 4))
+    pred = edges((0, 2), (2, 3), (1, 3))
+    c = homophonic_counts(pred, true)
+    assert (c.matched_pred, c.total_pred) == (2.0, 3.0)  # precision 2/3
+    assert (c.matched_true, c.total_true) == (1.5, 3.0)  # recall (1 + 1/2) / 3 = 1/2
+    assert c.precision == pytest.approx(2 / 3)
+    assert c.recall == pytest.approx(0.5)
+    assert homophonic_f1(pred, true) == pytest.approx(4 / 7)  # 2 * (2/3) * (1/2) / (7/6)
+
+
+def test_homophonic_weights_come_from_each_sets_own_out_degrees() -> None:
+    # predicting the true chord-to-chord links fully is perfect; a duplicate edge counts once
+    true = edges((0, 2), (0, 3), (1, 2), (1, 3))
+    assert homophonic_f1(np.concatenate([true, true[:, :1]], axis=1), true) == pytest.approx(1.0)
+    # predicting only 0->2 and 1->3: each predicted source has out-degree 1 (precision 1), recall 1/2
+    c = homophonic_counts(edges((0, 2), (1, 3)), true)
+    assert (c.precision, c.recall) == (1.0, 0.5)
+
+
+def test_empty_sets_give_zero_not_nan() -> None:
+    c = homophonic_counts(np.zeros((2, 0), dtype=np.int64), edges((0, 1)))
+    assert (c.precision, c.recall, c.f1) == (0.0, 0.0, 0.0)
+
+
+def test_voice_counts_drop_unknown_candidates() -> None:
+    cand = edges((0, 1), (0, 2), (1, 3))
+    y = np.array([1, -1, 1])
+    c = voice_counts(edges((0, 1), (0, 2), (1, 3)), cand, y)  # (0, 2) is unknown: ignored
+    assert c.f1 == pytest.approx(1.0)
+
+
+def test_chord_f1_over_candidates_in_either_order() -> None:
+    cand = edges((0, 1), (0, 2), (1, 2), (3, 4))
+    y = np.array([1, 0, 0, -1])
+    pred = edges((1, 0), (2, 1), (4, 3))  # (0,1) TP, (1,2) FP, (3,4) unknown; (0,2) TN
+    c = chord_counts(pred, cand, y)
+    assert (c.matched_pred, c.total_pred, c.total_true) == (1.0, 2.0, 1.0)
+    assert c.f1 == pytest.approx(2 * 0.5 * 1.0 / 1.5)
+
+
+def test_masked_and_joint_duration_accuracy() -> None:
+    assert accuracy_counts(np.array([0, 1, 2, 2]), np.array([0, 2, -1, 2])) == (2, 3)
+    truth = {"note_type": np.array([3, 3, 4, -1]), "dots": np.array([0, 1, 0, 0]), "tuplet": np.array([0, 0, 1, 0])}
+    pred = {"note_type": np.array([3, 3, 4, 3]), "dots": np.array([0, 0, 0, 0]), "tuplet": np.array([0, 0, 1, 0])}
+    # note 0 all right, note 1 dots wrong, note 2 all right, note 3 unlabelled note type: 2 of 3
+    assert duration_counts(pred, truth) == (2, 3)
+
+
+def _perfect_labels(piece: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    labels = {t: np.maximum(piece[f"y_{t}"], 0) for t in schema.NODE_TASKS}
+    for kind in schema.EDGE_TASKS:
+        labels[f"{kind}_edges"] = piece[f"{kind}_cand"][:, piece[f"y_{kind}"] == 1]
+    return labels
+
+
+def test_perfect_labels_score_one() -> None:
+    pieces = [fake_piece(40, seed=1), fake_piece(30, seed=2)]
+    m = score_pieces([_perfect_labels(p) for p in pieces], pieces)
+    for col in TABLE1_COLUMNS.values():
+        assert m[col] == pytest.approx(1.0), col
+    assert m["n_notes"] == 70
+
+
+def test_micro_averaging_pools_counts() -> None:
+    a, b = fake_piece(40, seed=1), fake_piece(60, seed=2)
+    la, lb = _perfect_labels(a), _perfect_labels(b)
+    lb["staff"] = 1 - lb["staff"]  # every labelled staff of b wrong
+    na, nb = (a["y_staff"] >= 0).sum(), (b["y_staff"] >= 0).sum()
+    m = score_pieces([la, lb], [a, b])
+    assert m["acc_staff"] == pytest.approx(na / (na + nb))  # not the mean of 1 and 0
+
+
+def test_f1_counts_add() -> None:
+    assert (F1Counts(1, 2, 1, 4) + F1Counts(1, 2, 3, 4)).recall == pytest.approx(0.5)
+
+
+def test_labels_from_predictions_and_reports() -> None:
+    piece = fake_piece(30, seed=5)
+    n, c, k = 30, piece["voice_cand"].shape[1], piece["chord_cand"].shape[1]
+    rng = np.random.default_rng(0)
+    pred = {f"logits_{t}": rng.normal(size=(n, len(cl))).astype(np.float32) for t, cl in schema.NODE_TASKS.items()}
+    pred["p_voice"] = rng.random(c).astype(np.float32)
+    pred["p_chord"] = rng.random(k).astype(np.float32)
+    labels = labels_from_predictions(pred, piece)
+    assert labels["voice_edges"].shape == (2, int((pred["p_voice"] >= 0.5).sum()))
+    rep = reports([labels], [piece], piece_names=["p"])
+    assert set(rep) == set(schema.NODE_TASKS) | set(schema.EDGE_TASKS)
+    assert rep["staff"].confusion.sum() == (piece["y_staff"] >= 0).sum()
+    assert rep["chord"].confusion.sum() == (piece["y_chord"] >= 0).sum()
+    m = score_pieces([labels], [piece])
+    assert rep["staff"].accuracy == pytest.approx(m["acc_staff"])
+    assert rep["chord"].per_class.loc["yes", "f1"] == pytest.approx(m["chord_f1"])
+
+
+def test_table1_has_the_papers_columns_and_reference_row() -> None:
+    frame = table1({"ours": {"voice_f1": 0.9, "acc_staff": 0.5}})
+    assert list(frame.columns) == list(TABLE1_COLUMNS)
+    assert frame.loc["ours", "Voice F1"] == 90.0
+    assert np.isnan(frame.loc["ours", "Chord F1"])
+    assert frame.loc[PAPER_ROW].tolist() == [90.6, 81.1, 91.9, 93.5, 50.5, 73.6, 100.0, 90.0, 83.3]
+    md = table_markdown(frame)
+    assert md.splitlines()[0].startswith("| Model | Voice F1 |")
+    assert "| ours | 90.0 | - |" in md
