@@ -61,6 +61,22 @@ def _compare(args: argparse.Namespace) -> None:
     print(f"comparison report: {path}")
 
 
+def _engrave(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from overseer.engraving.engrave import engrave
+
+    model = Path(args.model)
+    if not (model / "config.json").exists():
+        raise InputError("no trained EngravingGNN here; run `dvc repro export@gnn` or pass --model", path=model)
+    out = Path(args.out) if args.out else Path("engraved") / Path(args.score).stem
+    result = engrave(args.score, model, out, pages=args.pages, formats=tuple(args.formats))
+    written = [result[f] for f in args.formats if result.get(f)] + list(result.get("svg") or [])
+    print(f"engraved {result['notes']} notes in {result['bars']} bars:")
+    for path in written:
+        print(f"  {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overseer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="also write the predictions as CSV")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.set_defaults(handler=_predict)
+
+    engrave = commands.add_parser(
+        "engrave", help="engrave a score or quantized MIDI file with the trained EngravingGNN"
+    )
+    engrave.add_argument("score", help="MusicXML (.musicxml/.xml/.mxl), MEI, kern or MIDI (.mid) file")
+    engrave.add_argument("--model", default="models/engraving/export", help="exported (or trained) model folder")
+    engrave.add_argument("--out", help="output folder (default: engraved/<score name>)")
+    engrave.add_argument("--pages", type=int, default=2, help="SVG pages to render (0: none)")
+    engrave.add_argument("--formats", nargs="+", default=["musicxml", "mei"], choices=["musicxml", "mei"])
+    engrave.set_defaults(handler=_engrave)
 
     tune = commands.add_parser("tune", help="Optuna study over a model's search space in params.yaml")
     tune.add_argument("model", help="cnn | rf | gnn")
