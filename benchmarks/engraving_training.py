@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gru-layers", type=int, default=3)
     p.add_argument(
         "--settings",
-        default="300x16,500x8,200x24,300x32,full",
+        default="300x4,300x16,500x8,full",
         help="comma-separated WINDOWxBATCH_WINDOWS settings, 'full' = one whole piece per step",
     )
     p.add_argument("--threads", default="1", help="comma-separated torch thread counts to run each setting with")

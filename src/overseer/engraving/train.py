@@ -58,8 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,  # §2.5
     "weight_decay": 5e-4,  # §2.5
     "window": 300,  # notes per GraphMuse window
-    "batch_windows": 16,  # windows per batch
-    "patience": 10,  # epochs without a better monitored loss before stopping; 0 = never stop early
+    "batch_windows": 4,  # windows per batch (more steps per epoch on a small corpus; 16 = 1.4x notes/s)
+    "patience": 20,  # epochs without a better monitored loss before stopping; 0 = never stop early
     "min_delta": 0.0,  # an improvement smaller than this does not count
     "pos_weight_voice": 1.0,  # BCE positive-class weight of the voice candidates
     "pos_weight_chord": 1.0,
