@@ -132,10 +132,17 @@ def test_runs_and_model_versions_land_on_tracking_server(tmp_path: Path, mlflow_
     assert version.version == "1" and version.run_id == first_export
     assert json.loads((root / "reports/seismic/export.json").read_text())["registered_model_version"] == 1
     assert any(artifacts.rglob("MLmodel")), "the model's files went to the server's artifact store"
-    # what a deployment does: fetch the version through the server (explicit URIs: no global MLflow state)
-    local = mlflow.artifacts.download_artifacts(
-        f"models:/{MODEL_NAME}/1", dst_path=str(tmp_path / "download"), tracking_uri=uri, registry_uri=uri
-    )
+    # what a deployment does: fetch the version through the server. models:/ URIs resolve through the
+    # global registry URI whatever `registry_uri=` says (seen with MLflow 3.17 after other tests ran
+    # in the process), so point it at the server for this block and restore it after.
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1", dst_path=str(tmp_path / "download"))
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     restored = mlflow.sklearn.load_model(local)
     assert hasattr(restored, "predict")
 
