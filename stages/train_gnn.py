@@ -39,7 +39,8 @@ def main() -> None:
         )
         write_json(REPORT_DIR / "metrics.json", summary)
         # the shared names of validation scores in every family
-        mlflow.log_metrics({"val_loss": summary["best_loss"], "n_train": summary["n_train"], "n_val": summary["n_val"]})
+        best = {"best_val_loss": summary["val_loss"]} if "val_loss" in summary else {}
+        mlflow.log_metrics({**best, "n_train": summary["n_train"], "n_val": summary["n_val"]})
         mlflow.set_tag("stopped", summary["stopped"])
         log_artifacts(mlflow, [REPORT_DIR], artifact_path="train")
         print(

@@ -46,7 +46,10 @@ DEFAULT_LAST = 5
 ALL_STAGES = "all"
 CONFUSION_ARTIFACT = "confusion_matrix.csv"
 # Metric names (or their ``<prefix>_`` endings) plotted as "main metrics", in this order.
-MAIN_METRICS = ("accuracy", "macro_f1", "weighted_f1", "categorical_accuracy", "macro_precision", "macro_recall")
+MAIN_METRICS = (
+    "accuracy", "macro_f1", "weighted_f1", "categorical_accuracy", "macro_precision", "macro_recall",
+    "voice_f1", "chord_f1", "acc_staff", "acc_spelling", "acc_duration",  # engraving (paper Table 1)
+)  # fmt: skip
 MAX_PLOTTED = 8
 # Tags whose differences explain a change as much as params do (evaluate runs carry only the
 # evaluate params: a retrained model shows up as a different input digest).

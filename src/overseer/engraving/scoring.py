@@ -181,10 +181,6 @@ def duration_counts(pred: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarr
     return int(np.sum(right & known)), int(known.sum())
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
 def labels_from_predictions(
     pred: Mapping[str, np.ndarray], piece: Mapping[str, np.ndarray], threshold: float = 0.5
 ) -> dict[str, np.ndarray]:

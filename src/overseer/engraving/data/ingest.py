@@ -172,8 +172,11 @@ def read_table(path: Path, part: str | int | None, cache: ParseCache) -> ScoreTa
     cache.misses += 1
     try:
         result: ScoreTable | str = load_score_table(path, part=part)
-    except _SCORE_ERRORS as exc:
+    except InputError as exc:  # a refusal belongs to the file: cache it
         result = _reason(exc)
+    except _SCORE_ERRORS as exc:  # may be a bug of ours: skip the score but do not remember it
+        log.warning("%s: skipped after %s: %s", path, type(exc).__name__, exc)
+        return _reason(exc)
     cache.put(digest, result)
     return result
 
