@@ -135,3 +135,17 @@ def test_table1_has_the_papers_columns_and_reference_row() -> None:
     md = table_markdown(frame)
     assert md.splitlines()[0].startswith("| Model | Voice F1 |")
     assert "| ours | 90.0 | - |" in md
+
+
+def test_a_prediction_outside_the_classes_is_wrong_but_has_no_confusion_cell() -> None:
+    """Post-processing writes tuplet -1 for a generic ratio (a 7-tuplet, say): no class, so never right."""
+    piece = fake_piece(40, seed=3, unknown=0.0)
+    pred = {f"logits_{t}": np.eye(len(c), dtype=np.float32)[piece[f"y_{t}"]] for t, c in schema.NODE_TASKS.items()}
+    pred["p_voice"] = (piece["y_voice"] == 1).astype(np.float32)
+    pred["p_chord"] = (piece["y_chord"] == 1).astype(np.float32)
+    labels = labels_from_predictions(pred, piece)
+    labels["tuplet"] = labels["tuplet"].copy()
+    labels["tuplet"][:4] = -1
+    assert score_pieces([labels], [piece])["acc_tuplet"] == pytest.approx(36 / 40)
+    report = reports([labels], [piece])["tuplet"]
+    assert int(report.confusion.sum()) == 36

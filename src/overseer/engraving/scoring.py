@@ -259,17 +259,19 @@ def reports(
 ) -> dict[str, ClassificationReport]:
     """Classification reports (confusion matrix, per-class scores) per node task, voice and chord candidates.
 
-    Items are the labelled notes (or candidates) of all pieces, named ``<piece>:<index>``.
+    Items are the labelled notes (or candidates) of all pieces, named ``<piece>:<index>``. A note
+    whose prediction is outside the class set (post-processing's generic tuplet ratio, -1) has no
+    cell in a confusion matrix: it is left out of the report — :func:`score_pieces` counts it wrong.
     """
     names = [str(i) for i in range(len(pieces))] if piece_names is None else [str(n) for n in piece_names]
     out: dict[str, ClassificationReport] = {}
     for task, classes in schema.NODE_TASKS.items():
         true, pred, ids = [], [], []
         for name, lab, piece in zip(names, labels, pieces, strict=True):
-            t = np.asarray(piece[f"y_{task}"])
-            known = np.flatnonzero(t >= 0)
+            t, p = np.asarray(piece[f"y_{task}"]), np.asarray(lab[task])
+            known = np.flatnonzero((t >= 0) & (p >= 0) & (p < len(classes)))
             true.append(t[known])
-            pred.append(np.asarray(lab[task])[known])
+            pred.append(p[known])
             ids.extend(f"{name}:{i}" for i in known)
         out[task] = classification_report(np.concatenate(true), np.concatenate(pred), classes, item_ids=ids)
     for kind in schema.EDGE_TASKS:
