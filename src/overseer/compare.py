@@ -594,7 +594,6 @@ def write_html(text: str, out: str | os.PathLike) -> Path:
     """Write the page atomically (a reader never sees half a file)."""
     with atomic_file(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o644)  # a report to share, not the private mode of a temporary file
     return Path(out)
 
 

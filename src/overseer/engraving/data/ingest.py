@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # bump when scores.py reads scores differently: every cached table is then parsed again
 CACHE_VERSION = "scores-1"
-SPLITS = ("train", "validation", "test")
+SPLITS = schema.SPLITS
 DEFAULTS: dict[str, Any] = {
     "source": "default",
     "cache_dir": ".cache/engraving",  # relative to the repository root; null: no cache
@@ -268,7 +268,9 @@ def ingest_engraving(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
             )
         report = _report(index, pieces, skipped, exotic_notes, cache, source_name, cfg, split_cfg)
         report["seconds"] = round(time.perf_counter() - started, 2)
-        write_json(tmp / "index.json", {"source": source_name, "pieces": index, "skipped": skipped, "report": report})
+        # the cache's hit counts stay out of the index: the same scores give the same prepared folder
+        stable = {k: v for k, v in report.items() if k != "cache"}
+        write_json(tmp / "index.json", {"source": source_name, "pieces": index, "skipped": skipped, "report": stable})
     return report
 
 
