@@ -36,8 +36,9 @@ import numpy as np
 
 from overseer.engraving import schema
 from overseer.engraving.data.corpus import default_corpus
-from overseer.engraving.data.graph import build_graph, quantize
+from overseer.engraving.data.graph import quantize
 from overseer.engraving.data.ingest import find_scores
+from overseer.engraving.data.labels import graph_from_table
 from overseer.engraving.data.scores import ScoreTable, load_score_table
 from overseer.errors import InputError
 
@@ -100,17 +101,7 @@ def as_sets(graph: dict[str, np.ndarray]) -> dict[str, set[tuple[int, int]]]:
 
 
 def run_ours(table: ScoreTable, silence: str) -> dict[str, np.ndarray]:
-    return build_graph(
-        table.onset,
-        table.duration,
-        table.pitch,
-        table.bar,
-        table.bar_start,
-        table.bar_dur,
-        table.ts_num,
-        table.ts_den,
-        silence=silence,
-    )
+    return graph_from_table(table, silence)
 
 
 def load_tables(corpus: str, limit: int) -> list[tuple[str, ScoreTable]]:

@@ -107,9 +107,9 @@ def chord_truth(table: ScoreTable, chord_cand: np.ndarray) -> np.ndarray:
     return y
 
 
-def piece_from_table(table: ScoreTable, silence: str = "gap") -> dict[str, np.ndarray]:
-    """Every array of the schema's contract for one piece: graph, candidates and labels."""
-    piece = build_graph(
+def graph_from_table(table: ScoreTable, silence: str = "gap") -> dict[str, np.ndarray]:
+    """Features, input edges and candidates of a parsed score (no labels)."""
+    return build_graph(
         table.onset,
         table.duration,
         table.pitch,
@@ -120,6 +120,11 @@ def piece_from_table(table: ScoreTable, silence: str = "gap") -> dict[str, np.nd
         table.ts_den,
         silence=silence,
     )
+
+
+def piece_from_table(table: ScoreTable, silence: str = "gap") -> dict[str, np.ndarray]:
+    """Every array of the schema's contract for one piece: graph, candidates and labels."""
+    piece = graph_from_table(table, silence)
     piece.update(node_labels(table))
     piece["y_voice"] = voice_truth(table, piece["voice_cand"])
     piece["y_chord"] = chord_truth(table, piece["chord_cand"])
