@@ -3,56 +3,49 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
 from overseer import stage
+from overseer.paths import FAMILY_PATHS, TRACKBED
 from overseer.tracking import log_artifacts, stage_run
+from overseer.validation.core import ValidationReport, validate_and_report
 
 
-def trackbed() -> None:
+def trackbed(cfg: dict) -> ValidationReport:
     from overseer.trackbed.data.tfrecord import list_tfrecords
     from overseer.validation.trackbed import validate_trackbed
 
-    cfg = stage.load_params("validate", "trackbed")
-    splits = {split: list_tfrecords(f"data/prepared/trackbed/{split}") for split in ("train", "eval")}
-    report_dir = Path("reports/trackbed/validation")
-    with stage_run("trackbed", "validate@trackbed", inputs=["data/prepared/trackbed"]) as mlflow:
-        try:
-            results = validate_trackbed(splits, int(cfg["min_per_class"]), report_dir)
-        finally:
-            log_artifacts(mlflow, [report_dir], artifact_path="validation")
-        mlflow.log_metrics({"expectations_failed": sum(len(r.failures) for r in results)})
+    splits = {split: list_tfrecords(TRACKBED.prepared / split) for split in ("train", "eval")}
+    return validate_trackbed(splits, int(cfg["min_per_class"]))
 
 
-def seismic() -> None:
+def seismic(cfg: dict) -> ValidationReport:
+    from overseer.paths import SEISMIC
     from overseer.validation.seismic import validate_seismic
 
-    cfg = stage.load_params("validate", "seismic")
-    report_dir = Path("reports/seismic/validation")
-    with stage_run("seismic", "validate@seismic", inputs=["data/prepared/seismic"]) as mlflow:
-        try:
-            results = validate_seismic(
-                "data/prepared/seismic", int(cfg["min_per_facies"]), float(cfg["max_nonfinite_fraction"]), report_dir
-            )
-        finally:
-            log_artifacts(mlflow, [report_dir], artifact_path="validation")
-        mlflow.log_metrics({"expectations_failed": sum(len(r.failures) for r in results)})
+    return validate_seismic(SEISMIC.prepared, int(cfg["min_per_facies"]), float(cfg["max_nonfinite_fraction"]))
 
 
-def engraving() -> None:
+def engraving(cfg: dict) -> ValidationReport:
+    from overseer.paths import ENGRAVING
     from overseer.validation.engraving import validate_engraving
 
-    cfg = stage.load_params("validate", "engraving")
-    report_dir = Path("reports/engraving/validation")
-    with stage_run("engraving", "validate@engraving", inputs=["data/prepared/engraving"]) as mlflow:
+    return validate_engraving(ENGRAVING.prepared, cfg["min_pieces"])
+
+
+def main(family: str, validate: Callable[[dict], ValidationReport]) -> None:
+    """Run the family's suites, write the report, log it, and fail the stage if any expectation failed."""
+    cfg, paths = stage.load_params("validate", family), FAMILY_PATHS[family]
+    with stage_run(family, f"validate@{family}", inputs=[paths.prepared]) as mlflow:
+        report = validate(cfg)
+        mlflow.log_metrics({"expectations_failed": report.n_failed})
         try:
-            results = validate_engraving("data/prepared/engraving", cfg["min_pieces"], report_dir)
+            validate_and_report(report, paths.validation_report)
         finally:
-            log_artifacts(mlflow, [report_dir], artifact_path="validation")
-        mlflow.log_metrics({"expectations_failed": sum(len(r.failures) for r in results)})
+            log_artifacts(mlflow, [paths.validation_report], artifact_path="validation")
 
 
 FAMILIES = {"trackbed": trackbed, "seismic": seismic, "engraving": engraving}
 
 if __name__ == "__main__":
-    stage.run(FAMILIES[sys.argv[1]])
+    stage.run(main, sys.argv[1], FAMILIES[sys.argv[1]])

@@ -35,11 +35,10 @@ import pandas as pd
 
 from overseer.errors import InputError
 from overseer.io import atomic_file
-from overseer.tracking import FAMILIES
+from overseer.tracking import FAMILIES, open_store
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities import Run
+    from overseer.tracking import MlflowClient, Run
 
 DEFAULT_STAGE = "evaluate"
 DEFAULT_LAST = 5
@@ -69,45 +68,6 @@ class FamilyComparison:
     runs: list[Run]
     baseline_id: str
     confusions: dict[str, pd.DataFrame | str] = field(default_factory=dict)
-
-
-# -- the store ----------------------------------------------------------------------------------
-
-
-def open_store(uri: str | None = None) -> tuple[MlflowClient, str]:
-    """An ``MlflowClient`` on ``uri`` (default: ``overseer.tracking.tracking_uri()``), checked readable.
-
-    A local store (sqlite file, file store folder) must exist: MLflow would otherwise create an
-    empty one. Any failure to read the store is an ``InputError``.
-    """
-    from mlflow import MlflowClient
-
-    from overseer.tracking import tracking_uri
-
-    uri = uri or tracking_uri()
-    local = _local_store_path(uri)
-    if local is not None and not local.exists():
-        raise InputError(f"no tracking store at {local} (run a stage first, or pass --tracking-uri)")
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
-    except Exception as exc:  # any store failure (driver, network, schema)
-        raise InputError(f"cannot read the tracking store {uri}: {exc}") from exc
-    return client, uri
-
-
-def _local_store_path(uri: str) -> Path | None:
-    """The file or folder behind a local tracking URI, None for a remote one."""
-    if uri.startswith("sqlite:"):
-        path = uri.removeprefix("sqlite:").removeprefix("///").split("?", 1)[0]
-        if path in ("", "//", ":memory:"):
-            raise InputError(f"{uri}: not a sqlite file store")
-        return Path(path)
-    if uri.startswith("file:"):
-        return Path(uri.removeprefix("file:").removeprefix("//"))
-    if "://" not in uri and not uri.startswith(("databricks", "uc:")):
-        return Path(uri)
-    return None
 
 
 def stage_matches(tag: str | None, stage: str | None) -> bool:

@@ -70,6 +70,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at ``path`` (our own outputs: reports, configs)."""
+    return json.loads(Path(path).read_text())
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` atomically."""
     with atomic_file(path) as tmp:

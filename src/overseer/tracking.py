@@ -10,33 +10,28 @@ with an absolute path, so that runs from DVC's temporary experiment workspaces
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from overseer.errors import InputError
+from overseer.repo import file_digest, git_commit, repo_root
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+__all__ = ["FAMILIES", "MlflowClient", "Run", "experiment_id", "open_store", "register_model", "stage_run"]
+
 log = logging.getLogger(__name__)
+# MLflow caps a param value at 6000 characters; params here are short scalars and lists
+MAX_PARAM_CHARS = 6000
 
 FAMILIES = ("trackbed", "seismic", "engraving")
-
-
-def repo_root(start: str | os.PathLike | None = None) -> Path:
-    """The user's repository root, also from inside a DVC temporary experiment workspace."""
-    here = Path(start or os.getcwd()).resolve()
-    parts = here.parts
-    # dvc exp run --temp / --queue runs in <repo>/.dvc/tmp/exps/<...>: the store lives in <repo>
-    for i in range(len(parts) - 1):
-        if parts[i] == ".dvc" and parts[i + 1] == "tmp":
-            return Path(*parts[:i])
-    for candidate in (here, *here.parents):
-        if (candidate / "dvc.yaml").exists() or (candidate / ".git").exists():
-            return candidate
-    return here
 
 
 def tracking_uri(root: str | os.PathLike | None = None) -> str:
@@ -45,17 +40,6 @@ def tracking_uri(root: str | os.PathLike | None = None) -> str:
     if env:
         return env
     return f"sqlite:///{repo_root(root) / 'mlflow.db'}"
-
-
-def git_commit(root: str | os.PathLike | None = None) -> str | None:
-    """The checked-out commit, or None outside git (or before the first commit)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root or os.getcwd(), capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -85,22 +69,6 @@ def stage_params(stage: str, params_file: str | os.PathLike = "params.yaml") -> 
         return yaml.safe_load(path.read_text()) if path.exists() else {}
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """md5 of a file, or of a folder's sorted (relative path, file md5) list, as DVC hashes content."""
-    target = Path(path)
-    if target.is_file():
-        digest = hashlib.md5()
-        with target.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-    entries = sorted(p for p in target.rglob("*") if p.is_file())
-    digest = hashlib.md5()
-    for entry in entries:
-        digest.update(f"{entry.relative_to(target).as_posix()}:{file_digest(entry)}\n".encode())
-    return digest.hexdigest() + ".dir"
-
-
 def input_digests(paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> dict[str, str]:
     """Content digest per input path: the md5 ``dvc.lock`` recorded for the upstream output when
     there is one, else computed here (a stage run outside ``dvc repro``)."""
@@ -124,28 +92,33 @@ def input_digests(paths: Iterable[str | os.PathLike], root: str | os.PathLike | 
     return digests
 
 
-def _experiment_id(mlflow: Any, family: str) -> str:
+def experiment_id(family: str, root: str | os.PathLike | None = None) -> str:
+    """The id of ``family``'s experiment in the store of ``root`` (default: this repository), created
+    (with its artifact root) when new."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(root))
     experiment = mlflow.get_experiment_by_name(family)
     if experiment is not None:
         return experiment.experiment_id
     artifact_root = None
-    if not tracking_uri().startswith(("http://", "https://", "databricks")):
+    if not tracking_uri(root).startswith(("http://", "https://", "databricks")):
         # A database URI (sqlite, postgresql, ...) has no artifact server: MLflow would put artifacts
         # under the working directory, which is DVC's temporary one in queued runs. Keep them beside
         # the repository, by absolute path, whatever the working directory.
-        artifact_root = (repo_root() / "mlartifacts" / family).as_uri()
+        artifact_root = (repo_root(root) / "mlartifacts" / family).as_uri()
     try:
         return mlflow.create_experiment(family, artifact_location=artifact_root)
     except Exception:  # noqa: BLE001 - a concurrent stage created it first
         return mlflow.get_experiment_by_name(family).experiment_id
 
 
-def changed_params(mlflow: Any, experiment_id: str, stage: str, params: Mapping[str, Any]) -> dict[str, str]:
+def changed_params(mlflow: Any, experiment: str, stage: str, params: Mapping[str, Any]) -> dict[str, str]:
     """The params whose values differ from the last finished run of ``stage`` (all of them for a first run:
     nothing to compare with gives an empty dict)."""
     try:
         last = mlflow.search_runs(
-            experiment_ids=[experiment_id],
+            experiment_ids=[experiment],
             filter_string=f"tags.`overseer.stage` = '{stage}' and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
@@ -157,7 +130,7 @@ def changed_params(mlflow: Any, experiment_id: str, stage: str, params: Mapping[
     if not last:
         return {}
     before = last[0].data.params
-    return {k: str(v)[:6000] for k, v in params.items() if str(v)[:6000] != before.get(k)}
+    return {k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items() if str(v)[:MAX_PARAM_CHARS] != before.get(k)}
 
 
 def run_label(family: str, stage: str, version: str, changed: Mapping[str, str], limit: int = 3) -> str:
@@ -184,11 +157,11 @@ def stage_run(
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    experiment_id = _experiment_id(mlflow, family)
+    family_experiment = experiment_id(family)
     dvc_exp = os.environ.get("DVC_EXP_NAME")
     params = flatten(stage_params(stage))
     commit = git_commit()
-    changed = changed_params(mlflow, experiment_id, stage, params)
+    changed = changed_params(mlflow, family_experiment, stage, params)
     name = run_name or run_label(family, stage, dvc_exp or (commit[:7] if commit else "workspace"), changed)
     run_tags = {
         "overseer.family": family,
@@ -200,9 +173,8 @@ def stage_run(
     run_tags.update(tags or {})
     digests = input_digests(inputs)
     run_tags.update({f"input.md5.{path}": digest for path, digest in digests.items()})
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=run_tags):
-        # MLflow caps a param value at 6000 characters; params here are short scalars and lists
-        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+    with mlflow.start_run(experiment_id=family_experiment, run_name=name, tags=run_tags):
+        mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()})
         yield mlflow
 
 
@@ -214,3 +186,75 @@ def log_artifacts(mlflow: Any, paths: Iterable[str | os.PathLike], artifact_path
             mlflow.log_artifacts(str(target), artifact_path=artifact_path)
         elif target.is_file():
             mlflow.log_artifact(str(target), artifact_path=artifact_path)
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Log ``params`` (flat names) to ``run_id`` in one batch, values cut to MLflow's limit."""
+    from mlflow.entities import Param
+
+    client.log_batch(run_id, params=[Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in params.items()])
+
+
+def open_store(uri: str | None = None) -> tuple[MlflowClient, str]:
+    """An ``MlflowClient`` on ``uri`` (default: ``tracking_uri()``), checked readable.
+
+    A local store (sqlite file, file store folder) must exist: MLflow would otherwise create an
+    empty one. Any failure to read the store is an ``InputError``.
+    """
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    local = _local_store_path(uri)
+    if local is not None and not local.exists():
+        raise InputError(f"no tracking store at {local} (run a stage first, or pass --tracking-uri)")
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # any store failure (driver, network, schema)
+        raise InputError(f"cannot read the tracking store {uri}: {exc}") from exc
+    return client, uri
+
+
+def _local_store_path(uri: str) -> Path | None:
+    """The file or folder behind a local tracking URI, None for a remote one."""
+    if uri.startswith("sqlite:"):
+        path = uri.removeprefix("sqlite:").removeprefix("///").split("?", 1)[0]
+        if path in ("", "//", ":memory:"):
+            raise InputError(f"{uri}: not a sqlite file store")
+        return Path(path)
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file:").removeprefix("//"))
+    if "://" not in uri and not uri.startswith(("databricks", "uc:")):
+        return Path(uri)
+    return None
+
+
+def register_model(
+    flavor: str,
+    model: Any,
+    name: str,
+    pip_requirements: Iterable[str],
+    example: tuple[Any, Any] | None = None,
+    **flavor_options: Any,
+) -> int:
+    """Log ``model`` to the active run with MLflow's ``flavor`` (``tensorflow``, ``sklearn``,
+    ``pytorch``) and register it as a new version of ``name``; returns the version number.
+
+    Every family registers through here: explicit pip requirements, a signature inferred from
+    ``example`` (input, output) when given, and the version recorded as the run's tag
+    ``registered_model_version``.
+    """
+    import importlib
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    if example is not None:
+        flavor_options["signature"] = infer_signature(*example)
+    log_model = importlib.import_module(f"mlflow.{flavor}").log_model
+    info = log_model(
+        model, name="model", registered_model_name=name, pip_requirements=list(pip_requirements), **flavor_options
+    )
+    version = int(info.registered_model_version)
+    mlflow.set_tag("registered_model_version", str(version))
+    return version

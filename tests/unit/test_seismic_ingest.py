@@ -14,6 +14,7 @@ from overseer.seismic.data.grid import Grid
 from overseer.seismic.data.ingest import holdout_mask, ingest_seismic
 from overseer.seismic.data.segy import write_segy
 from overseer.validation.core import ValidationFailed
+from overseer.validation.core import validate_and_report
 from overseer.validation.seismic import validate_seismic
 
 BASE = {
@@ -52,8 +53,9 @@ def test_default_survey_holdout_is_spatially_disjoint(default_prepared: Path) ->
 
 
 def test_default_survey_passes_validation(default_prepared: Path, tmp_path: Path) -> None:
-    results = validate_seismic(default_prepared, 20, 0.0, tmp_path)
-    assert all(r.success for r in results)
+    report = validate_seismic(default_prepared, 20, 0.0)
+    validate_and_report(report, tmp_path)
+    assert report.success and all(r.success for r in report.results)
     assert "PASSED" in (tmp_path / "validation.md").read_text()
 
 
@@ -72,7 +74,7 @@ def test_validation_names_file_row_and_expectation(default_prepared: Path, tmp_p
     table = pd.concat([table, table.iloc[[7]]], ignore_index=True)  # a voxel picked twice
     table.to_parquet(prepared / "train.parquet")
     with pytest.raises(ValidationFailed) as failure:
-        validate_seismic(prepared, 20, 0.0, tmp_path / "report")
+        validate_and_report(validate_seismic(prepared, 20, 0.0), tmp_path / "report")
     message = str(failure.value)
     assert f"{prepared / 'train.parquet'}, row 5" in message and "coherence" in message
     assert "expect_compound_columns_to_be_unique" in message
@@ -81,7 +83,7 @@ def test_validation_names_file_row_and_expectation(default_prepared: Path, tmp_p
 
 def test_too_few_picks_of_a_facies_fail_validation(default_prepared: Path, tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed, match="facies salt"):
-        validate_seismic(default_prepared, 10_000, 0.0, tmp_path)
+        validate_and_report(validate_seismic(default_prepared, 10_000, 0.0), tmp_path)
 
 
 def _user_survey(tmp_path: Path, kind: str) -> dict:

@@ -9,19 +9,19 @@ import mlflow
 import pytest
 import yaml
 
-from overseer import tracking
+from overseer import repo, tracking
 
 
 def test_repo_root_from_dvc_temporary_experiment_workspace(tmp_path: Path) -> None:
     workspace = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc123"
     workspace.mkdir(parents=True)
-    assert tracking.repo_root(workspace) == tmp_path / "repo"
+    assert repo.repo_root(workspace) == tmp_path / "repo"
 
 
 def test_repo_root_walks_up_to_dvc_yaml(tmp_path: Path) -> None:
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "stages").mkdir()
-    assert tracking.repo_root(tmp_path / "stages") == tmp_path
+    assert repo.repo_root(tmp_path / "stages") == tmp_path
 
 
 def test_tracking_uri_default_is_absolute_sqlite_and_env_overrides(tmp_path: Path, monkeypatch) -> None:
@@ -47,9 +47,9 @@ def test_input_digests_prefer_dvc_lock_then_hash(tmp_path: Path, monkeypatch) ->
     assert digests["data"] == "abc.dir"
     assert digests["other.txt"] == "9dd4e461268c8034f5c8564e155c67a6"  # md5("x")
     assert "missing" not in digests
-    first = tracking.file_digest(tmp_path / "data")
+    first = repo.file_digest(tmp_path / "data")
     (tmp_path / "data" / "a.txt").write_text("hello!")
-    assert tracking.file_digest(tmp_path / "data") != first
+    assert repo.file_digest(tmp_path / "data") != first
 
 
 def test_stage_run_records_params_commit_and_inputs(tmp_path: Path, monkeypatch) -> None:
@@ -66,7 +66,7 @@ def test_stage_run_records_params_commit_and_inputs(tmp_path: Path, monkeypatch)
     assert logged.data.params["train_cnn.learning_rate"] == "0.001"
     assert logged.data.tags["overseer.stage"] == "train_cnn"
     assert logged.data.tags["dvc.experiment"] == "brisk-lark"
-    assert logged.data.tags["input.md5.input.bin"] == tracking.file_digest(tmp_path / "input.bin")
+    assert logged.data.tags["input.md5.input.bin"] == repo.file_digest(tmp_path / "input.bin")
     assert "git.commit" in logged.data.tags
     assert logged.info.run_name == "trackbed/train_cnn [brisk-lark]"
     assert client.get_experiment(logged.info.experiment_id).name == "trackbed"

@@ -17,6 +17,7 @@ from overseer.validation import (
     format_failures,
     gx_expectations,
     run_suite,
+    validate_and_report,
     validate_trackbed,
 )
 
@@ -74,7 +75,7 @@ def _validate_bad(tmp_path: Path, train_files: list[Path], records: list[bytes])
     eval_file = _write_raw(tmp_path / "eval" / "eval-00000-of-00001.tfrecord", records)
     report_dir = tmp_path / "report"
     with pytest.raises(ValidationFailed) as info:
-        validate_trackbed({"train": train_files, "eval": [eval_file]}, 1, report_dir)
+        validate_and_report(validate_trackbed({"train": train_files, "eval": [eval_file]}, 1), report_dir)
     assert (report_dir / "validation.md").is_file()
     assert (report_dir / "validation.json").is_file()
     assert isinstance(info.value, InputError)
@@ -89,7 +90,9 @@ def test_clean_set_passes_and_report_mentions_every_expectation(tmp_path: Path, 
     eval_records = _good("eval", per_class=1)
     eval_files = write_shards(eval_records, tmp_path / "eval", "eval", total=len(eval_records), shard_size=3)
     report_dir = tmp_path / "report"
-    results = validate_trackbed({"train": train_files, "eval": eval_files}, 1, report_dir)
+    report = validate_trackbed({"train": train_files, "eval": eval_files}, 1)
+    validate_and_report(report, report_dir)
+    results = report.results
     assert [r.suite_name for r in results] == ["trackbed_records", "trackbed_class_counts"]
     assert all(r.success and not r.failures for r in results)
     assert results[0].details["records_per_split"] == {"train": 10, "eval": 5}
@@ -192,7 +195,7 @@ def test_duplicate_filenames_within_split(tmp_path: Path, train_files: list[Path
 def test_same_filename_in_two_splits_is_fine(tmp_path: Path, train_files: list[Path]) -> None:
     eval_records = _good("train", per_class=1)  # same names as train, another split
     eval_file = _write_raw(tmp_path / "eval" / "eval.tfrecord", eval_records)
-    validate_trackbed({"train": train_files, "eval": [eval_file]}, 1, tmp_path / "report")
+    validate_and_report(validate_trackbed({"train": train_files, "eval": [eval_file]}, 1), tmp_path / "report")
 
 
 def test_too_few_records_of_a_class(tmp_path: Path, train_files: list[Path]) -> None:
@@ -200,7 +203,7 @@ def test_too_few_records_of_a_class(tmp_path: Path, train_files: list[Path]) -> 
     eval_file = _write_raw(tmp_path / "eval" / "eval.tfrecord", records)  # STONE once, the others twice
     report_dir = tmp_path / "report"
     with pytest.raises(ValidationFailed) as info:
-        validate_trackbed({"train": train_files, "eval": [eval_file]}, 2, report_dir)
+        validate_and_report(validate_trackbed({"train": train_files, "eval": [eval_file]}, 2), report_dir)
     text = str(info.value)
     expected = "expect_column_values_to_be_between(count, min_value=2) failed (count=1)"
     assert f"split eval, class_name STONE: {expected}" in text
@@ -213,7 +216,7 @@ def test_too_few_records_of_a_class(tmp_path: Path, train_files: list[Path]) -> 
 
 def test_missing_split_class_counts_zero(tmp_path: Path, train_files: list[Path]) -> None:
     with pytest.raises(ValidationFailed) as info:
-        validate_trackbed({"train": train_files, "eval": []}, 1, tmp_path / "report")
+        validate_and_report(validate_trackbed({"train": train_files, "eval": []}, 1), tmp_path / "report")
     for name in CLASSES:
         assert f"split eval, class_name {name}: expect_column_values_to_be_between(count" in str(info.value)
 
@@ -223,7 +226,7 @@ def test_corrupt_framing_raises_input_error_and_writes_report(tmp_path: Path, tr
     data = good.read_bytes()
     good.write_bytes(data[:-5])  # truncate the last record
     with pytest.raises(InputError, match=r"eval\.tfrecord, record 4"):
-        validate_trackbed({"train": train_files, "eval": [good]}, 1, tmp_path / "report")
+        validate_and_report(validate_trackbed({"train": train_files, "eval": [good]}, 1), tmp_path / "report")
     report = json.loads((tmp_path / "report" / "validation.json").read_text())
     assert report["success"] is False and "record 4" in report["notes"][0]
 

@@ -24,6 +24,13 @@ from overseer.engraving.model import EngravingGNN
 from overseer.engraving.train import pick_device, torch_threads
 
 
+def pip_requirements() -> list[str]:
+    """What a served copy needs: the exact torch (without a local build tag) and PyTorch Geometric."""
+    import torch_geometric
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"torch-geometric=={torch_geometric.__version__}"]
+
+
 def _window_starts(n: int, size: int, overlap: int) -> list[int]:
     if n <= size:
         return [0]

@@ -22,6 +22,12 @@ def versions() -> dict[str, str]:
     return {"scikit-learn": sklearn.__version__, "skops": skops.__version__, "numpy": numpy.__version__}
 
 
+def pip_requirements() -> list[str]:
+    """What a served copy needs: the scikit-learn and skops that wrote the model."""
+    found = versions()
+    return [f"scikit-learn=={found['scikit-learn']}", f"skops=={found['skops']}"]
+
+
 def save_model(model: Any, path: str | os.PathLike) -> Path:
     """Write ``model`` as a ``.skops`` file and its version note ``<name>.versions.json`` beside it."""
     import skops.io

@@ -55,20 +55,16 @@ def export_trackbed(
     return check
 
 
-def register_keras_model(mlflow: Any, keras_path: str | os.PathLike, name: str, example: np.ndarray) -> int:
-    """Log the exported Keras model to the active run and register a new version under ``name``,
-    with explicit pip requirements (the exact TensorFlow and Keras that produced it)."""
-    import mlflow.tensorflow
+def pip_requirements() -> list[str]:
+    """What a served copy needs: the exact TensorFlow and Keras that produced the model."""
     import tensorflow as tf
-    from mlflow.models import infer_signature
 
-    model = keras.models.load_model(Path(keras_path), compile=False)
-    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
-    info = mlflow.tensorflow.log_model(
-        model,
-        name="model",
-        registered_model_name=name,
-        signature=signature,
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-    )
-    return int(info.registered_model_version)
+    return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+
+
+def check_images(files: list[Path], n: int) -> np.ndarray:
+    """The first ``n`` held-out images as float32 N×224×224×3 in [0, 255]: the ONNX agreement set
+    and the registry's input example."""
+    from overseer.trackbed.pipeline import image_dataset
+
+    return np.concatenate([batch[0].numpy() for batch in image_dataset(files, n).take(1)])

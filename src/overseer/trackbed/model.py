@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
-from overseer.tracking import file_digest
+from overseer.repo import file_digest
 
 log = logging.getLogger(__name__)
 EMBEDDING_DIM = 2048  # ResNet50V2 with global average pooling

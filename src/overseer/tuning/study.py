@@ -28,7 +28,8 @@ import optuna
 import yaml
 
 from overseer.errors import InputError
-from overseer.tracking import _experiment_id, flatten, git_commit, repo_root, tracking_uri
+from overseer.repo import git_commit, repo_root
+from overseer.tracking import experiment_id, flatten, log_params, open_store, tracking_uri
 from overseer.tuning.objectives import TunedModel, get_model
 from overseer.tuning.space import Dimension, describe, get_path, parse_space, set_path, suggest
 from overseer.tuning.writeback import write_best
@@ -173,8 +174,6 @@ def _parent_run(client: Any, study: optuna.Study, experiment_id: str, model: Tun
 
 def _objective(model: TunedModel, params: Mapping[str, Any], dims: list[Dimension], data: Any, client: Any,
                experiment_id: str, parent: str) -> Any:  # fmt: skip
-    import mlflow.entities
-
     def objective(trial: optuna.Trial) -> float:
         values = suggest(trial, dims)
         cfg = yaml.safe_load(yaml.safe_dump(dict(params)))  # a deep copy of plain data
@@ -194,7 +193,7 @@ def _objective(model: TunedModel, params: Mapping[str, Any], dims: list[Dimensio
         run_id = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run_id)
         section = flatten(cfg[model.section], f"{model.section}.")
-        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in section.items()])
+        log_params(client, run_id, section)
 
         def report(step: int, value: float) -> None:
             client.log_metric(run_id, model.metric, value, step=step)
@@ -232,9 +231,6 @@ def tune(
     reports: str | os.PathLike = "reports/tuning",
 ) -> TuneResult:
     """Run (or continue) a study for ``model_name`` and make its best trial the trained configuration."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     model = get_model(model_name)
     params_path = Path(params_file)
     if not params_path.exists():
@@ -253,14 +249,13 @@ def tune(
         current_values(params, dims),
     )  # fmt: skip
 
-    mlflow.set_tracking_uri(tracking_uri(root))
-    client = MlflowClient(tracking_uri(root))
-    experiment_id = _experiment_id(mlflow, model.family)
-    parent = _parent_run(client, study, experiment_id, model)
+    family_experiment = experiment_id(model.family, root)
+    client, _ = open_store(tracking_uri(root))
+    parent = _parent_run(client, study, family_experiment, model)
     if trials != 0 or timeout:
         data = model.prepare(params, root)
         study.optimize(
-            _objective(model, params, dims, data, client, experiment_id, parent),
+            _objective(model, params, dims, data, client, family_experiment, parent),
             n_trials=trials,
             timeout=timeout,
             catch=(),

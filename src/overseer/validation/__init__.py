@@ -9,10 +9,12 @@ from overseer.validation.core import (
     Failure,
     SuiteResult,
     ValidationFailed,
+    ValidationReport,
     format_failures,
     gx_expectations,
     raise_for_failures,
     run_suite,
+    validate_and_report,
     write_report,
 )
 from overseer.validation.trackbed import validate_trackbed
@@ -22,10 +24,12 @@ __all__ = [
     "Failure",
     "SuiteResult",
     "ValidationFailed",
+    "ValidationReport",
     "format_failures",
     "gx_expectations",
     "raise_for_failures",
     "run_suite",
+    "validate_and_report",
     "validate_trackbed",
     "write_report",
 ]

@@ -489,30 +489,64 @@ def report_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(
-    results: Sequence[SuiteResult],
-    out_dir: str | os.PathLike,
-    title: str,
-    notes: Sequence[str] = (),
-    summary: Mapping[str, Any] | None = None,
-    stem: str = "validation",
-) -> dict[str, Path]:
-    """Write ``<stem>.md`` and ``<stem>.json`` into ``out_dir`` atomically; return their paths.
+@dataclass
+class ValidationReport:
+    """Every suite's outcome for one family: what a validate function returns and a stage writes.
 
     ``notes`` are problems found before any suite could run (e.g. an unreadable file); they make
-    the report a failure. ``summary`` (JSON-ready, e.g. record counts) heads both files.
+    the report a failure. ``summary`` (JSON-ready, e.g. record counts) heads both renderings.
     """
+
+    title: str
+    results: list[SuiteResult]
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return all(res.success for res in self.results) and not self.notes
+
+    @property
+    def n_failed(self) -> int:
+        """Failed expectations, plus one per note (a suite that could not run)."""
+        return sum(len(res.failures) for res in self.results) + len(self.notes)
+
+    def markdown(self) -> str:
+        return report_markdown(self.results, self.title, self.notes, self.summary)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "success": self.success,
+            "notes": list(self.notes),
+            "summary": _plain(dict(self.summary)),
+            "suites": [res.to_dict() for res in self.results],
+        }
+
+    def raise_for_failures(self, report: Path | None = None, limit: int = 10) -> None:
+        """Raise ``ValidationFailed`` naming file, record and expectation (or the note) of the failures."""
+        if self.notes:
+            message = "data validation could not run: " + "; ".join(self.notes)
+            if report is not None:
+                message += f"\nfull report: {os.fspath(report)}"
+            raise ValidationFailed(message, self.results, report)
+        raise_for_failures(self.results, report=report, limit=limit)
+
+
+def write_report(report: ValidationReport, out_dir: str | os.PathLike, stem: str = "validation") -> dict[str, Path]:
+    """Write ``<stem>.md`` and ``<stem>.json`` of ``report`` into ``out_dir`` atomically; return their paths."""
     out = Path(out_dir)
-    md_path = write_text(out / f"{stem}.md", report_markdown(results, title, notes, summary))
-    payload = {
-        "title": title,
-        "success": all(res.success for res in results) and not notes,
-        "notes": list(notes),
-        "summary": _plain(dict(summary or {})),
-        "suites": [res.to_dict() for res in results],
-    }
-    json_path = write_json(out / f"{stem}.json", payload)
+    md_path = write_text(out / f"{stem}.md", report.markdown())
+    json_path = write_json(out / f"{stem}.json", report.to_dict())
     return {"markdown": md_path, "json": json_path}
+
+
+def validate_and_report(report: ValidationReport, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``report`` into ``out_dir``, then raise ``ValidationFailed`` if it failed: the order every
+    validate stage follows, so that a failure always leaves its readable report behind."""
+    paths = write_report(report, out_dir)
+    report.raise_for_failures(paths["markdown"])
+    return paths
 
 
 def _plain(value: Any) -> Any:

@@ -25,12 +25,10 @@ import pandas as pd
 from overseer.seismic.data.grid import Grid
 from overseer.seismic.data.volumes import load_volumes, nonfinite_report
 from overseer.validation.core import (
-    SuiteResult,
+    ValidationReport,
     gx_column,
     gx_expectations,
-    raise_for_failures,
     run_suite,
-    write_report,
 )
 
 REPORT_TITLE = "Seismic voxel validation"
@@ -100,10 +98,10 @@ def row_expectations(meta: Mapping[str, Any], grid: Grid | None) -> list:
 
 
 def validate_seismic(
-    prepared: str | Path, min_per_facies: int, max_nonfinite_fraction: float, report_dir: str | Path
-) -> list[SuiteResult]:
-    """Run the three suites on ``prepared`` (ingest@seismic's folder); write ``validation.md``/``.json``
-    into ``report_dir``; raise ``ValidationFailed`` naming file, row and expectation on failure."""
+    prepared: str | Path, min_per_facies: int, max_nonfinite_fraction: float
+) -> ValidationReport:
+    """Run the three suites on ``prepared`` (ingest@seismic's folder) and return the report; its
+    ``raise_for_failures`` names file, row and expectation of the failures."""
     prepared = Path(prepared)
     meta = json.loads((prepared / "meta.json").read_text())
     grid = Grid.from_json(meta["grid"]) if meta.get("grid") else None
@@ -137,6 +135,4 @@ def validate_seismic(
         "attributes": meta["attributes"],
         "min_per_facies": int(min_per_facies),
     }
-    paths = write_report(results, report_dir, REPORT_TITLE, summary=summary)
-    raise_for_failures(results, report=paths["markdown"])
-    return results
+    return ValidationReport(REPORT_TITLE, results, summary=summary)

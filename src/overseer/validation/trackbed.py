@@ -26,12 +26,10 @@ from overseer.errors import InputError
 from overseer.trackbed.data.schema import CLASSES
 from overseer.trackbed.data.tfrecord import record_table
 from overseer.validation.core import (
-    SuiteResult,
+    ValidationReport,
     gx_column,
     gx_expectations,
-    raise_for_failures,
     run_suite,
-    write_report,
 )
 
 RECORD_SUITE = "trackbed_records"
@@ -119,24 +117,20 @@ def class_count_table(table: pd.DataFrame, splits: Sequence[str], classes: Seque
 def validate_trackbed(
     splits: Mapping[str, Sequence[Path]],
     min_per_class: int,
-    report_dir: Path,
     classes: Sequence[str] = CLASSES,
-) -> list[SuiteResult]:
-    """Validate the TFRecord files of each split; write ``validation.md``/``.json``; raise on failure.
+) -> ValidationReport:
+    """Validate the TFRecord files of each split; return the report (its ``raise_for_failures``
+    names file, record and expectation of the first failures).
 
-    ``splits`` maps a split name (train, val, test) to its TFRecord files. Returns the suite
-    results when everything passed; otherwise raises ``ValidationFailed`` (an ``InputError``)
-    whose message names file, record and expectation of the first failures. Unreadable TFRecord
-    framing raises the ``InputError`` of ``iter_raw_records`` after writing a report that says so.
+    ``splits`` maps a split name (train, val, test) to its TFRecord files. Unreadable TFRecord
+    framing gives a report with the ``InputError`` of ``iter_raw_records`` as its note.
     """
     if not splits:
         raise InputError("no splits to validate")
-    report_dir = Path(report_dir)
     try:
         table = split_record_table(splits, classes)
     except InputError as exc:
-        write_report([], report_dir, REPORT_TITLE, notes=[f"could not read records: {exc}"])
-        raise
+        return ValidationReport(REPORT_TITLE, [], notes=[f"could not read records: {exc}"])
     records = run_suite(table, record_expectations(classes), RECORD_SUITE, id_columns=("file", "record"))
     records.details = _record_details(table, splits)
     count_table = class_count_table(table, list(splits), classes)
@@ -159,9 +153,7 @@ def validate_trackbed(
         "records_per_split_class": counts.details["records_per_split_class"],
         "min_per_class": min_per_class,
     }
-    paths = write_report(results, report_dir, REPORT_TITLE, summary=summary)
-    raise_for_failures(results, report=paths["markdown"])
-    return results
+    return ValidationReport(REPORT_TITLE, results, summary=summary)
 
 
 def _record_details(table: pd.DataFrame, splits: Mapping[str, Sequence[Path]]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from overseer.engraving.data.labels import label_counts, piece_from_table, tuple
 from overseer.engraving.data.scores import SCORE_SUFFIXES, ScoreTable, load_score_table
 from overseer.errors import InputError
 from overseer.io import atomic_dir, atomic_file, write_json
-from overseer.tracking import repo_root
+from overseer.repo import repo_root
 
 log = logging.getLogger(__name__)
 
