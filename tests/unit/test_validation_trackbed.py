@@ -18,8 +18,8 @@ from overseer.validation import (
     gx_expectations,
     run_suite,
     validate_and_report,
-    validate_trackbed,
 )
+from overseer.validation.trackbed import validate_trackbed
 
 SIDE = 8
 
