@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from overseer import stage
-from overseer.io import atomic_dir
+from overseer.io import atomic_dir, write_artifacts
 from overseer.metrics import write_report
+from overseer.paths import SEISMIC, SEISMIC_FACIES, SEISMIC_HOLDOUT_TABLE, TRACKBED, TRACKBED_EVAL_FILES
 from overseer.tracking import log_artifacts, stage_run
 
 
@@ -15,13 +16,9 @@ def cnn() -> None:
     from overseer.trackbed.data.tfrecord import list_tfrecords
     from overseer.trackbed.evaluate import evaluate_model
 
-    cfg = stage.load_params("evaluate", "cnn")
-    out = Path("reports/trackbed/eval")
-    inputs = ["models/trackbed/train", "data/prepared/trackbed/eval"]
-    with stage_run("trackbed", "evaluate@cnn", inputs=inputs) as mlflow:
-        report = evaluate_model(
-            "models/trackbed/train/model.keras", list_tfrecords("data/prepared/trackbed/eval"), int(cfg["batch_size"])
-        )
+    cfg, model, out = stage.load_params("evaluate", "cnn"), TRACKBED.trained_model, TRACKBED.eval_report
+    with stage_run("trackbed", "evaluate@cnn", inputs=[model, TRACKBED_EVAL_FILES]) as mlflow:
+        report = evaluate_model(model / "model.keras", list_tfrecords(TRACKBED_EVAL_FILES), int(cfg["batch_size"]))
         with atomic_dir(out) as tmp:
             write_report(report, tmp)
         mlflow.log_metrics(report.flat_metrics("eval_"))
@@ -33,14 +30,13 @@ def cnn() -> None:
 def rf() -> None:
     from overseer.seismic.evaluate import evaluate_forest
 
-    cfg = stage.load_params("evaluate", "rf")
-    prepared, out = Path("data/prepared/seismic"), Path("reports/seismic/eval")
-    inputs = ["models/seismic/train", "models/seismic/facies", prepared / "holdout.parquet"]
-    with stage_run("seismic", "evaluate@rf", inputs=inputs) as mlflow:
+    cfg, model, out = stage.load_params("evaluate", "rf"), SEISMIC.trained_model, SEISMIC.eval_report
+    with stage_run("seismic", "evaluate@rf", inputs=[model, SEISMIC_FACIES, SEISMIC_HOLDOUT_TABLE]) as mlflow:
+        evaluation = evaluate_forest(SEISMIC.prepared, model, SEISMIC_FACIES, cfg)
+        report, recovery = evaluation.report, evaluation.recovery
         with atomic_dir(out) as tmp:
-            report, recovery = evaluate_forest(
-                prepared, Path("models/seismic/train"), Path("models/seismic/facies"), cfg, tmp
-            )
+            write_report(report, tmp)
+            write_artifacts(tmp, evaluation.artifacts)
         mlflow.log_metrics({**report.flat_metrics("eval_"), **{f"eval_{k}": v for k, v in recovery.items()}})
         log_artifacts(mlflow, [out], artifact_path="eval")
         print(f"held-out: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f}; truth recovery {recovery}")

@@ -6,6 +6,7 @@ import sys
 
 from overseer import stage
 from overseer.io import write_json
+from overseer.paths import ENGRAVING, SEISMIC, TRACKBED
 from overseer.tracking import stage_run
 
 
@@ -15,11 +16,11 @@ def trackbed() -> None:
     cfg = stage.load_params("ingest", "trackbed")
     user_data = [p for p in (cfg["source"], cfg.get("eval_source")) if p and p != "default"]
     with stage_run("trackbed", "ingest@trackbed", inputs=user_data) as mlflow:
-        report = ingest_trackbed(cfg, "data/prepared/trackbed")
-        write_json("reports/trackbed/ingest.json", report)
+        report = ingest_trackbed(cfg, TRACKBED.prepared)
+        write_json(TRACKBED.ingest_report, report)
         splits = report["splits"]
         mlflow.log_metrics({"n_train": splits["train"]["records"], "n_heldout": splits["eval"]["records"]})
-        mlflow.log_artifact("reports/trackbed/ingest.json")
+        mlflow.log_artifact(str(TRACKBED.ingest_report))
 
 
 def seismic() -> None:
@@ -28,11 +29,11 @@ def seismic() -> None:
     cfg = stage.load_params("ingest", "seismic")
     user_data = [cfg.get("amplitude"), cfg.get("picks"), cfg.get("well_logs"), *(cfg.get("volumes") or {}).values()]
     with stage_run("seismic", "ingest@seismic", inputs=[p for p in user_data if p]) as mlflow:
-        report = ingest_seismic(cfg, "data/prepared/seismic")
-        write_json("reports/seismic/ingest.json", report)
+        report = ingest_seismic(cfg, SEISMIC.prepared)
+        write_json(SEISMIC.ingest_report, report)
         rows = {split: sum(n.values()) for split, n in report["rows"].items()}
         mlflow.log_metrics({"n_train": rows["train"], "n_heldout": rows.get("holdout", 0)})
-        mlflow.log_artifact("reports/seismic/ingest.json")
+        mlflow.log_artifact(str(SEISMIC.ingest_report))
 
 
 def engraving() -> None:
@@ -41,8 +42,8 @@ def engraving() -> None:
     cfg = stage.load_params("ingest", "engraving")
     user_data = [cfg["source"]] if cfg.get("source") not in (None, "default") else []
     with stage_run("engraving", "ingest@engraving", inputs=user_data) as mlflow:
-        report = ingest_engraving(cfg, "data/prepared/engraving")
-        write_json("reports/engraving/ingest.json", report)
+        report = ingest_engraving(cfg, ENGRAVING.prepared)
+        write_json(ENGRAVING.ingest_report, report)
         pieces = report["pieces"]
         mlflow.log_metrics(
             {
@@ -53,7 +54,7 @@ def engraving() -> None:
                 "n_notes": sum(report["notes"].values()),
             }
         )
-        mlflow.log_artifact("reports/engraving/ingest.json")
+        mlflow.log_artifact(str(ENGRAVING.ingest_report))
 
 
 FAMILIES = {"trackbed": trackbed, "seismic": seismic, "engraving": engraving}

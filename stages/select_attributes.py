@@ -2,50 +2,47 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from overseer import stage
-from overseer.io import atomic_dir, write_json
+from overseer.io import atomic_dir, read_json, write_artifacts
+from overseer.paths import SEISMIC_META, SEISMIC_SELECTION, SEISMIC_TRAIN_TABLE, SEISMIC_TRUTH
 from overseer.tracking import log_artifacts, stage_run
 
-PREPARED = Path("data/prepared/seismic")
-OUT = Path("reports/seismic/selection")
+# select_attributes params passed to the selector as they are (``seed`` becomes its random_state)
+SELECTOR_PARAMS = (
+    "max_clusters",
+    "sem_iter",
+    "cem_iter",
+    "exhaustive_max_n",
+    "beam_width",
+    "variance_floor",
+    "tolerance",
+)
 
 
 def main() -> None:
     from overseer.seismic.reporting import plot_best_vs_n, selection_summary
     from overseer.seismic.selection import GMMAttributeSelector
+    from overseer.splits import cap_per_class
 
-    cfg = stage.load_params("select_attributes")
-    meta = json.loads((PREPARED / "meta.json").read_text())
-    truth = json.loads((PREPARED / "truth.json").read_text()) if (PREPARED / "truth.json").exists() else None
-    table = pd.read_parquet(PREPARED / "train.parquet")
+    cfg, meta = stage.load_params("select_attributes"), read_json(SEISMIC_META)
+    truth = read_json(SEISMIC_TRUTH) if SEISMIC_TRUTH.exists() else None
     # a seeded subsample per facies bounds the cost; the GMMs need hundreds of points, not millions
-    shuffled = table.sample(frac=1.0, random_state=int(cfg["seed"]))
-    table = shuffled[shuffled.groupby("facies").cumcount() < int(cfg["max_rows_per_facies"])]
-    with stage_run("seismic", "select_attributes", inputs=[PREPARED / "train.parquet"]) as mlflow:
+    table = cap_per_class(pd.read_parquet(SEISMIC_TRAIN_TABLE), "facies", int(cfg["max_rows_per_facies"]), cfg["seed"])
+    with stage_run("seismic", "select_attributes", inputs=[SEISMIC_TRAIN_TABLE]) as mlflow:
         selector = GMMAttributeSelector(
-            max_clusters=int(cfg["max_clusters"]),
-            sem_iter=int(cfg["sem_iter"]),
-            cem_iter=int(cfg["cem_iter"]),
-            exhaustive_max_n=int(cfg["exhaustive_max_n"]),
-            beam_width=int(cfg["beam_width"]),
-            variance_floor=float(cfg["variance_floor"]),
-            tolerance=float(cfg["tolerance"]),
-            random_state=int(cfg["seed"]),
-            n_jobs=-1,
+            **{key: cfg[key] for key in SELECTOR_PARAMS}, random_state=int(cfg["seed"]), n_jobs=-1
         ).fit(table[meta["attributes"]], table["facies"])
         summary = selection_summary(selector, truth)
-        with atomic_dir(OUT) as tmp:
-            write_json(tmp / "selection.json", summary)
-            selector.scores_.sort_values("score", ascending=False).to_csv(tmp / "scores.csv", index=False)
-            plot_best_vs_n(summary, tmp / "best_vs_n.png")
+        scores = selector.scores_.sort_values("score", ascending=False).to_csv(index=False)
+        with atomic_dir(SEISMIC_SELECTION) as tmp:
+            write_artifacts(
+                tmp, {"selection.json": summary, "scores.csv": scores, "best_vs_n.png": plot_best_vs_n(summary)}
+            )
         mlflow.log_metrics({"best_score": summary["best_score"], "n_selected": summary["n_selected"]})
         mlflow.set_tag("selected_attributes", ",".join(summary["best_combination"]))
-        log_artifacts(mlflow, [OUT], artifact_path="selection")
+        log_artifacts(mlflow, [SEISMIC_SELECTION], artifact_path="selection")
         print(f"selected {summary['best_combination']} (score {summary['best_score']:.3f}) of {meta['attributes']}")
         if "truth" in summary:
             print(f"truth check: {summary['truth']}")

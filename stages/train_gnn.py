@@ -2,51 +2,39 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from overseer import stage
-from overseer.io import atomic_dir, write_json
+from overseer.io import atomic_dir, write_artifacts, write_json
+from overseer.paths import ENGRAVING
 from overseer.plots import plot_training_curves
-from overseer.tracking import log_artifacts, stage_run
-
-PREPARED = Path("data/prepared/engraving")
-MODEL_DIR = Path("models/engraving/train")
-REPORT_DIR = Path("reports/engraving/train")
+from overseer.tracking import epoch_logger, log_artifacts, stage_run
 
 
 def main() -> None:
     from overseer.engraving.schema import load_split
     from overseer.engraving.train import save_model, train_gnn
 
-    cfg = stage.load_params("train_gnn")
-    _, train = load_split(PREPARED, "train")
-    _, validation = load_split(PREPARED, "validation")  # early stopping watches this; the test split waits
-    with stage_run("engraving", "train_gnn", inputs=[PREPARED / "train", PREPARED / "validation"]) as mlflow:
-
-        def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if k != "epoch"}, step=epoch)
-
-        result = train_gnn(train, validation, cfg, on_epoch=log_epoch)
+    cfg, prepared = stage.load_params("train_gnn"), ENGRAVING.prepared
+    _, train = load_split(prepared, "train")
+    _, validation = load_split(prepared, "validation")  # early stopping watches this; the test split waits
+    with stage_run("engraving", "train_gnn", inputs=[prepared / "train", prepared / "validation"]) as mlflow:
+        result = train_gnn(train, validation, cfg, on_epoch=epoch_logger(mlflow))
         summary = result.summary()
-        with atomic_dir(MODEL_DIR) as tmp:
+        with atomic_dir(ENGRAVING.trained_model) as tmp:
             save_model(result, tmp)
             write_json(tmp / "train_gnn.json", {"train_gnn": result.cfg, **summary})
-        REPORT_DIR.mkdir(parents=True, exist_ok=True)
-        result.history.to_csv(REPORT_DIR / "history.csv", index=False)
         curves = result.history.rename(columns={"train_loss": "loss"})
-        plot_training_curves(
-            curves[[c for c in ("epoch", "loss", "val_loss") if c in curves]], REPORT_DIR / "training_curves.png"
+        curves = plot_training_curves(curves[[c for c in ("epoch", "loss", "val_loss") if c in curves]])
+        history = result.history.to_csv(index=False)
+        write_artifacts(
+            ENGRAVING.train_report, {"history.csv": history, "training_curves.png": curves, "metrics.json": summary}
         )
-        write_json(REPORT_DIR / "metrics.json", summary)
         # the shared names of validation scores in every family
         best = {"best_val_loss": summary["val_loss"]} if "val_loss" in summary else {}
         mlflow.log_metrics({**best, "n_train": summary["n_train"], "n_val": summary["n_val"]})
         mlflow.set_tag("stopped", summary["stopped"])
-        log_artifacts(mlflow, [REPORT_DIR], artifact_path="train")
-        print(
-            f"gnn: {summary['epochs_run']} epochs ({summary['stopped']}), best epoch {summary['best_epoch']} "
-            f"validation loss {summary['best_loss']:.4f}"
-        )
+        log_artifacts(mlflow, [ENGRAVING.train_report], artifact_path="train")
+        print(f"gnn: {summary['epochs_run']} epochs ({summary['stopped']}), best epoch {summary['best_epoch']} "
+              f"validation loss {summary['best_loss']:.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":

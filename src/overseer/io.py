@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,34 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_file(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_artifact(path: str | os.PathLike, obj: Any) -> Path:
+    """Write one computed artifact atomically, by what it is: text (``str``; CSV tables arrive as
+    the text of ``DataFrame.to_csv()``), ``bytes``, JSON (``dict``/``list``) or a matplotlib figure
+    (PNG at 110 dpi, closed afterwards)."""
+    target = Path(path)
+    if isinstance(obj, str):
+        return write_text(target, obj)
+    if isinstance(obj, dict | list):
+        return write_json(target, obj)
+    with atomic_file(target) as tmp:
+        if isinstance(obj, bytes):
+            tmp.write_bytes(obj)
+        elif hasattr(obj, "savefig"):
+            import matplotlib.pyplot as plt
+
+            obj.tight_layout()
+            obj.savefig(tmp, dpi=110, format="png")
+            plt.close(obj)
+        else:
+            raise TypeError(f"{target.name}: cannot write a {type(obj).__name__} artifact")
+    return target
+
+
+def write_artifacts(folder: str | os.PathLike, artifacts: Mapping[str, Any]) -> dict[str, Path]:
+    """Write every ``{file name: artifact}`` of a library result into ``folder`` (see ``write_artifact``)."""
+    return {name: write_artifact(Path(folder) / name, obj) for name, obj in artifacts.items()}
 
 
 def _json_default(value: Any) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from overseer.io import atomic_file, write_json
+from overseer.io import atomic_file, write_artifacts, write_json
 
 PER_CLASS_COLUMNS = [
     "support",
@@ -224,5 +224,5 @@ def write_report(
     if plots:
         from overseer.plots import plot_report
 
-        paths.update(plot_report(report, out))
+        paths.update(write_artifacts(out, plot_report(report)))
     return paths

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -13,22 +11,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from overseer.io import atomic_file
-
 if TYPE_CHECKING:
     from overseer.metrics import ClassificationReport
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Save a figure as PNG atomically and close it."""
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
-
-
-def plot_confusion_matrix(report: ClassificationReport, path: str | os.PathLike) -> Path:
+def plot_confusion_matrix(report: ClassificationReport) -> plt.Figure:
     """Heatmap of counts, true classes in rows, predicted in columns."""
     names, cm = report.class_names, report.confusion
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.5))
@@ -41,31 +28,24 @@ def plot_confusion_matrix(report: ClassificationReport, path: str | os.PathLike)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
-    return save_figure(fig, Path(path))
+    return fig
 
 
-def _bar(names: list[str], values: np.ndarray, title: str, ylabel: str, path: Path) -> Path:
+def _bar(names: list[str], values: np.ndarray, title: str, ylabel: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) + 2), 4))
     ax.bar(names, values)
     ax.set(title=title, xlabel="Class", ylabel=ylabel)
     ax.tick_params(axis="x", rotation=30)
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_report(report: ClassificationReport, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """The notebook's four figures: confusion heatmap, F1 per class, class distribution, FP vs FN."""
-    out = Path(out_dir)
+def plot_report(report: ClassificationReport) -> dict[str, plt.Figure]:
+    """The notebook's four figures by file name: confusion heatmap, F1 per class, class distribution, FP vs FN."""
     names = report.class_names
-    paths = {"confusion_png": plot_confusion_matrix(report, out / "confusion_matrix.png")}
-    paths["f1_png"] = _bar(
-        names, report.per_class["f1"].to_numpy(), "F1 score by class", "F1", out / "f1_per_class.png"
-    )
-    paths["distribution_png"] = _bar(
-        names,
-        report.per_class["support"].to_numpy(),
-        "Class distribution (true labels)",
-        "Count",
-        out / "class_distribution.png",
+    figures = {"confusion_matrix.png": plot_confusion_matrix(report)}
+    figures["f1_per_class.png"] = _bar(names, report.per_class["f1"].to_numpy(), "F1 score by class", "F1")
+    figures["class_distribution.png"] = _bar(
+        names, report.per_class["support"].to_numpy(), "Class distribution (true labels)", "Count"
     )
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) + 2), 4))
     x = np.arange(len(names))
@@ -74,11 +54,11 @@ def plot_report(report: ClassificationReport, out_dir: str | os.PathLike) -> dic
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set(title="FP vs FN per class", xlabel="Class", ylabel="Count")
     ax.legend()
-    paths["fp_fn_png"] = save_figure(fig, out / "fp_fn_per_class.png")
-    return paths
+    figures["fp_fn_per_class.png"] = fig
+    return figures
 
 
-def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path:
+def plot_training_curves(history: pd.DataFrame) -> plt.Figure:
     """Loss and every other metric per epoch, training next to validation (``val_`` columns)."""
     metrics = [c for c in history.columns if c not in ("epoch", "learning_rate") and not c.startswith("val_")]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
@@ -89,4 +69,4 @@ def plot_training_curves(history: pd.DataFrame, path: str | os.PathLike) -> Path
             ax.plot(epochs, history[f"val_{name}"], label=f"val {name}")
         ax.set(title=f"{name} over epochs", xlabel="Epoch", ylabel=name)
         ax.legend()
-    return save_figure(fig, Path(path))
+    return fig

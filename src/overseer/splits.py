@@ -1,8 +1,9 @@
-"""Seeded, stratified hold-out splits shared by every family."""
+"""Seeded, stratified hold-out splits and per-class subsamples shared by every family."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -19,3 +20,9 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
         if n > 0:
             held_out[rng.choice(members, size=n, replace=False)] = True
     return held_out
+
+
+def cap_per_class(table: pd.DataFrame, column: str, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows of each ``column`` value, drawn with ``seed`` (a shuffled table, cut)."""
+    shuffled = table.sample(frac=1.0, random_state=seed)
+    return shuffled[shuffled.groupby(column).cumcount() < max_rows]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +176,27 @@ def stage_run(
     with mlflow.start_run(experiment_id=family_experiment, run_name=name, tags=run_tags):
         mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()})
         yield mlflow
+
+
+def numeric(values: Mapping[str, Any]) -> dict[str, float]:
+    """The entries of ``values`` MLflow can log as metrics (numbers; strings and lists left out)."""
+    return {k: v for k, v in values.items() if isinstance(v, int | float)}
+
+
+def log_history(mlflow: Any, history: Any, step: str = "epoch", skip: Iterable[str] = ("phase",)) -> None:
+    """Log a per-epoch history table (one row per ``step``) as metric curves."""
+    left_out = {step, *skip}
+    for row in history.to_dict("records"):
+        mlflow.log_metrics({k: float(v) for k, v in row.items() if k not in left_out}, step=int(row[step]))
+
+
+def epoch_logger(mlflow: Any) -> Callable[[int, Mapping[str, float]], None]:
+    """A training loop's ``on_epoch(epoch, metrics)`` callback that logs the metrics at that step."""
+
+    def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if k != "epoch"}, step=epoch)
+
+    return on_epoch
 
 
 def log_artifacts(mlflow: Any, paths: Iterable[str | os.PathLike], artifact_path: str | None = None) -> None:

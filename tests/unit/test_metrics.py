@@ -85,6 +85,6 @@ def test_write_report_files(tmp_path, labels) -> None:
     np.testing.assert_array_equal(confusion.to_numpy(), report.confusion)
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert len(predictions) == len(y_true) and set(predictions.columns) >= {"actual", "predicted"}
-    for key in ("confusion_png", "f1_png", "distribution_png", "fp_fn_png"):
+    for key in ("confusion_matrix.png", "f1_per_class.png", "class_distribution.png", "fp_fn_per_class.png"):
         assert paths[key].stat().st_size > 1000
     assert not list(tmp_path.glob(".*")), "no temporary files left behind"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from overseer.io import write_json
-from overseer.metrics import ClassificationReport, classification_report, write_report
+from overseer.io import read_json
+from overseer.metrics import ClassificationReport, classification_report
 from overseer.seismic.data.volumes import load_volumes
 from overseer.seismic.forest import summarise_cv
 from overseer.seismic.model_io import load_model
@@ -34,20 +34,29 @@ def holdout_report(
     return classification_report(holdout["facies"], predicted, facies, probs.max(axis=1), row_ids(holdout))
 
 
-def evaluate_forest(
-    prepared: Path, model_dir: Path, facies_dir: Path, cfg: Mapping[str, Any], out: Path
-) -> tuple[ClassificationReport, dict[str, float]]:
-    """Write the held-out report, CV per tree count, importance and slices into ``out``; return the
-    report and, for the synthetic survey, the agreement of the whole facies volume with the truth."""
-    meta = json.loads((prepared / "meta.json").read_text())
-    config = json.loads((model_dir / "config.json").read_text())
+@dataclass
+class ForestEvaluation:
+    """The held-out report, the whole-volume agreement with the truth (synthetic survey only) and
+    the other files of the evaluation folder by name (CV per tree count, importance, slices)."""
+
+    report: ClassificationReport
+    recovery: dict[str, float]
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate_forest(prepared: Path, model_dir: Path, facies_dir: Path, cfg: Mapping[str, Any]) -> ForestEvaluation:
+    """Score the trained forest on the held-out rows; tabulate CV per tree count, plot importance and
+    slices through the predicted (and, when known, true) facies volume."""
+    meta = read_json(prepared / "meta.json")
+    config = read_json(model_dir / "config.json")
     holdout = pd.read_parquet(prepared / "holdout.parquet")  # never seen by selection, CV or fitting
     report = holdout_report(load_model(model_dir / "model.skops"), holdout, config["features"], meta["facies"])
-    write_report(report, out)
     cv = summarise_cv(pd.read_csv(model_dir / "cv.csv"))
-    cv.to_csv(out / "cv_by_tree_count.csv")
-    plot_cv(cv, config["cv_scheme"], out / "cv_by_tree_count.png")
-    plot_importance(pd.Series(config["importance"]), out / "importance.png")
+    artifacts: dict[str, Any] = {
+        "cv_by_tree_count.csv": cv.to_csv(),
+        "cv_by_tree_count.png": plot_cv(cv, config["cv_scheme"]),
+        "importance.png": plot_importance(pd.Series(config["importance"])),
+    }
     recovery: dict[str, float] = {}
     if meta["has_volumes"]:
         predicted = np.load(facies_dir / "facies.npy", mmap_mode="r")
@@ -59,20 +68,14 @@ def evaluate_forest(
             panels["true facies model"] = true
             whole = classification_report(true.ravel(), np.asarray(predicted).ravel(), meta["facies"])
             recovery = {"volume_accuracy": whole.accuracy, "volume_macro_f1": whole.macro["f1"]}
-            write_json(out / "facies_model_recovery.json", recovery)
+            artifacts["facies_model_recovery.json"] = recovery
         inline = (
             grid.shape[0] // 2
             if cfg["slice_inline"] is None
             else int(np.searchsorted(grid.inlines, cfg["slice_inline"]))
         )
         sample = grid.shape[2] // 2 if cfg["slice_sample"] is None else int(cfg["slice_sample"])
-        plot_slices(
-            volumes.get("amplitude"),
-            panels,
-            meta["facies"],
-            inline,
-            sample,
-            out / "slices.png",
-            str(grid.inlines[inline]),
+        artifacts["slices.png"] = plot_slices(
+            volumes.get("amplitude"), panels, meta["facies"], inline, sample, str(grid.inlines[inline])
         )
-    return report, recovery
+    return ForestEvaluation(report, recovery, artifacts)

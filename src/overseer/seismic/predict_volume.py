@@ -211,3 +211,25 @@ def write_facies_segy(
     with atomic_file(target) as tmp:
         writer(segy_template, data, tmp, **dict(segy_options or {}))
     return target
+
+
+def predict_prepared_survey(
+    model: Any, volumes_dir: Path, meta: Mapping[str, Any], features: Sequence[str], out_dir: Path, cfg: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Classify every voxel of ingest@seismic's prepared volumes into ``out_dir`` (``facies.npy``,
+    probability volumes when ``cfg["probabilities"]``, SEG-Y with the input's headers when the
+    survey came as SEG-Y); returns the numeric prediction stats. A well-log survey has no volume:
+    ``out_dir`` then says so in ``NO_VOLUME.txt`` and the stats are None."""
+    from overseer.seismic.data.volumes import load_volumes
+
+    if not meta["has_volumes"]:
+        (out_dir / "NO_VOLUME.txt").write_text("trained on well logs: no attribute volume to classify\n")
+        return None
+    volumes, _ = load_volumes(volumes_dir, names=features)
+    stats = predict_volume(
+        model, volumes, features, out_dir / "facies.npy", int(cfg["chunk_voxels"]),
+        probabilities_dir=out_dir / "probabilities" if cfg["probabilities"] else None,
+        segy_template=meta["segy_template"],
+        segy_options={"iline_byte": meta["iline_byte"], "xline_byte": meta["xline_byte"], "dtype": "int16"},
+    )  # fmt: skip
+    return {k: v for k, v in stats.items() if not isinstance(v, str | Path)}

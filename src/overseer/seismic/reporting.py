@@ -3,15 +3,13 @@ there is one) and its figures — best distance vs. number of attributes, import
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from overseer.plots import plt, save_figure
+from overseer.plots import plt
 
 
 def selection_summary(selector: Any, truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -44,7 +42,7 @@ def selection_summary(selector: Any, truth: Mapping[str, Any] | None = None) -> 
     return summary
 
 
-def plot_best_vs_n(summary: Mapping[str, Any], path: str | os.PathLike) -> Path:
+def plot_best_vs_n(summary: Mapping[str, Any]) -> plt.Figure:
     """Best average cumulative distance (eq. 8) per number of attributes; the eq. 9 winner marked."""
     rows = summary["best_per_n"]
     n = [r["n"] for r in rows]
@@ -53,25 +51,25 @@ def plot_best_vs_n(summary: Mapping[str, Any], path: str | os.PathLike) -> Path:
     ax.scatter([summary["n_selected"]], [summary["best_score"]], s=120, facecolors="none", edgecolors="red", zorder=3)
     ax.set(title="Best attribute combination per size", xlabel="attributes n", ylabel="average cumulative distance")
     ax.set_xticks(n)
-    return save_figure(fig, Path(path))
+    return fig
 
 
-def plot_importance(importance: pd.Series, path: str | os.PathLike) -> Path:
+def plot_importance(importance: pd.Series) -> plt.Figure:
     """Normalised Gini importance, largest first."""
     fig, ax = plt.subplots(figsize=(6, 0.4 * len(importance) + 1.5))
     ordered = importance.sort_values()
     ax.barh(list(ordered.index), ordered.to_numpy())
     ax.set(title="Random-forest Gini importance (normalised)", xlabel="importance")
-    return save_figure(fig, Path(path))
+    return fig
 
 
-def plot_cv(cv_summary: pd.DataFrame, scheme: str, path: str | os.PathLike) -> Path:
+def plot_cv(cv_summary: pd.DataFrame, scheme: str) -> plt.Figure:
     """Mean ± std cross-validated macro-F1 per tree count, naming the fold scheme."""
     fig, ax = plt.subplots(figsize=(5, 4))
     x = [str(i) for i in cv_summary.index]
     ax.bar(x, cv_summary["macro_f1_mean"], yerr=cv_summary["macro_f1_std"], capsize=4)
     ax.set(title=f"5-fold CV ({scheme} folds)", xlabel="trees", ylabel="macro F1", ylim=(0, 1))
-    return save_figure(fig, Path(path))
+    return fig
 
 
 def plot_slices(
@@ -80,9 +78,8 @@ def plot_slices(
     facies_names: Sequence[str],
     inline_index: int,
     sample_index: int,
-    path: str | os.PathLike,
     inline_label: str = "",
-) -> Path:
+) -> plt.Figure:
     """An inline section (top row) and a time slice (bottom row) through amplitude and each facies
     volume of ``panels`` (predicted, and the true model when known), side by side."""
     columns = ([("amplitude", amplitude)] if amplitude is not None else []) + list(panels.items())
@@ -100,4 +97,4 @@ def plot_slices(
         if is_facies:
             bar = fig.colorbar(image, ax=axes[1, col], ticks=range(len(facies_names)))
             bar.ax.set_yticklabels(facies_names)
-    return save_figure(fig, Path(path))
+    return fig

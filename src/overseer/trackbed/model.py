@@ -18,8 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
 from overseer.repo import file_digest
+from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 EMBEDDING_DIM = 2048  # ResNet50V2 with global average pooling
@@ -130,3 +130,13 @@ def compile_for_training(
         metrics=[keras.metrics.CategoricalAccuracy(name="categorical_accuracy")],
     )
     return model
+
+
+def model_card(train_cfg: dict, weights_used: str) -> dict:
+    """``config.json`` beside a trained model: how it was trained and what input it expects."""
+    return {
+        "train_cnn": train_cfg,
+        "classes": list(CLASSES),
+        "weights_used": weights_used,
+        "input": {"shape": [IMAGE_SIZE, IMAGE_SIZE, 3], "dtype": "float32", "range": [0, 255], "channels": "RGB"},
+    }
