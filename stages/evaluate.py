@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from overseer import stage
 from overseer.io import atomic_dir, write_artifacts
 from overseer.metrics import write_report
-from overseer.paths import SEISMIC, SEISMIC_FACIES, SEISMIC_HOLDOUT_TABLE, TRACKBED, TRACKBED_EVAL_FILES
+from overseer.paths import ENGRAVING, SEISMIC, SEISMIC_FACIES, SEISMIC_HOLDOUT_TABLE, TRACKBED, TRACKBED_EVAL_FILES
 from overseer.tracking import log_artifacts, stage_run
 
 
@@ -48,20 +47,20 @@ def gnn() -> None:
     from overseer.engraving.schema import load_split
     from overseer.engraving.train import load_model
 
-    cfg = stage.load_params("evaluate", "gnn")
-    prepared, model_dir, out = (
-        Path("data/prepared/engraving"),
-        Path("models/engraving/train"),
-        Path("reports/engraving/eval"),
-    )
-    names, pieces = load_split(prepared, "test")  # held-out pieces only: never seen in training or early stopping
-    with stage_run("engraving", "evaluate@gnn", inputs=[model_dir, prepared / "test"]) as mlflow:
+    cfg, model_dir, out = stage.load_params("evaluate", "gnn"), ENGRAVING.trained_model, ENGRAVING.eval_report
+    names, pieces = load_split(ENGRAVING.prepared, "test")  # held-out only: never seen in training or early stopping
+    with stage_run("engraving", "evaluate@gnn", inputs=[model_dir, ENGRAVING.prepared / "test"]) as mlflow:
         model = load_model(model_dir)
+        evaluation = evaluate_pieces(
+            pieces, names, lambda piece: predict_piece(model, piece, max_notes=cfg.get("max_notes")),
+            threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
+        )  # fmt: skip
         with atomic_dir(out) as tmp:
-            evaluation = evaluate_pieces(
-                pieces, names, lambda piece: predict_piece(model, piece, max_notes=cfg.get("max_notes")), tmp,
-                threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
-            )  # fmt: skip
+            write_artifacts(tmp, evaluation.artifacts)
+            for task, report in evaluation.tasks.items():
+                # summary, per-class scores, confusion matrix (plots for small class sets); per-note
+                # predictions would be megabytes per run in git
+                write_report(report, tmp / "tasks" / task, plots=len(report.class_names) <= 4, items=False)
         mlflow.log_metrics({f"eval_{k}": v for k, v in evaluation.post.items()})
         mlflow.log_metrics({f"eval_raw_{k}": v for k, v in evaluation.raw.items()})
         log_artifacts(mlflow, [out / "metrics.json", out / "table1.md"], artifact_path="eval")

@@ -18,7 +18,7 @@ from overseer.engraving.dataset import (
     sample_windows,
     window,
 )
-from overseer.engraving.model import EngravingGNN, ModelConfig, SequenceGRU
+from overseer.engraving.model import EngravingGNN, HeteroSAGE, ModelConfig, SequenceGRU
 from overseer.errors import InputError
 
 TINY = ModelConfig(hidden=16, layers=2, gru_layers=1, dropout=0.0)
@@ -155,3 +155,46 @@ def test_collate_of_one_window_equals_the_window(piece: dict[str, np.ndarray]) -
         batched = model(collate([data]))
     for key in alone:
         assert torch.allclose(alone[key], batched[key], atol=1e-5)
+
+
+def test_the_reversed_gru_stack_is_torchs_bidirectional_gru() -> None:
+    """Per window, the padded forward/reversed GRU pair equals ``nn.GRU(bidirectional=True)`` on the same weights."""
+    torch.manual_seed(1)
+    layers, hidden = 3, 16
+    gru = SequenceGRU(schema.N_FEATURES, hidden, num_layers=layers, bidirectional=True, dropout=0.0).eval()
+    ref = torch.nn.GRU(schema.N_FEATURES, hidden // 2, num_layers=layers, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for k in range(layers):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(ref, f"{name}_l{k}").copy_(getattr(gru.fwd[k], f"{name}_l0"))
+                getattr(ref, f"{name}_l{k}_reverse").copy_(getattr(gru.bwd[k], f"{name}_l0"))
+        lengths = (9, 4, 13)
+        x = torch.randn(sum(lengths), schema.N_FEATURES)
+        batch = torch.repeat_interleave(torch.arange(3), torch.tensor(lengths))
+        got = gru(x, batch)
+        want = torch.cat([ref(part.unsqueeze(0))[0][0] for part in torch.split(x, lengths)])
+        assert torch.allclose(got, gru.mlp(gru.norm(want)), atol=1e-5)
+
+
+def test_one_hetero_sage_layer_is_the_equation_by_hand(piece: dict[str, np.ndarray]) -> None:
+    """h_i' = W_0 h_i + b_0 + Σ_r (W_r mean_{j: (j, i) ∈ E_r} h_j + b_r): mean over in-neighbours (conv_aggr),
+    summed over the relations (hetero_aggr); a relation without in-neighbours adds just its bias."""
+    torch.manual_seed(2)
+    layer = HeteroSAGE(schema.N_FEATURES, 8)
+    data = piece_to_data(piece)
+    edges = {et: data[et].edge_index for et in INPUT_EDGE_TYPES}
+    x = torch.randn(data[NOTE].num_nodes, schema.N_FEATURES)
+    with torch.no_grad():
+        got = layer(x, edges)
+        want = x @ layer.root.weight.T + layer.root.bias
+        for et, (src, dst) in edges.items():
+            conv = layer.conv.convs[et]
+            assert conv.aggr == "mean" and not conv.root_weight
+            lin = conv.lin_l
+            for i in range(x.shape[0]):
+                nbrs = src[dst == i]
+                mean = x[nbrs].mean(dim=0) if nbrs.numel() else torch.zeros(x.shape[1])
+                want[i] += lin.weight @ mean + (lin.bias if lin.bias is not None else 0.0)
+    assert layer.conv.aggr == "sum"
+    assert sum(int(e.shape[1]) for e in edges.values()) > 0
+    assert torch.allclose(got, want, atol=1e-5)

@@ -149,3 +149,37 @@ def test_a_prediction_outside_the_classes_is_wrong_but_has_no_confusion_cell() -
     assert score_pieces([labels], [piece])["acc_tuplet"] == pytest.approx(36 / 40)
     report = reports([labels], [piece])["tuplet"]
     assert int(report.confusion.sum()) == 36
+
+
+def test_no_true_and_no_predicted_edge_is_undefined_not_zero() -> None:
+    empty = np.zeros((2, 0), dtype=np.int64)
+    nothing = F1Counts()
+    assert not nothing.defined
+    assert all(np.isnan(v) for v in (nothing.precision, nothing.recall, nothing.f1))
+    # a candidate labelled 0, correctly not predicted: undefined; predicted: a false positive, F1 0
+    cand, y = edges((0, 1)), np.array([0])
+    assert np.isnan(chord_counts(empty, cand, y).f1)
+    fp = chord_counts(edges((1, 0)), cand, y)
+    assert (fp.precision, fp.recall, fp.f1) == (0.0, 0.0, 0.0)
+    assert np.isnan(voice_counts(empty, cand, y).f1)
+    assert voice_counts(edges((0, 1)), cand, y).f1 == 0.0
+    assert homophonic_counts(empty, edges((0, 1))).f1 == 0.0  # a missed true edge stays 0
+
+
+def test_an_undefined_piece_is_left_out_of_the_micro_average() -> None:
+    solo = fake_piece(30, seed=4, unknown=0.0)
+    solo["y_chord"] = np.zeros_like(solo["y_chord"])  # no two notes of one onset in one voice
+    solo["y_voice"] = np.zeros_like(solo["y_voice"])
+    perfect = _perfect_labels(solo)
+    m = score_pieces([perfect], [solo])
+    assert np.isnan(m["chord_f1"]) and np.isnan(m["voice_f1"])  # predicted perfectly: undefined, not 0
+    assert m["acc_staff"] == 1.0
+    other = fake_piece(40, seed=5)
+    lab = _perfect_labels(other)
+    lab["chord_edges"] = lab["chord_edges"][:, : lab["chord_edges"].shape[1] // 2]  # half the chord links
+    alone, pooled = score_pieces([lab], [other]), score_pieces([lab, perfect], [other, solo])
+    assert 0 < alone["chord_f1"] < 1
+    for key in ("chord_f1", "chord_precision", "chord_recall", "voice_f1"):
+        assert pooled[key] == pytest.approx(alone[key]), key
+    md = table_markdown(table1({"x": m}, reference=False))
+    assert "| x | - | - | 100.0 |" in md

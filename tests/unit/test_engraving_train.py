@@ -13,6 +13,7 @@ from overseer.engraving import schema
 from overseer.engraving.dataset import piece_to_data
 from overseer.engraving.model import EngravingGNN, ModelConfig
 from overseer.engraving.predict import predict_piece
+from overseer.engraving.scoring import homophonic_counts, labels_from_predictions, score_pieces
 from overseer.engraving.train import (
     StopTraining,
     evaluate_graphs,
@@ -142,3 +143,38 @@ def test_tiny_model_overfits_one_piece() -> None:
     result = train_gnn([piece], [], cfg)
     loss = result.history["train_loss"].to_numpy()
     assert loss[-1] < 0.25 * loss[0]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.0])
+def test_evaluate_graphs_is_scoring_on_the_same_outputs(threshold: float) -> None:
+    """The quick validation metrics are ``scoring``'s on what ``predict_piece`` gives, micro-averaged."""
+    torch.manual_seed(3)
+    model = EngravingGNN(ModelConfig(hidden=16, layers=2, gru_layers=1))
+    pieces = [fake_piece(50, seed=s) for s in (20, 21, 22)]
+    got = evaluate_graphs(model, [piece_to_data(p) for p in pieces], torch.device("cpu"), threshold=threshold)
+    assert model.training  # the mode is restored
+    labels = [labels_from_predictions(predict_piece(model, p), p, threshold) for p in pieces]
+    want = score_pieces(labels, pieces)
+    for task in schema.NODE_TASKS:
+        assert got[f"val_acc_{task}"] == pytest.approx(want[f"acc_{task}"]), task
+    assert got["val_acc_duration"] == pytest.approx(want["acc_duration"])
+    assert got["val_f1_voice"] == pytest.approx(want["voice_f1"])
+    assert got["val_f1_chord"] == pytest.approx(want["chord_f1"])
+    assert 0.0 < got["val_f1_voice"] < 1.0 and np.isfinite(got["val_loss"])
+
+
+def test_evaluate_graphs_default_threshold_is_logit_zero() -> None:
+    """p >= 0.5 is today's logit >= 0: voice F1 recomputed from the logits by hand."""
+    torch.manual_seed(5)
+    model = EngravingGNN(ModelConfig(hidden=16, layers=2, gru_layers=1)).eval()
+    piece = fake_piece(60, seed=23)
+    data = piece_to_data(piece)
+    got = evaluate_graphs(model, [data], torch.device("cpu"))
+    with torch.no_grad():
+        logit = model(data)["logit_voice"].numpy()
+    cand, y = piece["voice_cand"], piece["y_voice"]
+    hand = homophonic_counts(cand[:, (logit >= 0) & (y >= 0)], cand[:, y == 1]).f1
+    assert got["val_f1_voice"] == pytest.approx(hand)
+    everything = evaluate_graphs(model, [data], torch.device("cpu"), threshold=0.0)
+    assert everything["val_f1_voice"] == pytest.approx(homophonic_counts(cand[:, y >= 0], cand[:, y == 1]).f1)
+    assert everything["val_loss"] == pytest.approx(got["val_loss"])  # the threshold moves metrics, not losses

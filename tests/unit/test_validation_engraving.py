@@ -10,7 +10,7 @@ import pytest
 
 from overseer.engraving import schema
 from overseer.engraving.data.ingest import ingest_engraving
-from overseer.validation.core import ValidationFailed
+from overseer.validation.core import ValidationFailed, validate_and_report
 from overseer.validation.engraving import validate_engraving
 
 MIN = {"train": 1, "validation": 1, "test": 1}
@@ -60,8 +60,10 @@ def corrupt(prepared: Path, tmp_path: Path, change) -> tuple[Path, Path]:
 
 
 def test_real_pieces_pass_and_the_report_summarises_them(prepared: Path, tmp_path: Path) -> None:
-    results = validate_engraving(prepared, MIN, tmp_path / "report")
-    assert all(r.success for r in results)
+    report = validate_engraving(prepared, MIN)
+    validate_and_report(report, tmp_path / "report")
+    results = report.results
+    assert report.success and all(r.success for r in results)
     assert {r.suite_name for r in results} == {
         "engraving_pieces",
         "engraving_notes",
@@ -102,7 +104,7 @@ def test_a_broken_piece_fails_naming_file_record_and_expectation(
 ) -> None:
     copy, target = corrupt(prepared, tmp_path, change)
     with pytest.raises(ValidationFailed) as err:
-        validate_engraving(copy, MIN, tmp_path / "report")
+        validate_and_report(validate_engraving(copy, MIN), tmp_path / "report")
     message = str(err.value)
     assert str(target) in message
     assert expected in message
@@ -116,6 +118,6 @@ def test_an_empty_edge_type_and_a_missing_split_fail(prepared: Path, tmp_path: P
         piece["edges_rev_silence"] = np.zeros((2, 0), dtype=np.int64)
         schema.save_piece(copy / file.parent.name / file.name, piece)
     with pytest.raises(ValidationFailed, match=r"silence: expect_column_values_to_be_between\(edges"):
-        validate_engraving(copy, MIN, tmp_path / "report")
+        validate_and_report(validate_engraving(copy, MIN), tmp_path / "report")
     with pytest.raises(ValidationFailed, match="holdout"):
-        validate_engraving(copy, {**MIN, "holdout": 1}, tmp_path / "report")
+        validate_and_report(validate_engraving(copy, {**MIN, "holdout": 1}), tmp_path / "report")

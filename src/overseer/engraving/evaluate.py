@@ -9,11 +9,8 @@ of each (bar, staff, voice), and chord links between the notes of each pooled ch
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,10 +18,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from overseer.engraving import schema
+from overseer.engraving.data.labels import voice_successors
 from overseer.engraving.postprocess import postprocess
 from overseer.engraving.scoring import labels_from_predictions, reports, score_pieces, table1, table_markdown
-from overseer.io import write_json, write_text
-from overseer.metrics import write_report
+from overseer.metrics import ClassificationReport
 
 Predict = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 RAW_ROW = "Overseer EngravingGNN (raw argmax)"
@@ -49,19 +46,12 @@ def chord_links(chord: np.ndarray) -> np.ndarray:
 def voice_links(onset: np.ndarray, bar: np.ndarray, staff: np.ndarray, voice: np.ndarray) -> np.ndarray:
     """(2, E) links from every note of a chord to every note of the next chord of its (bar, staff, voice).
 
-    The truth side (``labels.voice_truth``) links a note to the notes at the first onset of its
-    voice at or after its end, within the bar; a post-processed voice is monophonic at the chord
-    level, so its next chord is exactly that.
+    ``labels.voice_successors`` in its next-chord form (no durations): the truth side
+    (``labels.voice_truth``) is the same function with durations, linking a note to the notes at the
+    first onset of its voice at or after its end; a post-processed voice tiles its bar (no overlap,
+    one length per chord), so on it the two forms are the same relation.
     """
-    frame = pd.DataFrame({"onset": onset, "bar": bar, "staff": staff, "voice": voice, "note": np.arange(onset.size)})
-    links = []
-    for _, group in frame.groupby(["bar", "staff", "voice"], sort=False):
-        onsets = np.unique(group["onset"].to_numpy())
-        by_onset = {t: group["note"].to_numpy()[group["onset"].to_numpy() == t] for t in onsets}
-        for a, b in itertools.pairwise(onsets):
-            u, w = np.meshgrid(by_onset[a], by_onset[b], indexing="ij")
-            links.append(np.stack([u.ravel(), w.ravel()]))
-    return np.concatenate(links, axis=1).astype(np.int64) if links else np.zeros((2, 0), dtype=np.int64)
+    return voice_successors(np.asarray(onset, dtype=np.float64), bar, staff, voice)
 
 
 def labels_from_postprocessed(piece: Mapping[str, np.ndarray], res: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -75,10 +65,15 @@ def labels_from_postprocessed(piece: Mapping[str, np.ndarray], res: Mapping[str,
 
 @dataclass
 class Evaluation:
+    """Scores raw and after post-processing, the Table 1 layout, per-task reports of the
+    post-processed labels, and the evaluation folder's summary files by name."""
+
     raw: dict[str, float]
     post: dict[str, float]
     table: pd.DataFrame
     n_pieces: int
+    tasks: dict[str, ClassificationReport] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"n_pieces": self.n_pieces, "post_processed": self.post, "raw": self.raw}
@@ -88,13 +83,11 @@ def evaluate_pieces(
     pieces: Sequence[Mapping[str, np.ndarray]],
     names: Sequence[str],
     predict: Predict,
-    out_dir: str | os.PathLike,
     *,
     threshold: float = 0.5,
     min_clef_run: int = 4,
 ) -> Evaluation:
-    """Predict, post-process and score ``pieces``; write metrics.json, table1.md and per-task reports."""
-    out = Path(out_dir)
+    """Predict, post-process and score ``pieces``: metrics.json, table1.md and per-task reports."""
     raw_labels, post_labels = [], []
     if len(names) != len(pieces):
         raise ValueError(f"{len(names)} names for {len(pieces)} pieces")
@@ -105,12 +98,6 @@ def evaluate_pieces(
         post_labels.append(labels_from_postprocessed(piece, res))
     raw, post = score_pieces(raw_labels, pieces), score_pieces(post_labels, pieces)
     table = table1({POST_ROW: post, RAW_ROW: raw})
-    evaluation = Evaluation(raw, post, table, len(pieces))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", evaluation.summary())
-    write_text(out / "table1.md", table_markdown(table))
-    for task, report in reports(post_labels, pieces, names).items():
-        # per task: summary, per-class scores, confusion matrix (and its plots for the small class sets);
-        # per-note predictions would be megabytes per run in git
-        write_report(report, out / "tasks" / task, plots=len(report.class_names) <= 4, items=False)
+    evaluation = Evaluation(raw, post, table, len(pieces), reports(post_labels, pieces, names))
+    evaluation.artifacts = {"metrics.json": evaluation.summary(), "table1.md": table_markdown(table)}
     return evaluation

@@ -20,6 +20,11 @@ Metrics (fractions in [0, 1]; :func:`table1` shows percentages like the paper's 
 * **Chord F1** — "the standard F1 score over all candidate chord-edges" (§3.2): binary F1 over the
   labelled chord candidates (same onset), a candidate being predicted positive iff its pair (in
   either order) is among ``chord_edges``; predicted pairs that are not candidates are ignored.
+* **Undefined F1** — a set (a piece, or the pooled pieces) with no true edge and no predicted one
+  has no precision, recall or F1: they are NaN, not 0 (a perfect prediction of "no chord here"
+  is not a failure). Such a piece adds nothing to the pooled sums, so it is left out of the
+  micro-average; the pooled F1 is NaN only when every piece is. With true edges but no
+  prediction (or the reverse) precision (recall) is 0 and so is F1.
 * **Accuracy** per node task — correct / labelled notes (labels -1 excluded).
 * **Symbolic duration accuracy** — notes whose note type, dots and tuplet are all three correct,
   over the notes where all three are labelled (§3.2: "all three sub-predictions simultaneously").
@@ -87,15 +92,26 @@ class F1Counts:
         )
 
     @property
+    def defined(self) -> bool:
+        """False when nothing is true and nothing predicted: no F1 to speak of (module docstring)."""
+        return bool(self.total_pred or self.total_true)
+
+    @property
     def precision(self) -> float:
+        if not self.defined:
+            return float("nan")
         return self.matched_pred / self.total_pred if self.total_pred else 0.0
 
     @property
     def recall(self) -> float:
+        if not self.defined:
+            return float("nan")
         return self.matched_true / self.total_true if self.total_true else 0.0
 
     @property
     def f1(self) -> float:
+        if not self.defined:
+            return float("nan")
         p, r = self.precision, self.recall
         return 2 * p * r / (p + r) if p + r else 0.0
 

@@ -46,7 +46,7 @@ from tqdm import tqdm
 from overseer.engraving import schema
 from overseer.engraving.dataset import CANDIDATE_EDGE_TYPES, NOTE, iterate_batches, piece_to_data
 from overseer.engraving.model import EngravingGNN, ModelConfig
-from overseer.engraving.scoring import F1Counts, binary_counts, homophonic_counts
+from overseer.engraving.scoring import labels_from_predictions, score_pieces
 from overseer.io import atomic_file, write_json
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,25 @@ class _Meter:
         return out
 
 
+def graph_outputs(out: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Model outputs as ``predict`` gives them: ``logits_<task>`` and ``p_<kind>`` = sigmoid(logit), numpy."""
+    pred = {f"logits_{t}": out[f"logits_{t}"].float().cpu().numpy() for t in schema.NODE_TASKS}
+    for kind in schema.EDGE_TASKS:
+        pred[f"p_{kind}"] = torch.sigmoid(out[f"logit_{kind}"]).float().cpu().numpy()
+    return pred
+
+
+def graph_truth(data: HeteroData) -> dict[str, np.ndarray]:
+    """The scoring side of a graph (``scoring.score_piece``): ``x``, ``y_<task>``, ``<kind>_cand``, ``y_<kind>``."""
+    store = data[NOTE]
+    truth = {"x": store.x.cpu().numpy()}
+    truth.update({f"y_{t}": store[f"y_{t}"].cpu().numpy() for t in schema.NODE_TASKS})
+    for kind, et in CANDIDATE_EDGE_TYPES.items():
+        truth[f"{kind}_cand"] = data[et].edge_index.cpu().numpy()
+        truth[f"y_{kind}"] = data[et].edge_label.cpu().numpy().astype(np.int8)
+    return truth
+
+
 @torch.no_grad()
 def evaluate_graphs(
     model: EngravingGNN,
@@ -206,51 +225,36 @@ def evaluate_graphs(
     device: torch.device,
     pos_weight: Mapping[str, float] | None = None,
     prefix: str = "val_",
+    threshold: float = 0.5,
 ) -> dict[str, float]:
     """Whole-graph losses and quick metrics in eval mode: per-task loss, accuracy, voice/chord F1.
 
-    Voice F1 is the homophonic F1 of the candidates with p >= 0.5, chord F1 the binary F1 over the
-    chord candidates, accuracies are over labelled notes: raw model outputs, before post-processing.
+    The metrics are :mod:`overseer.engraving.scoring`'s, on raw model outputs (before
+    post-processing): the outputs become labels with ``scoring.labels_from_predictions`` (argmax;
+    a candidate is predicted when sigmoid(logit) >= ``threshold``, as for evaluate@gnn's raw row)
+    and are scored with ``scoring.score_pieces``, micro-averaged over ``graphs``. Names:
+    ``<prefix>loss``, ``<prefix>loss_<task>``, ``<prefix>acc_<node task>``, ``<prefix>acc_duration``,
+    ``<prefix>f1_voice`` (homophonic), ``<prefix>f1_chord`` (NaN when undefined: no true and no
+    predicted edge in any graph).
     """
     was_training = model.training
     model.eval()
     meter = _Meter()
-    correct = dict.fromkeys(schema.NODE_TASKS, 0)
-    labelled = dict.fromkeys(schema.NODE_TASKS, 0)
-    dur_right, dur_known = 0, 0
-    voice, chord = F1Counts(), F1Counts()
+    labels, truths = [], []
     for graph in graphs:
         data = graph.to(device)
         out = model(data)
         meter.add(task_losses(out, data, pos_weight))
-        store = data[NOTE]
-        right_all, known_all = None, None
-        for task in schema.NODE_TASKS:
-            y = store[f"y_{task}"]
-            known = y >= 0
-            right = (out[f"logits_{task}"].argmax(dim=1) == y) & known
-            correct[task] += int(right.sum())
-            labelled[task] += int(known.sum())
-            if task in schema.DURATION_TASKS:
-                right_all = right if right_all is None else right_all & right
-                known_all = known if known_all is None else known_all & known
-        dur_right += int(right_all.sum())
-        dur_known += int(known_all.sum())
-        for task, et in CANDIDATE_EDGE_TYPES.items():
-            cand = data[et].edge_index.cpu().numpy()
-            y = data[et].edge_label.cpu().numpy()
-            pred = (out[f"logit_{task}"] >= 0).cpu().numpy()
-            if task == "voice":
-                known = y >= 0
-                voice += homophonic_counts(cand[:, pred & known], cand[:, y == 1])
-            else:
-                chord += binary_counts(pred, y)
+        truth = graph_truth(data)
+        labels.append(labels_from_predictions(graph_outputs(out), truth, threshold))
+        truths.append(truth)
     model.train(was_training)
+    scores = score_pieces(labels, truths)
     metrics = meter.means(prefix)
-    metrics.update({f"{prefix}acc_{t}": correct[t] / labelled[t] if labelled[t] else 0.0 for t in schema.NODE_TASKS})
-    metrics[f"{prefix}acc_duration"] = dur_right / dur_known if dur_known else 0.0
-    metrics[f"{prefix}f1_voice"] = voice.f1
-    metrics[f"{prefix}f1_chord"] = chord.f1
+    metrics.update({f"{prefix}acc_{t}": scores[f"acc_{t}"] for t in schema.NODE_TASKS})
+    metrics[f"{prefix}acc_duration"] = scores["acc_duration"]
+    metrics[f"{prefix}f1_voice"] = scores["voice_f1"]
+    metrics[f"{prefix}f1_chord"] = scores["chord_f1"]
     return metrics
 
 
@@ -267,9 +271,10 @@ def train_gnn(
     Per-epoch metrics passed to ``on_epoch(epoch, metrics)`` (epochs count from 1): ``train_loss``
     and ``train_loss_<task>`` (mean over the epoch's labelled items), ``val_loss``,
     ``val_loss_<task>``, ``val_acc_<node task>``, ``val_acc_duration`` (all three duration heads
-    right), ``val_f1_voice`` (homophonic), ``val_f1_chord``, ``notes_per_s`` (training notes per
-    second of the epoch's training loop), ``epoch_seconds``, ``lr``. Without validation pieces the
-    ``val_*`` keys are absent and early stopping watches ``train_loss``.
+    right), ``val_f1_voice`` (homophonic), ``val_f1_chord`` (both ``scoring``'s, NaN when undefined),
+    ``notes_per_s`` (training notes per second of the epoch's training loop), ``epoch_seconds``,
+    ``lr``. Without validation pieces the ``val_*`` keys are absent and early stopping watches
+    ``train_loss``.
     """
     c = resolve_cfg(cfg)
     if not train_pieces:

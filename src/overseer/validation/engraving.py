@@ -22,14 +22,8 @@ import numpy as np
 import pandas as pd
 
 from overseer.engraving import schema
-from overseer.validation.core import (
-    SuiteResult,
-    gx_column,
-    gx_expectations,
-    raise_for_failures,
-    run_suite,
-    write_report,
-)
+from overseer.engraving.data.labels import successor_onset
+from overseer.validation.core import ValidationReport, gx_column, gx_expectations, run_suite
 
 REPORT_TITLE = "Score-graph validation"
 CANDIDATES = {"voice_cand": "y_voice", "chord_cand": "y_chord"}
@@ -91,18 +85,17 @@ def edge_table(file: Path, piece: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
 
 def voice_coverage_table(file: Path, piece: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Notes with a later note of their (staff, voice) in the same bar, and whether a true candidate leaves them."""
-    onset, offset = piece["onset"], piece["onset"] + piece["duration"]
-    staff, voice, bar = piece["y_staff"], piece["voice"], piece["bar"]
+    """Notes of a known staff and voice that have a voice successor, and whether a true candidate leaves them.
+
+    The successor is ``labels.successor_onset`` with durations, the rule of the truth itself: a
+    later note of the note's (bar, staff, voice) starting at or after its end.
+    """
+    staff, voice = piece["y_staff"], piece["voice"]
     known = (voice >= 0) & (staff >= 0)
-    frame = pd.DataFrame({"onset": onset, "offset": offset, "staff": staff, "voice": voice, "bar": bar})
-    frame = frame[known]
-    # the latest onset of each (bar, staff, voice): a note ending at or before it has a successor
-    last_onset = frame.groupby(["bar", "staff", "voice"])["onset"].transform("max")
-    has_successor = frame["offset"] <= last_onset + 1e-9
-    notes = frame.index[has_successor.to_numpy()].to_numpy()
+    nxt = successor_onset(piece["onset"], piece["bar"], staff, voice, duration=piece["duration"])
+    notes = np.flatnonzero(known & (nxt >= 0))
     cand, y = piece["voice_cand"].reshape(2, -1), piece["y_voice"]
-    with_true_edge = np.zeros(onset.shape[0], dtype=bool)
+    with_true_edge = np.zeros(np.asarray(piece["onset"]).shape[0], dtype=bool)
     with_true_edge[cand[0][y == 1]] = True
     return pd.DataFrame({"file": str(file), "note": notes, "true_voice_edge_out": with_true_edge[notes]})
 
@@ -137,11 +130,9 @@ def edge_expectations() -> list:
     ]
 
 
-def validate_engraving(
-    prepared: str | Path, min_pieces: Mapping[str, int], report_dir: str | Path
-) -> list[SuiteResult]:
-    """Run the four suites on ``prepared``; write ``validation.md``/``.json`` into ``report_dir``;
-    raise ``ValidationFailed`` naming the piece file, the note or edge and the expectation."""
+def validate_engraving(prepared: str | Path, min_pieces: Mapping[str, int]) -> ValidationReport:
+    """Run the suites on ``prepared`` and return the report; its ``raise_for_failures`` names the
+    piece file, the note or edge and the expectation of the failures."""
     from tqdm import tqdm
 
     prepared = Path(prepared)
@@ -200,6 +191,4 @@ def validate_engraving(
         }
     else:
         summary = {"pieces": {}, "notes": 0}
-    paths = write_report(results, report_dir, REPORT_TITLE, summary=summary)
-    raise_for_failures(results, report=paths["markdown"])
-    return results
+    return ValidationReport(REPORT_TITLE, results, summary=summary)

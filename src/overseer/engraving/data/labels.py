@@ -15,6 +15,10 @@ paper's candidates), so every true edge is a candidate (same bar, offset(u) <= o
 Where a bar holds a note of unknown voice or staff, all candidates from that bar are -1:
 the unknown note could be anyone's successor.
 
+The successor rule is :func:`voice_successors` (:func:`successor_onset` per note), the one
+definition shared by the truth here, the links of a post-processed engraving
+(``evaluate.voice_links``, the next-chord form) and validation's voice-coverage suite.
+
 Chord truth (``y_chord``): same onset (the candidate), same staff and same voice; -1 when either
 note's voice or staff is unknown.
 """
@@ -69,31 +73,83 @@ def _unknown_bars(table: ScoreTable) -> np.ndarray:
     return out
 
 
-def next_voice_onset(table: ScoreTable) -> np.ndarray:
-    """Per note u: ticks of the first onset in u's (bar, staff, voice) at or after offset(u); -1 if none."""
-    on = quantize(table.onset)
-    off = quantize(table.onset + table.duration)
-    keys = np.stack([table.bar.astype(np.int64), table.staff.astype(np.int64), table.voice.astype(np.int64)], axis=1)
-    _, group = np.unique(keys, axis=0, return_inverse=True)
-    group = group.reshape(-1).astype(np.int64)
-    span = int(max(on.max(initial=0), off.max(initial=0))) + 2  # composite key: group * span + time
-    order = np.lexsort((on, group))
-    sorted_key = group[order] * span + on[order]
-    pos = np.searchsorted(sorted_key, group * span + off, side="left")
+def successor_onset(
+    onset: np.ndarray,
+    bar: np.ndarray,
+    staff: np.ndarray,
+    voice: np.ndarray,
+    *,
+    duration: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per note u: the onset (ticks) of u's successors in its voice, -1 if none — the one voice-successor rule.
+
+    The successors of u are the notes of u's (bar, staff, voice) at the first onset at or after
+    offset(u) = onset + ``duration`` (the truth rule, module docstring: notes of one chord with
+    different lengths each look for their own next onset); with ``duration=None``, at the first
+    onset after onset(u): the next chord of the voice. The two agree on a voice that is monophonic
+    at the chord level (its chords neither overlap nor mix lengths), as post-processed voices are.
+    Times are in quarters, compared as ``quantize`` ticks.
+    """
+    on = quantize(onset)
+    end = on if duration is None else quantize(np.asarray(onset) + np.asarray(duration))
+    if on.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    group, order, sorted_key, span = _voice_order(on, end, bar, staff, voice)
+    pos = np.searchsorted(sorted_key, group * span + end, side="left" if duration is not None else "right")
     found = pos < on.size
     found[found] = group[order][pos[found]] == group[found]
     return np.where(found, on[order][np.minimum(pos, on.size - 1)], -1)
 
 
+def _voice_order(
+    on: np.ndarray, end: np.ndarray, bar: np.ndarray, staff: np.ndarray, voice: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(group per note, notes sorted by (group, onset), their composite keys group * span + onset, span)."""
+    keys = np.stack([np.asarray(a).astype(np.int64) for a in (bar, staff, voice)], axis=1)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    group = group.reshape(-1).astype(np.int64)
+    span = int(max(on.max(initial=0), end.max(initial=0))) + 2  # composite key: group * span + time
+    order = np.lexsort((on, group))
+    return group, order, group[order] * span + on[order], span
+
+
+def voice_successors(
+    onset: np.ndarray,
+    bar: np.ndarray,
+    staff: np.ndarray,
+    voice: np.ndarray,
+    *,
+    duration: np.ndarray | None = None,
+) -> np.ndarray:
+    """(2, E) links u -> w from every note to each of its successors (:func:`successor_onset`), sorted by u, w."""
+    nxt = successor_onset(onset, bar, staff, voice, duration=duration)
+    if nxt.size == 0:
+        return np.zeros((2, 0), dtype=np.int64)
+    on = quantize(onset)
+    group, order, sorted_key, span = _voice_order(on, on, bar, staff, voice)
+    has = nxt >= 0
+    target = group * span + nxt
+    lo = np.searchsorted(sorted_key, target, side="left")
+    hi = np.where(has, np.searchsorted(sorted_key, target, side="right"), lo)
+    counts = hi - lo
+    u = np.repeat(np.arange(on.size, dtype=np.int64), counts)
+    w = order[np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)]
+    links = np.stack([u, w.astype(np.int64)])
+    return links[:, np.lexsort((links[1], links[0]))]
+
+
+def next_voice_onset(table: ScoreTable) -> np.ndarray:
+    """Per note u: ticks of the first onset in u's (bar, staff, voice) at or after offset(u); -1 if none."""
+    return successor_onset(table.onset, table.bar, table.staff, table.voice, duration=table.duration)
+
+
 def voice_truth(table: ScoreTable, voice_cand: np.ndarray) -> np.ndarray:
-    """``y_voice`` (C,) int8 over the candidates (module docstring)."""
-    u, w = voice_cand
+    """``y_voice`` (C,) int8 over the candidates: 1 iff the pair is in :func:`voice_successors` (module docstring)."""
+    u, w = np.asarray(voice_cand, dtype=np.int64).reshape(2, -1)
     if u.size == 0:
         return np.zeros(0, dtype=np.int8)
-    nxt = next_voice_onset(table)
-    on = quantize(table.onset)
-    same = (table.staff[u] == table.staff[w]) & (table.voice[u] == table.voice[w]) & (table.bar[u] == table.bar[w])
-    y = (same & (on[w] == nxt[u])).astype(np.int8)
+    true = voice_successors(table.onset, table.bar, table.staff, table.voice, duration=table.duration)
+    y = np.isin(u * (1 << 32) + w, true[0] * (1 << 32) + true[1]).astype(np.int8)
     y[_unknown_bars(table)[table.bar[u]]] = UNKNOWN
     return y
 
