@@ -36,10 +36,10 @@ import numpy as np
 
 from overseer.engraving import schema
 from overseer.engraving.data.corpus import default_corpus
-from overseer.engraving.data.graph import quantize
 from overseer.engraving.data.ingest import find_scores
 from overseer.engraving.data.labels import graph_from_table
 from overseer.engraving.data.scores import ScoreTable, load_score_table
+from overseer.engraving.notation import quantize
 from overseer.errors import InputError
 
 

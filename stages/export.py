@@ -67,7 +67,8 @@ def gnn() -> None:
             for item in train.iterdir():
                 shutil.copy2(item, tmp / item.name)
             # held-out pieces engraved by the exported model: MusicXML, MEI (both read back), SVG pages
-            written = engrave_pieces(model, names[: int(cfg["pieces"])], pieces, tmp / "engraved", cfg)
+            held_out = list(zip(names, pieces, strict=True))[: int(cfg["pieces"])]
+            written = engrave_pieces(model, held_out, tmp / "engraved", cfg)
         # pickle: pt2 traces tensors, and the model takes a PyG HeteroData
         version = register_model(
             "pytorch", model, cfg["registered_model_name"], pip_requirements(), serialization_format="pickle"

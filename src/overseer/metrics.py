@@ -5,8 +5,10 @@ counts (TP, FP, FN, TN), accuracy, precision, recall (sensitivity), specificity,
 rate (FP / (FP + TN)) and type II error rate (FN / (TP + FN)); their macro averages; support-
 weighted precision, recall and F1; the overall accuracy; and the false-inference listing (false
 positives and negatives per class, every misclassified item with true class, predicted class and
-confidence). Undefined ratios (a zero denominator) are 0, as in the notebook and as scikit-learn
-with ``zero_division=0``.
+confidence). The confusion matrix and per-class precision, recall, F1 and support are scikit-
+learn's (``confusion_matrix``, ``precision_recall_fscore_support`` over all k labels, so a class
+that never occurs keeps its row); the rest derives from that confusion matrix. Undefined ratios (a
+zero denominator) are 0, as in the notebook and as scikit-learn with ``zero_division=0``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from overseer.io import atomic_file, write_artifacts, write_json
 
@@ -87,6 +90,22 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
+def _sklearn_counts(
+    true: np.ndarray, pred: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's confusion matrix and per-class precision, recall, F1 and support over the labels
+    ``0..k-1`` (a class absent from both truth and prediction keeps its row; 0/0 is 0). No items: all zeros."""
+    labels = np.arange(k)
+    if true.size == 0:  # scikit-learn refuses empty input; the report of nothing is all zeros
+        zeros = np.zeros(k, dtype=np.float64)
+        return np.zeros((k, k), dtype=np.int64), zeros, zeros.copy(), zeros.copy(), np.zeros(k, dtype=np.int64)
+    confusion = confusion_matrix(true, pred, labels=labels).astype(np.int64)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, pred, labels=labels, average=None, zero_division=0
+    )
+    return confusion, precision, recall, f1, np.asarray(support, dtype=np.int64)
+
+
 def classification_report(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -113,15 +132,11 @@ def classification_report(
     if conf.size != true.size or len(ids) != true.size:
         raise ValueError("confidence and item_ids must have one entry per item")
 
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (true, pred), 1)
+    confusion, precision, recall, f1, support = _sklearn_counts(true, pred, k)
     tp = np.diag(confusion).astype(np.int64)
     fp = confusion.sum(axis=0) - tp
     fn = confusion.sum(axis=1) - tp
     tn = confusion.sum() - tp - fp - fn
-    support = tp + fn
-    precision = _ratio(tp, tp + fp)
-    recall = _ratio(tp, tp + fn)
     per_class = pd.DataFrame(
         {
             "support": support,
@@ -133,7 +148,7 @@ def classification_report(
             "precision": precision,
             "recall": recall,
             "specificity": _ratio(tn, tn + fp),
-            "f1": _ratio(2 * precision * recall, precision + recall),
+            "f1": f1,
             "type_i_error": _ratio(fp, fp + tn),
             "type_ii_error": _ratio(fn, tp + fn),
         },

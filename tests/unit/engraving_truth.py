@@ -1,10 +1,11 @@
 """Hand-written engraving pieces with full truth, and oracle / noisy predictions for them.
 
-``truth_piece(notes, bars)`` builds a contract-valid piece (``overseer.engraving.schema``) from a
-list of :class:`N` notes: candidates and their truth follow the schema (voice candidates: same bar,
-offset(u) <= onset(w); truth: w is at the first onset of u's (bar, staff, voice) at or after
-offset(u); chord candidates: same onset, truth: same staff and voice). ``oracle(piece)`` turns the
-labels into predictions (one-hot logits, p = truth), ``noisy(piece, rng)`` into random ones.
+``truth_piece(notes, bar_arrays)`` builds a contract-valid piece (``overseer.engraving.schema``)
+from a list of :class:`N` notes and bar arrays (as ``notation.bars`` returns them): candidates and
+their truth follow the schema (voice candidates: same bar, offset(u) <= onset(w); truth: w is at
+the first onset of u's (bar, staff, voice) at or after offset(u); chord candidates: same onset,
+truth: same staff and voice). ``oracle(piece)`` turns the labels into predictions (one-hot
+logits, p = truth), ``noisy(piece, rng)`` into random ones.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from overseer.engraving import schema
+from overseer.engraving.notation import bars
 
 
 @dataclass
@@ -41,26 +43,22 @@ _PLAIN = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def _spelling_class(name: str, pitch: int) -> int:
-    name = name or _PLAIN[pitch % 12]
-    alter = {"": 0, "#": 1, "b": -1, "x": 2, "bb": -2}[name[1:]]
-    return schema.spelling_index(name[0], alter)
+    return schema.SPELLINGS.index(name or _PLAIN[pitch % 12])
 
 
-def regular_bars(n_bars: int, num: int = 4, den: int = 4, pickup: float = 0.0) -> list[tuple[float, float, int, int]]:
-    """(start, dur, num, den) of ``n_bars`` bars, the first a pickup of ``pickup`` quarters if > 0."""
-    length = 4.0 * num / den
-    bars = [(0.0, pickup, num, den)] if pickup else []
-    t = pickup
-    while len(bars) < n_bars:
-        bars.append((t, length, num, den))
-        t += length
-    return bars
+def regular_bars(count: int, num: int = 4, den: int = 4) -> tuple[np.ndarray, ...]:
+    """``count`` bars of ``num/den`` (through :func:`bars`, the one bar generator)."""
+    return bars(count * 4.0 * num / den, num, den)
 
 
 def truth_piece(
-    notes: list[N], bars: list[tuple[float, float, int, int]], graces: list[tuple[float, int, int, str]] = ()
+    notes: list[N], bar_arrays: tuple[np.ndarray, ...], graces: list[tuple[float, int, int, str]] = ()
 ) -> dict[str, np.ndarray]:
-    """A contract-valid piece with full truth; ``graces``: (principal onset, pitch, staff, spelling)."""
+    """A contract-valid piece with full truth.
+
+    ``bar_arrays``: (start, dur, num, den) as :func:`bars` returns them; ``graces``: (principal
+    onset, pitch, staff, spelling).
+    """
     notes = sorted(notes, key=lambda a: (a.onset, a.pitch))
     n = len(notes)
     onset = np.array([a.onset for a in notes], dtype=np.float64)
@@ -69,7 +67,8 @@ def truth_piece(
     pitch = np.array([a.pitch for a in notes], dtype=np.int16)
     staff = np.array([a.staff for a in notes], dtype=np.int16)
     voice = np.array([a.voice for a in notes], dtype=np.int16)
-    bar_start = np.array([b[0] for b in bars], dtype=np.float64)
+    bar_start, bar_dur, ts_num, ts_den = (np.asarray(a) for a in bar_arrays)
+    bar_start = bar_start.astype(np.float64)
     bar = (np.searchsorted(bar_start, onset + 1e-9, side="right") - 1).astype(np.int32)
 
     cand_v, y_v = [], []
@@ -107,9 +106,9 @@ def truth_piece(
         "tie_next": np.array([a.tie_next for a in notes], dtype=bool),
         "voice": voice,
         "bar_start": bar_start,
-        "bar_dur": np.array([b[1] for b in bars], dtype=np.float64),
-        "ts_num": np.array([b[2] for b in bars], dtype=np.int16),
-        "ts_den": np.array([b[3] for b in bars], dtype=np.int16),
+        "bar_dur": bar_dur.astype(np.float64),
+        "ts_num": ts_num.astype(np.int16),
+        "ts_den": ts_den.astype(np.int16),
         "voice_cand": pairs(cand_v),
         "y_voice": np.array(y_v, dtype=np.int8),
         "chord_cand": pairs(cand_c),
@@ -188,8 +187,7 @@ def rich_piece() -> dict[str, np.ndarray]:
     lower staff, a key change to E-flat, a quintuplet, a double-dotted note, two voices in the lower
     staff and a grace note inside the bracket.
     """
-    bars = [(0.0, 1.0, 3, 4), (1.0, 3.0, 3, 4), (4.0, 3.0, 3, 4), (7.0, 3.0, 3, 4), (10.0, 3.0, 3, 4)]
-    bars.append((13.0, 3.0, 6, 8))
+    bar_arrays = bars(16.0, 3, 4, pickup=1.0, changes=[(13.0, 6, 8)])  # 0 | 1 4 7 10 | 13 (6/8)
     f = -3  # E-flat major from bar 3
     notes = [
         N(0, 1, 67),  # pickup G4
@@ -233,4 +231,4 @@ def rich_piece() -> dict[str, np.ndarray]:
         N(14.5, 1.5, 48, staff=2, voice=5, key=f, dots=1, stem=0),
         N(13, 3, 36, staff=2, voice=6, key=f, note_type="half", dots=1, stem=1),
     ]
-    return truth_piece(notes, bars, graces=[(5.0, 86, 1, "D")])
+    return truth_piece(notes, bar_arrays, graces=[(5.0, 86, 1, "D")])

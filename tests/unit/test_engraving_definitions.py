@@ -11,10 +11,11 @@ from engraving_fakes import fake_piece
 from engraving_truth import N, noisy, oracle, regular_bars, rich_piece, truth_piece, two_voice_bar
 
 from overseer.engraving import schema
-from overseer.engraving.data.graph import quantize, voice_candidates
+from overseer.engraving.data.graph import voice_candidates
 from overseer.engraving.data.labels import successor_onset, voice_successors, voice_truth
 from overseer.engraving.data.scores import table_from_arrays
 from overseer.engraving.evaluate import labels_from_postprocessed, voice_links
+from overseer.engraving.notation import quantize
 from overseer.engraving.postprocess import postprocess
 from overseer.engraving.scoring import TABLE1_COLUMNS, score_pieces
 from overseer.validation.engraving import voice_coverage_table

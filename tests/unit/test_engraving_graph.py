@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 
 from overseer.engraving import schema
-from overseer.engraving.data.graph import (
-    TICKS_PER_QUARTER,
-    build_graph,
-    chord_candidates,
-    input_edges,
-    node_features,
-    quantize,
-    voice_candidates,
-)
+from overseer.engraving.data.graph import build_graph, chord_candidates, input_edges, node_features, voice_candidates
 from overseer.engraving.data.labels import next_voice_onset, piece_from_arrays, piece_from_table, voice_truth
-from overseer.engraving.data.scores import ScoreTable, regular_bars, table_from_arrays
+from overseer.engraving.data.scores import ScoreTable, table_from_arrays
+from overseer.engraving.notation import TICKS_PER_QUARTER, quantize
+from overseer.engraving.notation import bars as regular_bars
 
 
 def edge_set(edges: np.ndarray) -> set[tuple[int, int]]:

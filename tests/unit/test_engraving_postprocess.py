@@ -9,6 +9,7 @@ import pytest
 from engraving_fakes import fake_piece
 from engraving_truth import N, noisy, oracle, regular_bars, rich_piece, truth_piece, two_voice_bar
 
+from overseer.engraving import notation as nt
 from overseer.engraving import postprocess as pp
 from overseer.engraving import schema
 
@@ -33,7 +34,7 @@ def test_oracle_predictions_reproduce_the_truth(name):
     # voices: the same notes share a voice in each bar and staff (numbers may differ)
     assert _partition((piece["bar"], staff), res["voice"]) == _partition((piece["bar"], staff), piece["voice"])
     # chords: notes of one onset, staff and voice
-    truth_chords = _partition((pp.quantize(piece["onset"]), staff, piece["voice"]), piece["bar"])
+    truth_chords = _partition((nt.quantize(piece["onset"]), staff, piece["voice"]), piece["bar"])
     assert _partition((), res["chord"]) == truth_chords
     for task in ("spelling", "note_type", "dots", "tuplet", "stem", "key", "clef", "octave_shift"):
         np.testing.assert_array_equal(res[task], piece[f"y_{task}"], err_msg=task)
@@ -151,7 +152,7 @@ def test_durations_are_decoded_consistently():
     # a 7-tuplet is outside the classes: a generic 7:4 sixteenth
     assert (schema.NOTE_TYPES[res["note_type"][1]], res["tuplet"][1]) == ("16th", -1)
     assert (res["tuplet_actual"][1], res["tuplet_normal"][1]) == (7, 4)
-    assert pp.symbol_value(res["note_type"][2], 0, res["tuplet_actual"][2], res["tuplet_normal"][2]) == Fraction(6, 7)
+    assert nt.symbol_value(res["note_type"][2], 0, res["tuplet_actual"][2], res["tuplet_normal"][2]) == Fraction(6, 7)
 
 
 def test_spelling_is_consistent_with_pitch():
@@ -161,9 +162,9 @@ def test_spelling_is_consistent_with_pitch():
     logits[1, schema.SPELLINGS.index("B#")] = 5.0
     spelling = pp.decode_spelling(logits, np.array([59, 60, 61]))
     assert [schema.SPELLINGS[s] for s in spelling[:2]] == ["Cb", "B#"]
-    assert pp.spelled_pitch(spelling[0], 59) == ("C", -1, 4)  # Cb4 sounds as B3
-    assert pp.spelled_pitch(spelling[1], 60) == ("B", 1, 3)  # B#3 sounds as C4
-    assert pp.spelled_pitch(spelling[2], 61)[:2] in {("C", 1), ("D", -1), ("B", 2)}
+    assert nt.spelled_pitch(spelling[0], 59) == ("C", -1, 4)  # Cb4 sounds as B3
+    assert nt.spelled_pitch(spelling[1], 60) == ("B", 1, 3)  # B#3 sounds as C4
+    assert nt.spelled_pitch(spelling[2], 61)[:2] in {("C", 1), ("D", -1), ("B", 2)}
 
 
 def test_key_is_one_per_bar_by_majority():
@@ -183,31 +184,12 @@ def test_short_clef_runs_are_flicker():
     assert pp.remove_short_runs(np.array(kept), 4).tolist() == kept
 
 
-def test_rests_respect_beats():
-    q, origin = Fraction(1), Fraction(0)
-    span = pp.notate_span(Fraction(1, 2), Fraction(2), origin, q)
-    assert [(float(t), float(v), schema.NOTE_TYPES[k]) for t, v, k, *_ in span] == [
-        (0.5, 0.5, "eighth"),
-        (1.0, 1.0, "quarter"),
-    ]
-    # a gap to the end of a beat is written shortest first: 16th, eighth
-    span = pp.notate_span(Fraction(1, 4), Fraction(1), origin, q)
-    assert [float(v) for _, v, *_ in span] == [0.25, 0.5]
-    # the rest of a triplet beat is a triplet quarter
-    ((_, value, k, dots, actual, normal),) = pp.notate_span(Fraction(1, 3), Fraction(1), origin, q)
-    assert (value, schema.NOTE_TYPES[k], dots, actual, normal) == (Fraction(2, 3), "quarter", 0, 3, 2)
-    # a whole 6/8 bar (dotted-quarter beats) is one dotted half, never a double dot
-    ((_, value, k, dots, *_),) = pp.notate_span(Fraction(0), Fraction(3), origin, Fraction(3, 2))
-    assert (schema.NOTE_TYPES[k], dots) == ("half", 1)
-    assert all(d <= 1 for *_, d, _, _ in pp.notate_span(Fraction(0), Fraction(7, 4), origin, Fraction(2)))
-
-
 def test_octave_brackets_cover_exactly_the_labelled_notes():
     piece = rich_piece()
     rng = np.random.default_rng(3)
     pred = noisy(piece, rng)
     res = pp.postprocess(piece, pred)
-    on = pp.quantize(piece["onset"])
+    on = nt.quantize(piece["onset"])
     covered = np.zeros(on.size, dtype=int)
     for s, typ, first, last in zip(
         res["ottava_staff"], res["ottava_type"], res["ottava_first"], res["ottava_last"], strict=True

@@ -1,12 +1,14 @@
 """overseer.metrics against scikit-learn and against counts worked out by hand."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import classification_report as sk_report
 from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import precision_recall_fscore_support
 
 from overseer.metrics import classification_report, write_report
 
@@ -65,6 +67,53 @@ def test_false_inferences_name_items_and_confidence() -> None:
     assert fi["false_positive"]["A"] == [{"item": "y", "confidence": 0.6}]
     assert fi["false_negative"]["B"] == [{"item": "y", "confidence": 0.6}]
     assert fi["false_positive"]["B"] == [] and fi["false_negative"]["A"] == []
+
+
+def test_per_class_values_are_scikit_learns_exactly(labels: tuple[np.ndarray, np.ndarray]) -> None:
+    # one definition: the report's precision, recall, F1 and support are scikit-learn's, bit for bit
+    y_true, y_pred = labels
+    report = classification_report(y_true, y_pred, NAMES)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=range(4), average=None, zero_division=0
+    )
+    np.testing.assert_array_equal(report.per_class["precision"].to_numpy(), precision)
+    np.testing.assert_array_equal(report.per_class["recall"].to_numpy(), recall)
+    np.testing.assert_array_equal(report.per_class["f1"].to_numpy(), f1)
+    np.testing.assert_array_equal(report.per_class["support"].to_numpy(), support)
+    assert report.macro["f1"] == float(np.mean(f1))
+
+
+def test_a_class_absent_from_truth_and_prediction_keeps_its_row() -> None:
+    # C never occurs: its row is all zeros (0/0 -> 0) and it still counts in the macro average
+    report = classification_report([0, 0, 1, 1], [0, 1, 1, 1], ["A", "B", "C"])
+    assert list(report.per_class.index) == ["A", "B", "C"]
+    assert report.confusion.shape == (3, 3) and report.confusion[2].sum() == report.confusion[:, 2].sum() == 0
+    c = report.per_class.loc["C"]
+    assert (c["support"], c["tp"], c["fp"], c["fn"], c["tn"]) == (0, 0, 0, 0, 4)
+    assert c["precision"] == c["recall"] == c["f1"] == c["type_ii_error"] == 0.0
+    assert c["specificity"] == 1.0 and c["accuracy"] == 1.0
+    f1_a, f1_b = 2 / 3, 0.8  # A: P 1, R 1/2; B: P 2/3, R 1
+    assert report.macro["f1"] == pytest.approx((f1_a + f1_b + 0.0) / 3)
+    assert report.weighted["f1"] == pytest.approx((2 * f1_a + 2 * f1_b) / 4)
+    assert report.accuracy == pytest.approx(3 / 4)
+
+
+def test_zero_division_is_zero_without_warnings() -> None:
+    # B is never predicted: its precision is 0/0, which is 0 (and its F1 with it), without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = classification_report([0, 0, 1], [0, 0, 0], ["A", "B"])
+    b = report.per_class.loc["B"]
+    assert (b["precision"], b["recall"], b["f1"]) == (0.0, 0.0, 0.0)
+    assert report.per_class.loc["A", "precision"] == pytest.approx(2 / 3)
+
+
+def test_no_items_is_an_all_zero_report() -> None:
+    report = classification_report([], [], ["A", "B"])
+    assert report.confusion.shape == (2, 2) and report.confusion.sum() == 0
+    assert report.accuracy == 0.0 and report.macro["f1"] == 0.0 and report.weighted["f1"] == 0.0
+    assert report.per_class["support"].tolist() == [0, 0] and report.false_inferences["misclassified"] == []
+    assert report.per_class["tp"].dtype == np.int64 and report.per_class["support"].dtype == np.int64
 
 
 def test_rejects_labels_out_of_range() -> None:

@@ -11,11 +11,14 @@ from overseer.seismic.forest import (
     CV_COLUMNS,
     best_tree_count,
     build_pipeline,
+    cross_validate,
     cross_validate_tree_counts,
     feature_columns,
     make_folds,
+    resolve_config,
     spatial_groups,
     train_forest,
+    training_arrays,
 )
 from overseer.seismic.predict_volume import plan_chunks, predict_volume
 
@@ -145,6 +148,48 @@ def test_warm_started_cv_equals_separate_fits(table: pd.DataFrame) -> None:
     grown = cross_validate_tree_counts(x, y, groups, tree_counts=(3, 7), **kw)
     alone = cross_validate_tree_counts(x, y, groups, tree_counts=(7,), **kw)
     pd.testing.assert_frame_equal(grown[grown["n_estimators"] == 7].reset_index(drop=True), alone)
+
+
+def test_train_forest_scores_with_the_public_cv_fold_by_fold(table: pd.DataFrame, result) -> None:
+    # one fold loop: train_forest's CV table is cross_validate's, and on_fold sees each fold's rows as they come
+    conf = resolve_config(CFG)
+    x, y, groups, _ = training_arrays(table, None, conf)
+    seen: list[tuple[int, pd.DataFrame]] = []
+    cv = cross_validate(x, y, groups, conf, on_fold=lambda fold, rows: seen.append((fold, rows)))
+    pd.testing.assert_frame_equal(cv.table, result.cv)
+    assert cv.classes.tolist() == result.classes == [1, 2, 3]
+    assert [fold for fold, _ in seen] == [0, 1, 2, 3, 4]
+    for fold, rows in seen:
+        assert rows["n_estimators"].tolist() == [5, 10, 20] and set(rows["fold"]) == {fold}
+        expected = cv.table[cv.table["fold"] == fold][rows.columns].reset_index(drop=True)
+        pd.testing.assert_frame_equal(rows, expected)
+    best = result.best_n_estimators  # the pooled out-of-fold predictions behind cv_report
+    assert result.cv_report.confusion.sum() == len(table) and (cv.oof[best] >= 0).all()
+
+
+def test_an_exception_from_on_fold_ends_the_cv_and_propagates(table: pd.DataFrame) -> None:
+    optuna = pytest.importorskip("optuna")
+    conf = resolve_config(CFG | {"tree_counts": [3]})
+    x, y, groups, _ = training_arrays(table, ["amp"], conf)
+    calls = []
+
+    def prune(fold: int, rows: pd.DataFrame) -> None:
+        calls.append(fold)
+        if fold == 1:
+            raise optuna.TrialPruned(f"pruned at fold {fold}")
+
+    with pytest.raises(optuna.TrialPruned, match="fold 1"):
+        cross_validate(x, y, groups, conf, on_fold=prune)
+    assert calls == [0, 1]
+
+
+def test_resolve_config_fills_defaults_and_checks_values() -> None:
+    conf = resolve_config({"class_weight": "None", "tree_counts": [7], "stage_only_key": 1})
+    assert conf["class_weight"] is None and conf["tree_counts"] == [7] and "stage_only_key" not in conf
+    assert conf["folds"] == 5 and conf["cv_scheme"] == "blocked"
+    for bad, match in (({"class_weight": "heavy"}, "class_weight"), ({"max_depth": 0}, "max_depth")):
+        with pytest.raises(InputError, match=match):
+            resolve_config(bad)
 
 
 def test_scheme_is_recorded(table: pd.DataFrame, result) -> None:

@@ -13,8 +13,7 @@ from overseer.errors import InputError
 from overseer.seismic.data.grid import Grid
 from overseer.seismic.data.ingest import holdout_mask, ingest_seismic
 from overseer.seismic.data.segy import write_segy
-from overseer.validation.core import ValidationFailed
-from overseer.validation.core import validate_and_report
+from overseer.validation.core import ValidationFailed, validate_and_report
 from overseer.validation.seismic import validate_seismic
 
 BASE = {

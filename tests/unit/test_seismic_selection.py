@@ -256,3 +256,19 @@ def test_label_count_mismatch() -> None:
     x, y, _ = make_selection_data(3, 1, 2, 50, seed=0)
     with pytest.raises(InputError, match="one per sample"):
         GMMAttributeSelector(**FAST).fit(x, y[:-1])
+
+
+def test_missing_labels_sparse_input_and_no_attributes_are_clear_errors() -> None:
+    # the conventions scikit-learn's estimator checks look for (tests/unit/test_seismic_selector_checks.py)
+    from scipy import sparse
+
+    x, y, _ = make_selection_data(3, 1, 2, 50, seed=0)
+    with pytest.raises(InputError, match="requires y to be passed, but the target y is None"):
+        GMMAttributeSelector(**FAST).fit(x, None)
+    with pytest.raises(InputError, match="sparse input is not supported"):
+        GMMAttributeSelector(**FAST).fit(sparse.csr_matrix(x.to_numpy()), y)
+    with pytest.raises(InputError, match=r"0 feature\(s\) \(shape=\(100, 0\)\) while a minimum of 1 is required"):
+        GMMAttributeSelector(**FAST).fit(x.iloc[:, :0], y)
+    x.iloc[3, 0] = np.inf
+    with pytest.raises(InputError, match=r"record 3: attribute 'a0' has a non-finite value \(inf\).* no NaN or inf"):
+        GMMAttributeSelector(**FAST).fit(x, y)

@@ -18,6 +18,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from overseer.errors import InputError
+from overseer.seismic.forest import train_forest
 from overseer.tuning import objectives
 from overseer.tuning.objectives import TunedModel, score_rf
 from overseer.tuning.space import parse_space
@@ -242,7 +243,7 @@ def test_a_killed_run_loses_no_finished_trial_and_resumes(project: Path) -> None
     assert len(states) == 5 and all(s in finished for s in states[3:])
 
 
-def test_rf_objective_is_blocked_cv_macro_f1_reported_per_fold() -> None:
+def rf_table() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = 400
     table = pd.DataFrame(
@@ -255,9 +256,84 @@ def test_rf_objective_is_blocked_cv_macro_f1_reported_per_fold() -> None:
     )
     table["a"] = table["facies"] + rng.normal(0, 0.5, n)
     table["b"] = rng.normal(0, 1, n)
-    cfg = {"tree_counts": [5, 10], "folds": 3, "block_size": 8, "max_depth": 4, "n_jobs": 1}
+    return table
+
+
+RF_CFG = {"tree_counts": [5, 10], "folds": 3, "block_size": 8, "max_depth": 4, "n_jobs": 1}
+
+
+def test_rf_objective_is_blocked_cv_macro_f1_reported_per_fold() -> None:
     seen: list[tuple[int, float]] = []
-    value = score_rf({"table": table, "features": ["a", "b"]}, cfg, lambda s, v: seen.append((s, v)))
+    value = score_rf({"table": rf_table(), "features": ["a", "b"]}, RF_CFG, lambda s, v: seen.append((s, v)))
     assert [s for s, _ in seen] == [0, 1, 2]
     assert value == pytest.approx(seen[-1][1])
     assert 0.6 < value <= 1.0  # attribute a separates the facies
+
+
+def test_rf_objective_is_train_rfs_cv_at_the_largest_tree_count() -> None:
+    # the same folds and forests as train_rf: the mean of train_forest's per-fold macro-F1 at 10 trees
+    table = rf_table()
+    seen: list[tuple[int, float]] = []
+    value = score_rf({"table": table, "features": ["a", "b"]}, RF_CFG, lambda s, v: seen.append((s, v)))
+    cv = train_forest(table, ["a", "b"], RF_CFG).cv
+    per_fold = cv[cv["n_estimators"] == 10].sort_values("fold")["macro_f1"].to_numpy()
+    assert value == float(np.mean(per_fold))
+    assert [v for _, v in seen] == [float(np.mean(per_fold[: i + 1])) for i in range(3)]
+
+
+def test_a_pruned_rf_trial_stops_after_the_fold_that_pruned_it() -> None:
+    steps: list[int] = []
+
+    def report(step: int, value: float) -> None:
+        steps.append(step)
+        raise optuna.TrialPruned(f"step {step}")
+
+    with pytest.raises(optuna.TrialPruned, match="step 0"):
+        score_rf({"table": rf_table(), "features": ["a", "b"]}, RF_CFG, report)
+    assert steps == [0]
+
+
+CNN_CFG = {
+    "learning_rate": 3e-2, "batch_size": 8, "epochs": 6, "early_stopping_patience": 2, "decay_steps": 10000,
+    "decay_rate": 0.9, "dropout": 0.3, "head_units": [8], "standardize_embeddings": True, "seed": 5,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def embeddings() -> dict:
+    """Tiny stand-ins for backbone embeddings: 40 images, 5 classes, a weak class signal."""
+    from overseer.splits import stratified_split
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(5), 8)
+    x = (rng.normal(0, 0.02, (40, 2048)) + 0.01 * y[:, None] * (np.arange(2048) % 5 == 0)).astype(np.float32)
+    return {"x": x, "y": y, "is_val": stratified_split(y, 0.25, 5)}
+
+
+def test_cnn_objective_is_train_heads_validation_macro_f1(embeddings: dict, tmp_path: Path) -> None:
+    # score_cnn trains through train_cnn's own train_head: the same seeded head, the same best weights
+    from overseer.metrics import classification_report
+    from overseer.trackbed.data.schema import CLASSES
+    from overseer.trackbed.train import set_determinism, train_head
+
+    seen: list[tuple[int, float]] = []
+    value = objectives.score_cnn(embeddings, CNN_CFG, lambda s, v: seen.append((s, v)))
+    x, y, is_val = embeddings["x"], embeddings["y"], embeddings["is_val"]
+    set_determinism(CNN_CFG["seed"])
+    head, history = train_head(x[~is_val], y[~is_val], x[is_val], y[is_val], CNN_CFG, tmp_path, verbose=0)
+    pred = head.predict(x[is_val], verbose=0).argmax(axis=1)
+    assert value == classification_report(y[is_val], pred, list(CLASSES)).macro["f1"]
+    assert [s for s, _ in seen] == list(range(len(history)))
+
+
+def test_a_pruned_cnn_trial_ends_the_fit(embeddings: dict) -> None:
+    steps: list[int] = []
+
+    def report(step: int, value: float) -> None:
+        steps.append(step)
+        if step == 1:
+            raise optuna.TrialPruned("epoch 1")
+
+    with pytest.raises(optuna.TrialPruned, match="epoch 1"):
+        objectives.score_cnn(embeddings, CNN_CFG, report)
+    assert steps == [0, 1]

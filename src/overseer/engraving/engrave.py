@@ -11,8 +11,8 @@ MIDI input (:func:`piece_from_midi`) is read with mido: all tracks merged (the p
 1/48 quarter (binary values to 64ths, triplets to 128th triplets — the grid on which every gap and
 note length can be written exactly), the time signatures of the file (4/4 when it has none). Notes
 crossing a barline are split into tied notes (schema docstring); a note whose length is not one
-plain symbol (5/4 quarters, say; see :func:`.postprocess.is_single_symbol`) is split into tied
-notes at beat boundaries, as rests are (:func:`.postprocess.notate_span`). Bad input is an
+plain symbol (5/4 quarters, say; see :func:`.notation.is_single_symbol`) is split into tied
+notes at beat boundaries, as rests are (:func:`.notation.notate_span`). Bad input is an
 :class:`~overseer.errors.InputError` naming the file and the reason.
 
 :func:`engrave_piece` does the same for a piece already in memory (a prepared ``.npz`` of the
@@ -22,20 +22,22 @@ test split, say).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from overseer.engraving import export, schema
+from overseer.engraving import notation as nt
 from overseer.engraving import postprocess as pp
 from overseer.engraving.data.scores import SCORE_SUFFIXES
 from overseer.errors import InputError
 
 if TYPE_CHECKING:
     from overseer.engraving.data.scores import ScoreTable
+    from overseer.engraving.model import EngravingGNN
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MIDI_GRID = 48  # positions per quarter
@@ -92,27 +94,6 @@ def read_midi(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return on[order] / MIDI_GRID, (off[order] - on[order]) / MIDI_GRID, arr[order, 2], time_sigs
 
 
-def bars_from_time_signatures(
-    end: float, time_sigs: list[tuple[float, int, int]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Bars covering [0, end): each signature runs from its time; a change inside a bar cuts that bar short."""
-    in_force = {0.0: (4, 4)}
-    for t, num, den in sorted(time_sigs):
-        in_force[t] = (num, den)  # the last signature given at a time wins
-    sigs = sorted(in_force.items())
-    rows = []  # (start, duration, num, den)
-    t, k = 0.0, 0
-    while t < end - 1e-9 or not rows:
-        while k + 1 < len(sigs) and sigs[k + 1][0] <= t + 1e-9:
-            k += 1
-        num, den = sigs[k][1]
-        nxt = sigs[k + 1][0] if k + 1 < len(sigs) else np.inf
-        rows.append((t, min(4.0 * num / den, nxt - t), num, den))
-        t += rows[-1][1]
-    starts, durs, nums, dens = zip(*rows, strict=True)
-    return np.array(starts), np.array(durs), np.array(nums, dtype=np.int16), np.array(dens, dtype=np.int16)
-
-
 def split_unnotatable(table: ScoreTable, piece_bar_grid: Callable) -> tuple[np.ndarray, ...]:
     """Cut notes whose length is not one symbol into tied notes (beat-respecting, as rests are cut).
 
@@ -120,7 +101,7 @@ def split_unnotatable(table: ScoreTable, piece_bar_grid: Callable) -> tuple[np.n
     """
     onset, duration, pitch = [], [], []
     tie_prev, tie_next = [], []
-    single = pp.is_single_symbol(table.duration, simple=True)
+    single = nt.is_single_symbol(table.duration, simple=True)
     for i in range(table.onset.size):
         if single[i]:
             parts = [(float(table.onset[i]), float(table.duration[i]))]
@@ -128,7 +109,7 @@ def split_unnotatable(table: ScoreTable, piece_bar_grid: Callable) -> tuple[np.n
             start = Fraction(int(np.rint(table.onset[i] * MIDI_GRID)), MIDI_GRID)
             end = start + Fraction(int(np.rint(table.duration[i] * MIDI_GRID)), MIDI_GRID)
             _, _, origin, beat = piece_bar_grid(int(table.bar[i]))
-            parts = [(float(t), float(v)) for t, v, *_ in pp.notate_span(start, end, origin, beat)]
+            parts = [(float(t), float(v)) for t, v, *_ in nt.notate_span(start, end, origin, beat)]
         for k, (t, v) in enumerate(parts):
             onset.append(t)
             duration.append(v)
@@ -150,10 +131,10 @@ def piece_from_midi(path: str | os.PathLike) -> dict[str, np.ndarray]:
     from overseer.engraving.data.scores import table_from_arrays
 
     onset, duration, pitch, time_sigs = read_midi(path)
-    bars = bars_from_time_signatures(float((onset + duration).max()), time_sigs)
+    bars = nt.bars(float((onset + duration).max()), changes=time_sigs)
     table, _ = table_from_arrays(onset, duration, pitch, *bars, split_at_barlines=True)
     grid = {"bar_start": bars[0], "bar_dur": bars[1], "ts_num": bars[2], "ts_den": bars[3]}
-    onset, duration, pitch, tie_prev, tie_next = split_unnotatable(table, lambda b: pp.bar_grid(grid, b))
+    onset, duration, pitch, tie_prev, tie_next = split_unnotatable(table, lambda b: nt.bar_grid(grid, b))
     table, source = table_from_arrays(onset, duration, pitch, *bars, split_at_barlines=False)
     table.tie_prev, table.tie_next = tie_prev[source], tie_next[source]
     return piece_from_table(table)
@@ -243,6 +224,28 @@ def engrave_piece(
         "octave_brackets": int(res["ottava_staff"].size),
         "clef_changes": int((res["clef_note"] >= 0).sum()),
     }
+
+
+def engrave_pieces(
+    model: EngravingGNN,
+    named_pieces: Iterable[tuple[str, dict[str, np.ndarray]]],
+    out_dir: str | os.PathLike,
+    cfg: Mapping[str, Any],
+) -> dict[str, dict]:
+    """Engrave prepared pieces with ``model``, one folder ``out_dir/<name>`` each, options from the
+    ``export.gnn`` params (``formats``, ``pages``, ``threshold``, ``min_clef_run``); returns, per
+    piece, the files written and its note count."""
+    from overseer.engraving.predict import predict_piece
+
+    written = {}
+    for name, piece in named_pieces:
+        result = engrave_piece(
+            piece, lambda p: predict_piece(model, p), Path(out_dir) / name, name,
+            formats=tuple(cfg["formats"]), pages=int(cfg["pages"]),
+            threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
+        )  # fmt: skip
+        written[name] = {"files": sorted(p.name for p in (Path(out_dir) / name).iterdir()), "notes": result["notes"]}
+    return written
 
 
 def engrave(

@@ -10,8 +10,8 @@ The steps, in the paper's order (§2.7: chord pooling → voice assignment → u
 
 0. **Notated times**: onsets, offsets and barlines within 1/256 quarter of a point of the grids of
    binary values, triplets and quintuplets down to 128ths are moved onto it (scores written with
-   too few divisions round a triplet sixteenth to 43/256); the result carries these times and
-   export writes them.
+   too few divisions round a triplet sixteenth to 43/256; :func:`.notation.notated_piece`); the
+   result carries these times and export writes them.
 1. **Staff** (§2.2 item 2): argmax of ``logits_staff``; independent of the pooling (§2.7, last paragraph).
 2. **Chord pooling**: chord edges with ``p_chord >= threshold`` joined into connected components.
    An edge only joins notes with the same onset (the candidate rule), the same *predicted* staff
@@ -53,7 +53,8 @@ The steps, in the paper's order (§2.7: chord pooling → voice assignment → u
     beats stay together), and each piece is written with the fewest, simplest rest symbols
     (dynamic programming: a symbol costs 4, a dot 1, a tuplet 3; binary values down to 128ths,
     one dot at most, triplets and quintuplets). A piece that starts off the beat has no dotted
-    rests, and when it runs to the beat it is written shortest first (16th, eighth).
+    rests, and when it runs to the beat it is written shortest first (16th, eighth;
+    :func:`.notation.notate_span`).
 11. **Tuplets and beams**: consecutive elements (notes and rests) of one voice with the same
     tuplet ratio form one bracket, closed each time its length reaches a whole number of
     ``normal × shortest base value``; consecutive chords of eighths or shorter within one beat
@@ -64,15 +65,15 @@ The steps, in the paper's order (§2.7: chord pooling → voice assignment → u
     differs from the one in force (key signature or an earlier note of the same step and octave
     in the bar); a note tied from the previous one never shows one.
 
-Every step is a small pure function on numpy arrays; :func:`check_result` verifies the
-invariants (used by the tests and by export before writing).
+The vocabulary (spelling, symbols, times, rest notation) is :mod:`.notation`'s; this module only
+decodes predictions and checks the result. Every step is a small pure function on numpy arrays;
+:func:`check_result` verifies the invariants (used by the tests and by export before writing).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from fractions import Fraction
-from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
@@ -81,25 +82,29 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from overseer.engraving import schema
-from overseer.engraving.data.graph import TICKS_PER_QUARTER, quantize
+from overseer.engraving.notation import (
+    BASE_VALUE,
+    DEFAULT_CLEF,
+    TICKS_PER_QUARTER,
+    TIME_KEYS,
+    TUPLET_RATIO,
+    as_quarters,
+    bar_grid,
+    default_spelling,
+    generic_symbol,
+    key_alter,
+    notate_span,
+    notated_piece,
+    pitch_consistent_spellings,
+    quantize,
+    spelled_pitch,
+    symbol_table,
+    symbol_value,
+)
 
 UNKNOWN = schema.UNKNOWN
-NOTE_TYPES = schema.NOTE_TYPES
-# quarter-note value of each note type: breve = 8 ... 128th = 1/32
-BASE_VALUE: tuple[Fraction, ...] = tuple(Fraction(8, 2**i) for i in range(len(NOTE_TYPES)))
-# tuplet class of NODE_TASKS["tuplet"] -> (actual notes, normal notes)
-TUPLET_RATIO: tuple[tuple[int, int], ...] = ((1, 1), (3, 2), (5, 4))
-CLEF_LINES = {"G": 2, "F": 4, "C": 3}
-DEFAULT_CLEF = {1: 0, 2: 1}  # staff -> clef class when a staff has no notes: G upper, F lower
-STEP_PC = (0, 2, 4, 5, 7, 9, 11)
-SHARP_ORDER = "FCGDAEB"
-FLAT_ORDER = "BEADGCF"
-BEAMABLE_TYPE = NOTE_TYPES.index("eighth")  # eighths and shorter are beamed
-
-_TPQ = TICKS_PER_QUARTER
-_DP_TPQ = 480  # rest grid: binary values to 128ths, triplets and quintuplets of them
-_COST_SYMBOL, _COST_DOT, _COST_TUPLET = 4, 1, 3
-_INF = np.iinfo(np.int64).max // 4
+BEAMABLE_TYPE = schema.NOTE_TYPES.index("eighth")  # eighths and shorter are beamed
+SYMBOL_REL_TOL = 0.02  # how far a generic ratio of an off-grid length may be from it
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -110,101 +115,6 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def _frac(ticks: int) -> Fraction:
-    return Fraction(int(ticks), _TPQ)
-
-
-def _ticks(value: Fraction) -> int:
-    t = value * _TPQ
-    if t.denominator != 1:
-        raise ValueError(f"{value} quarters is not on the tick grid")
-    return int(t)
-
-
-def symbol_value(note_type: int, dots: int, actual: int = 1, normal: int = 1) -> Fraction:
-    """Duration in quarters of a note type with dots and a tuplet ratio ``actual:normal``."""
-    return BASE_VALUE[int(note_type)] * (2 - Fraction(1, 2 ** int(dots))) * Fraction(int(normal), int(actual))
-
-
-@lru_cache(maxsize=1)
-def _symbol_table() -> tuple[np.ndarray, ...]:
-    """Every (type, dots, tuplet class) of the model's classes with its value in ticks."""
-    rows = []
-    for t in range(len(NOTE_TYPES)):
-        for d in range(len(schema.NODE_TASKS["dots"])):
-            for k, (a, n) in enumerate(TUPLET_RATIO):
-                rows.append((t, d, k, _ticks(symbol_value(t, d, a, n))))
-    arr = np.array(rows, dtype=np.int64)
-    return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
-
-
-def is_single_symbol(duration: np.ndarray, *, simple: bool = False) -> np.ndarray:
-    """Whether each duration (quarters) is one symbol of the model's classes (type, dots, tuplet).
-
-    ``simple`` admits only plain symbols: up to two dots without a tuplet, no dots in a tuplet
-    (1.25 quarters is a triple-dotted triplet quarter, but is better written tied).
-    """
-    _, d_idx, k_idx, value = _symbol_table()
-    if simple:
-        value = value[((k_idx == 0) & (d_idx <= 2)) | ((k_idx > 0) & (d_idx == 0))]
-    return np.isin(quantize(duration), value)
-
-
-def generic_symbol(length: Fraction) -> tuple[int, int, int, int] | None:
-    """(type, dots=0, actual, normal) writing ``length`` as one tuplet note of the smallest type holding it."""
-    if length <= 0 or length > BASE_VALUE[0]:
-        return None
-    t = max(i for i, v in enumerate(BASE_VALUE) if v >= length)
-    ratio = length / BASE_VALUE[t]  # in (1/2, 1] unless below the shortest type
-    if ratio.denominator > 64:  # off every sensible grid: the nearest small ratio (no longer exact)
-        ratio = ratio.limit_denominator(64)
-    if ratio == 1:
-        return t, 0, 1, 1
-    return t, 0, ratio.denominator, ratio.numerator
-
-
-# --- 0: notated times ------------------------------------------------------------------------------------
-
-SNAP_GRIDS = (32, 48, 40)  # per quarter: binary values to 128ths, their triplets and quintuplets
-SNAP_TOL = 1 / 256  # quarters
-SYMBOL_REL_TOL = 0.02  # how far a generic ratio of an off-grid length may be from it
-TIME_KEYS = ("onset", "duration", "bar_start", "bar_dur", "grace_onset")
-
-
-def snap_times(t: np.ndarray) -> np.ndarray:
-    """Times moved onto the nearest point of ``SNAP_GRIDS`` when within ``SNAP_TOL`` (else kept).
-
-    Scores written with too few divisions round triplets (43/256 for 1/6); snapping restores the
-    notated value. Nearest-point snapping is monotone, so no note moves past another.
-    """
-    t = np.asarray(t, dtype=np.float64)
-    best, err = t.copy(), np.full(t.shape, np.inf)
-    for g in SNAP_GRIDS:
-        c = np.rint(t * g) / g
-        e = np.abs(t - c)
-        better = e < err
-        best[better], err[better] = c[better], e[better]
-    return np.where(err <= SNAP_TOL, best, t)
-
-
-def notated_piece(piece: dict[str, np.ndarray], res: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The piece with its times as they are written: from ``res`` when given, else snapped (:func:`snap_times`)."""
-    if res is not None and all(k in res for k in TIME_KEYS):
-        return {**piece, **{k: res[k] for k in TIME_KEYS}}
-    onset = snap_times(piece["onset"])
-    offset = snap_times(np.asarray(piece["onset"]) + np.asarray(piece["duration"]))
-    start = snap_times(piece["bar_start"])
-    end = snap_times(np.asarray(piece["bar_start"]) + np.asarray(piece["bar_dur"]))
-    return {
-        **piece,
-        "onset": onset,
-        "duration": np.where(offset > onset, offset - onset, piece["duration"]),
-        "bar_start": start,
-        "bar_dur": np.where(end > start, end - start, piece["bar_dur"]),
-        "grace_onset": snap_times(piece["grace_onset"]),
-    }
 
 
 # --- 1-2: staff and chord pooling ------------------------------------------------------------------
@@ -360,7 +270,7 @@ def assign_voices(
 
 def decode_durations(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray], chord: np.ndarray) -> dict:
     """Note type, dots and tuplet per note from chord-averaged logits, consistent with the duration."""
-    t_idx, d_idx, k_idx, value = _symbol_table()
+    t_idx, d_idx, k_idx, value = symbol_table()
     score = (
         log_softmax(pool_mean(pred["logits_note_type"], chord))[:, t_idx]
         + log_softmax(pool_mean(pred["logits_dots"], chord))[:, d_idx]
@@ -379,18 +289,13 @@ def decode_durations(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray], 
         "tuplet_normal": ratio[k_idx[best], 1],
     }
     for c in np.flatnonzero(~match.any(axis=1)):
-        sym = generic_symbol(_frac(dur[c]))
+        sym = generic_symbol(as_quarters(dur[c]))
         if sym is None:
-            raise ValueError(f"note {first[c]}: a duration of {dur[c] / _TPQ:g} quarters cannot be one symbol")
+            quarters = dur[c] / TICKS_PER_QUARTER
+            raise ValueError(f"note {first[c]}: a duration of {quarters:g} quarters cannot be one symbol")
         out["note_type"][c], out["dots"][c], out["tuplet_actual"][c], out["tuplet_normal"][c] = sym
         out["tuplet"][c] = UNKNOWN
     return {name: arr[chord] for name, arr in out.items()}
-
-
-def pitch_consistent_spellings(pitch: np.ndarray) -> np.ndarray:
-    """(n, 35) bool: spelling classes whose pitch class equals ``pitch % 12``."""
-    pcs = np.array([(STEP_PC[i // 5] + schema.ALTERS[i % 5]) % 12 for i in range(len(schema.SPELLINGS))])
-    return pcs[None, :] == (np.asarray(pitch, dtype=np.int64) % 12)[:, None]
 
 
 def decode_stems(stem_logits: np.ndarray, chord: np.ndarray, beam: np.ndarray) -> np.ndarray:
@@ -407,22 +312,6 @@ def decode_spelling(logits: np.ndarray, pitch: np.ndarray) -> np.ndarray:
     """Best spelling per note among those consistent with its MIDI pitch (paper §2.2 item 3)."""
     masked = np.where(pitch_consistent_spellings(pitch), np.asarray(logits, dtype=np.float64), -np.inf)
     return np.argmax(masked, axis=1).astype(np.int16)
-
-
-def default_spelling(pitch: int, fifths: int) -> int:
-    """A plain spelling of ``pitch``: sharps in C and sharp keys, flats in flat keys."""
-    sharps = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-    flats = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-    return schema.SPELLINGS.index((flats if fifths < 0 else sharps)[int(pitch) % 12])
-
-
-def spelled_pitch(spelling: int, pitch: int) -> tuple[str, int, int]:
-    """(step, alter, octave) of a spelling class for a MIDI pitch (octave from pitch and step)."""
-    step, alter = schema.spelling_of(int(spelling))
-    base = int(pitch) - alter - STEP_PC[schema.STEPS.index(step)]
-    if base % 12:
-        raise ValueError(f"spelling {step}{alter:+d} does not fit MIDI pitch {pitch}")
-    return step, alter, base // 12 - 1
 
 
 def smooth_key(key_logits: np.ndarray, chord: np.ndarray, bar: np.ndarray, n_bars: int) -> np.ndarray:
@@ -509,7 +398,7 @@ def clefs(
         rows.append((s, start, int(label[sel[0]]), -1))
         for prev, gi in pairwise(sel):
             if label[gi] != label[prev]:
-                rows.append((s, float(g_on[gi]) / _TPQ, int(label[gi]), int(first_note[gi])))
+                rows.append((s, float(g_on[gi]) / TICKS_PER_QUARTER, int(label[gi]), int(first_note[gi])))
     cols = list(zip(*rows, strict=True))
     events = {
         "clef_staff": np.array(cols[0], dtype=np.int16),
@@ -553,111 +442,6 @@ def octave_brackets(
 # --- 10: rests -------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=2)
-def _rest_coins(max_dots: int) -> tuple[tuple[int, int, int, int, int, int], ...]:
-    """(ticks on the rest grid, cost, type, dots, actual, normal), in reconstruction preference order."""
-    coins = []
-    for t in range(len(NOTE_TYPES)):
-        for d in range(max_dots + 1):
-            for k, (a, n) in enumerate(TUPLET_RATIO):
-                v = symbol_value(t, d, a, n) * _DP_TPQ
-                if v.denominator == 1:
-                    coins.append((int(v), _COST_SYMBOL + d * _COST_DOT + (k > 0) * _COST_TUPLET, t, d, a, n))
-    coins.sort(key=lambda c: (c[4] != 1, -c[0], c[3]))
-    return tuple(coins)
-
-
-_DP_COST: dict[int, np.ndarray] = {}
-
-
-def _dp_costs(max_ticks: int, max_dots: int) -> np.ndarray:
-    """Minimum cost to write each length (rest-grid ticks) as a sum of rest symbols (unbounded coins)."""
-    cached = _DP_COST.get(max_dots)
-    if cached is not None and cached.size > max_ticks:
-        return cached
-    size = max(max_ticks + 1, 2 * (0 if cached is None else cached.size), 16 * _DP_TPQ)
-    cost = np.full(size, _INF, dtype=np.int64)
-    cost[0] = 0
-    for ticks, w, *_ in _rest_coins(max_dots):
-        pad = (-size) % ticks
-        arr = np.concatenate([cost, np.full(pad, _INF, dtype=np.int64)]).reshape(-1, ticks)
-        k = np.arange(arr.shape[0], dtype=np.int64)[:, None] * w
-        cost = np.minimum(cost, (np.minimum.accumulate(arr - k, axis=0) + k).reshape(-1)[:size])
-    _DP_COST[max_dots] = cost
-    return cost
-
-
-def notate_length(length: Fraction, *, dots: bool = True) -> list[tuple[Fraction, int, int, int, int]]:
-    """Rest symbols (value, type, dots, actual, normal), longest first, writing ``length`` exactly.
-
-    At most one dot (partitura's MEI reader misreads two), none with ``dots=False``.
-    """
-    ticks = length * _DP_TPQ
-    max_dots = 1 if dots else 0
-    if ticks.denominator == 1 and ticks > 0:
-        t = int(ticks)
-        cost = _dp_costs(t, max_dots)
-        if cost[t] < _INF // 2:
-            out = []
-            while t > 0:
-                coin = next(c for c in _rest_coins(max_dots) if c[0] <= t and cost[t - c[0]] + c[1] == cost[t])
-                out.append((Fraction(coin[0], _DP_TPQ), *coin[2:]))
-                t -= coin[0]
-            return out
-    sym = generic_symbol(length)
-    if sym is None:  # longer than a breve and off the rest grid: halve it
-        half = length / 2
-        return notate_length(half, dots=dots) + notate_length(length - half, dots=dots)
-    return [(length, *sym)]
-
-
-def notate_span(
-    start: Fraction, end: Fraction, origin: Fraction, beat: Fraction
-) -> list[tuple[Fraction, Fraction, int, int, int, int]]:
-    """Rests (onset, value, type, dots, actual, normal) tiling [start, end) (module docstring, step 10)."""
-    if end <= start:
-        return []
-    k0 = -((origin - start) // beat)  # ceil((start - origin) / beat)
-    cuts = []
-    t = origin + k0 * beat
-    while t < end:
-        if t > start:
-            cuts.append(t)
-        t += beat
-    points = [start, *cuts, end]
-    on_beat = [(p - origin) % beat == 0 for p in points]
-    segments: list[list[Fraction]] = []
-    for i in range(len(points) - 1):
-        full = on_beat[i] and on_beat[i + 1]
-        if full and segments and segments[-1][2] and segments[-1][1] == points[i]:
-            segments[-1][1] = points[i + 1]
-        else:
-            segments.append([points[i], points[i + 1], full])
-    out = []
-    for s, e, _ in segments:
-        off_beat = (s - origin) % beat != 0
-        # off the beat: no dotted rests, shortest first when the rest runs to the beat
-        symbols = notate_length(e - s, dots=not off_beat)
-        if (e - origin) % beat == 0 and off_beat:
-            symbols = symbols[::-1]
-        t = s
-        for value, *sym in symbols:
-            out.append((t, value, *sym))
-            t += value
-    return out
-
-
-def bar_grid(piece: dict[str, np.ndarray], bar: int) -> tuple[Fraction, Fraction, Fraction]:
-    """(bar start, bar end, beat origin, beat) of a bar; a short (pickup) bar counts beats from its end."""
-    start = _frac(quantize(piece["bar_start"][bar]))
-    dur = _frac(quantize(piece["bar_dur"][bar]))
-    num, den = int(piece["ts_num"][bar]), int(piece["ts_den"][bar])
-    ts_len = Fraction(4 * num, den)
-    beat = Fraction(4, den) * (3 if num % 3 == 0 and num > 3 else 1)
-    origin = start + dur - ts_len if dur < ts_len else start
-    return start, start + dur, origin, beat
-
-
 def infill_rests(
     piece: dict[str, np.ndarray], staff: np.ndarray, voice: np.ndarray, chord: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -677,8 +461,8 @@ def infill_rests(
             for v in voices:
                 t = start
                 for c_on, c_off in sorted(spans.get((b, s, v), [])):
-                    rows += [(b, s, v, *r) for r in notate_span(t, _frac(c_on), origin, beat)]
-                    t = max(t, _frac(c_off))
+                    rows += [(b, s, v, *r) for r in notate_span(t, as_quarters(c_on), origin, beat)]
+                    t = max(t, as_quarters(c_off))
                 rows += [(b, s, v, *r) for r in notate_span(t, end, origin, beat)]
     cols = list(zip(*rows, strict=True)) if rows else [()] * 9
     return {
@@ -727,7 +511,7 @@ def group_tuplets(piece: dict, res: dict) -> tuple[np.ndarray, np.ndarray]:
             if ratio == (1, 1):
                 open_ratio = None
                 continue
-            dur = _frac(quantize(piece["duration"][i])) if kind == "n" else _frac(quantize(res["rest_duration"][i]))
+            dur = as_quarters(quantize(piece["duration"][i] if kind == "n" else res["rest_duration"][i]))
             base = BASE_VALUE[int(res[f"{arr}note_type"][i])] * ratio[1]
             if ratio != open_ratio:
                 gid, open_ratio, acc, unit = gid + 1, ratio, Fraction(0), base
@@ -752,7 +536,7 @@ def group_beams(piece: dict, res: dict) -> np.ndarray:
         run_beat = None
         for t, kind, i in [*seq, (None, "end", -1)]:
             beamable = kind == "n" and res["note_type"][i] >= BEAMABLE_TYPE
-            this_beat = (_frac(t) - origin) // beat if beamable else None
+            this_beat = (as_quarters(t) - origin) // beat if beamable else None
             if not beamable or this_beat != run_beat:
                 if len(run) >= 2:
                     chord_beam[chord[run]] = gid
@@ -788,15 +572,6 @@ def attach_grace_notes(piece: dict, staff: np.ndarray, spelling: np.ndarray, bar
             fifths = schema.KEY_FIFTHS[bar_key[bar]] if bar_key.size else 0
             g_spell[g] = default_spelling(gp, fifths)
     return {"grace_principal": principal, "grace_spelling": g_spell}
-
-
-def key_alter(step: str, fifths: int) -> int:
-    """Alteration of ``step`` in the key signature with ``fifths`` sharps (> 0) or flats (< 0)."""
-    if fifths > 0 and step in SHARP_ORDER[:fifths]:
-        return 1
-    if fifths < 0 and step in FLAT_ORDER[:-fifths]:
-        return -1
-    return 0
 
 
 def written_accidentals(piece: dict, res: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -904,7 +679,7 @@ def check_result(piece: dict[str, np.ndarray], res: dict[str, np.ndarray]) -> No
             raise ValueError(f"notes of one chord differ in {name}")
     value = np.array(
         [
-            float(symbol_value(t, d, a, m) * _TPQ)
+            float(symbol_value(t, d, a, m) * TICKS_PER_QUARTER)
             for t, d, a, m in zip(
                 res["note_type"], res["dots"], res["tuplet_actual"], res["tuplet_normal"], strict=True
             )
@@ -940,7 +715,7 @@ def _check_tiling(piece: dict, res: dict) -> None:
                 res["rest_tuplet_actual"][j],
                 res["rest_tuplet_normal"][j],
             )
-            * _TPQ
+            * TICKS_PER_QUARTER
         )
         if abs(value - int(r_off[j] - r_on[j])) > SYMBOL_REL_TOL * int(r_off[j] - r_on[j]):
             raise ValueError(f"rest {j}: symbol and duration differ")

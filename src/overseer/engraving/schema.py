@@ -74,6 +74,8 @@ BASE_RELATIONS: tuple[str, ...] = ("onset", "during", "follow", "silence")
 RELATIONS: tuple[str, ...] = ("onset", "during", "follow", "silence", "rev_during", "rev_follow", "rev_silence")
 
 # --- node tasks and their classes ---------------------------------------------------------------
+# Class names and the spelling index layout only; what they mean in a score (clef lines, stems, octave-shift
+# markup, pitch classes, symbol values, bars) is derived from these names in notation.py.
 STEPS = ("C", "D", "E", "F", "G", "A", "B")
 ALTERS = (-2, -1, 0, 1, 2)  # bb, b, natural, #, x
 SPELLINGS: tuple[str, ...] = tuple(

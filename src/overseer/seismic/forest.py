@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "n_jobs": 2,
 }
+# scikit-learn's note on "balanced" class weights with warm_start; moot here: a fold's forest grows on the same rows
+_WARM_START_NOTE = ".*not recommended for warm_start.*"
 CV_COLUMNS = [
     "scheme",
     "n_estimators",
@@ -180,59 +182,77 @@ def make_folds(
     return list(splitter.split(np.zeros(y.shape[0]), y))
 
 
-def _cross_validate(
+class CrossValidation(NamedTuple):
+    """What :func:`cross_validate` returns."""
+
+    table: pd.DataFrame  # CV_COLUMNS, one row per tree count and fold
+    oof: dict[int, np.ndarray]  # tree count -> out-of-fold class codes (indices into ``classes``)
+    classes: np.ndarray  # the sorted facies labels
+
+
+FoldCallback = Callable[[int, pd.DataFrame], None]
+
+
+def cross_validate(
     x: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray | None,
-    tree_counts: Sequence[int],
-    folds: int,
-    scheme: str,
-    max_depth: int | None,
-    normalise: bool,
-    class_weight: str | None,
-    random_state: int | None,
-    n_jobs: int | None,
-    forest_kw: Mapping[str, Any] | None = None,
-) -> tuple[pd.DataFrame, dict[int, np.ndarray], np.ndarray]:
-    """The CV table, the out-of-fold class codes per tree count, and the sorted class labels."""
-    counts = sorted({int(n) for n in tree_counts})
+    conf: Mapping[str, Any],
+    *,
+    on_fold: FoldCallback | None = None,
+) -> CrossValidation:
+    """rfc3d's cross-validation of every tree count, fold by fold: the one fold loop of training and tuning.
+
+    ``conf`` holds the keys of ``DEFAULTS`` (a checked config, :func:`resolve_config`). After each
+    fold, ``on_fold(fold, rows)`` gets that fold's rows (columns ``scheme`` … ``macro_f1`` of
+    ``CV_COLUMNS``, one per tree count in increasing order); an exception it raises (a pruned
+    tuning trial) ends the cross-validation and propagates.
+    """
+    scheme, random_state = conf["cv_scheme"], conf["seed"]
+    counts = sorted({int(n) for n in conf["tree_counts"]})
     if not counts or counts[0] < 1:
-        raise InputError(f"tree_counts must be positive integers, got {list(tree_counts)}")
+        raise InputError(f"tree_counts must be positive integers, got {list(conf['tree_counts'])}")
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y)
     classes, codes = np.unique(y, return_inverse=True)
     names = [str(c) for c in classes]
-    splits = make_folds(y, groups, folds, scheme, random_state)  # facies ids, so errors name them
+    splits = make_folds(y, groups, conf["folds"], scheme, random_state)  # facies ids, so errors name them
     oof = {n: np.full(codes.shape[0], -1, dtype=np.int64) for n in counts}
     rows = []
-    bar = tqdm(total=len(splits) * len(counts), desc=f"rfc3d {scheme} CV", unit="fit", leave=False)
-    for fold, (train, test) in enumerate(splits):
-        # One warm-started forest per fold grows through the tree counts in increasing order: with
-        # an integer random_state scikit-learn draws the same trees as a fresh fit of each count
-        # (it skips the seeds of the trees already grown), so 50/100/200 costs 200 trees, not 350.
-        model = build_pipeline(counts[0], max_depth, normalise, class_weight, random_state, n_jobs, **(forest_kw or {}))
-        model.set_params(forest__warm_start=True)
-        for n in counts:
-            model.set_params(forest__n_estimators=n)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*not recommended for warm_start.*", category=UserWarning)
-                model.fit(x[train], codes[train])
-            pred = model.predict(x[test])
-            oof[n][test] = pred
-            report = classification_report(codes[test], pred, names)
-            rows.append(
-                {
-                    "scheme": scheme,
-                    "n_estimators": n,
-                    "fold": fold,
-                    "n_train": int(train.size),
-                    "n_test": int(test.size),
-                    "accuracy": report.accuracy,
-                    "macro_f1": report.macro["f1"],
-                }
-            )
-            bar.update()
-    bar.close()
+    with tqdm(total=len(splits) * len(counts), desc=f"rfc3d {scheme} CV", unit="fit", leave=False) as bar:
+        for fold, (train, test) in enumerate(splits):
+            # One warm-started forest per fold grows through the tree counts in increasing order: with
+            # an integer random_state scikit-learn draws the same trees as a fresh fit of each count
+            # (it skips the seeds of the trees already grown), so 50/100/200 costs 200 trees, not 350.
+            model = build_pipeline(
+                counts[0], conf["max_depth"], conf["normalise"], conf["class_weight"], random_state, conf["n_jobs"],
+                **forest_options(conf),
+            )  # fmt: skip
+            model.set_params(forest__warm_start=True)
+            fold_rows = []
+            for n in counts:
+                model.set_params(forest__n_estimators=n)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=_WARM_START_NOTE, category=UserWarning)
+                    model.fit(x[train], codes[train])
+                pred = model.predict(x[test])
+                oof[n][test] = pred
+                report = classification_report(codes[test], pred, names)
+                fold_rows.append(
+                    {
+                        "scheme": scheme,
+                        "n_estimators": n,
+                        "fold": fold,
+                        "n_train": int(train.size),
+                        "n_test": int(test.size),
+                        "accuracy": report.accuracy,
+                        "macro_f1": report.macro["f1"],
+                    }
+                )
+                bar.update()
+            rows.extend(fold_rows)
+            if on_fold is not None:
+                on_fold(fold, pd.DataFrame(fold_rows))
     table = pd.DataFrame(rows)
     # Summary per tree count on every row; std over folds with ddof=0, as scikit-learn's cv_results_.
     by_count = table.groupby("n_estimators")
@@ -240,7 +260,7 @@ def _cross_validate(
         table[f"{metric}_mean"] = by_count[metric].transform("mean")
         table[f"{metric}_std"] = by_count[metric].transform(lambda s: float(np.std(s.to_numpy())))
     table = table.sort_values(["n_estimators", "fold"], kind="stable").reset_index(drop=True)
-    return table[CV_COLUMNS], oof, classes
+    return CrossValidation(table[CV_COLUMNS], oof, classes)
 
 
 def cross_validate_tree_counts(
@@ -263,10 +283,11 @@ def cross_validate_tree_counts(
     and the tree count's mean and std (ddof=0) over folds. All tree counts see the same folds.
     ``groups`` (from :func:`spatial_groups`) is needed for ``scheme="blocked"`` and ignored otherwise.
     """
-    table, _, _ = _cross_validate(
-        x, y, groups, tree_counts, folds, scheme, max_depth, normalise, class_weight, random_state, n_jobs
-    )
-    return table
+    conf = {
+        **DEFAULTS, "tree_counts": tree_counts, "folds": folds, "cv_scheme": scheme, "max_depth": max_depth,
+        "normalise": normalise, "class_weight": class_weight, "seed": random_state, "n_jobs": n_jobs,
+    }  # fmt: skip
+    return cross_validate(x, y, groups, conf).table
 
 
 def summarise_cv(cv: pd.DataFrame) -> pd.DataFrame:
@@ -344,7 +365,7 @@ def gini_importance(pipeline: Pipeline, feature_names: Sequence[str]) -> pd.Seri
     )
 
 
-def _config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``DEFAULTS`` updated with the known keys of ``cfg`` (other keys, a stage's own, are ignored)."""
     out = dict(DEFAULTS)
     out.update({k: v for k, v in cfg.items() if k in DEFAULTS})
@@ -379,7 +400,7 @@ def training_arrays(
     """(x, y, CV groups or None, attribute names) of a training table, as train_forest fits them.
 
     Rows with a non-finite attribute are dropped with a warning (prediction leaves such voxels
-    undefined, facies -1). ``conf`` is a checked config (``_config``).
+    undefined, facies -1). ``conf`` is a checked config (:func:`resolve_config`).
     """
     if FACIES_COLUMN not in table.columns:
         raise InputError(f"the training table needs a '{FACIES_COLUMN}' column; it has {list(table.columns)}")
@@ -418,23 +439,10 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
     ``cfg`` holds the keys of ``DEFAULTS``. Rows with a non-finite attribute are dropped with a
     warning (prediction leaves such voxels undefined, facies -1).
     """
-    conf = _config(cfg)
+    conf = resolve_config(cfg)
     x, y, groups, names = training_arrays(table, feature_names, conf)
     scheme = conf["cv_scheme"]
-    cv, oof, classes = _cross_validate(
-        x,
-        y,
-        groups,
-        conf["tree_counts"],
-        conf["folds"],
-        scheme,
-        conf["max_depth"],
-        conf["normalise"],
-        conf["class_weight"],
-        conf["seed"],
-        conf["n_jobs"],
-        forest_options(conf),
-    )
+    cv, oof, classes = cross_validate(x, y, groups, conf)
     best = best_tree_count(cv)
     log.info("rfc3d: %s %d-fold CV, best tree count %d", scheme, conf["folds"], best)
     pipeline = build_pipeline(

@@ -214,7 +214,12 @@ def write_facies_segy(
 
 
 def predict_prepared_survey(
-    model: Any, volumes_dir: Path, meta: Mapping[str, Any], features: Sequence[str], out_dir: Path, cfg: Mapping[str, Any]
+    model: Any,
+    volumes_dir: Path,
+    meta: Mapping[str, Any],
+    features: Sequence[str],
+    out_dir: Path,
+    cfg: Mapping[str, Any],
 ) -> dict[str, Any] | None:
     """Classify every voxel of ingest@seismic's prepared volumes into ``out_dir`` (``facies.npy``,
     probability volumes when ``cfg["probabilities"]``, SEG-Y with the input's headers when the

@@ -27,10 +27,11 @@ candidate. Attributes and facies concerned are named in ``warnings_`` (and warne
 distinct values, nearly constant within a facies, (nearly) linearly dependent attributes, and
 attributes that two-cluster fits collapse onto in at least half of their combinations.
 
-Bad input raises ``InputError``: a non-numeric, non-finite or constant attribute (named, with
-the first bad row), fewer than two facies, and a facies with fewer than J × (N + 1) samples
-(named, with its count and the number needed) — too few for J clusters of the full combination
-to be estimated; lower ``max_clusters`` (J = 1 needs only N + 1) or drop attributes.
+Bad input raises ``InputError``: no labels, sparse input, no attributes, a non-numeric, non-finite
+or constant attribute (named, with the first bad row), fewer than two facies, and a facies with
+fewer than J × (N + 1) samples (named, with its count and the number needed) — too few for J
+clusters of the full combination to be estimated; lower ``max_clusters`` (J = 1 needs only N + 1)
+or drop attributes.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
@@ -107,6 +109,10 @@ class ChunkResult:
 def _as_table(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray, list[str], list[Hashable]]:
     """X as float64 (n_samples, N), y as a 1-D array, the column names and the row labels;
     InputError naming the column/row for anything that is not a finite number."""
+    if y is None:
+        raise InputError("GMMAttributeSelector requires y to be passed, but the target y is None (the facies labels)")
+    if sp.issparse(x):
+        raise InputError("sparse input is not supported: attributes must be a dense table (array or DataFrame)")
     if isinstance(x, pd.DataFrame):
         names = [str(c) for c in x.columns]
         rows = list(x.index)
@@ -129,14 +135,17 @@ def _as_table(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray, list[str], list[H
             f"facies labels must be one per sample: got shape {labels.shape} for {values.shape[0]} samples"
         )
     if values.shape[1] < 1:
-        raise InputError("need at least one candidate attribute, got none")
+        raise InputError(
+            f"0 feature(s) (shape={values.shape}) while a minimum of 1 is required: need at least one candidate "
+            "attribute, got none"
+        )
     bad = ~np.isfinite(values)
     if bad.any():
         col = int(np.flatnonzero(bad.any(axis=0))[0])
         row = int(np.flatnonzero(bad[:, col])[0])
         raise InputError(
-            f"attribute {names[col]!r} has a non-finite value ({values[row, col]}); expected finite numbers "
-            f"({int(bad[:, col].sum())} such rows in this column)",
+            f"attribute {names[col]!r} has a non-finite value ({values[row, col]}); expected finite numbers, no NaN "
+            f"or inf ({int(bad[:, col].sum())} such rows in this column)",
             record=rows[row],
         )
     missing = pd.isna(pd.Series(labels)).to_numpy()
@@ -169,7 +178,8 @@ def prepare_data(
     classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if classes.size < 2:
         found = ", ".join(repr(str(c)) for c in classes) or "none"
-        raise InputError(f"need at least 2 facies to compare, got {classes.size} ({found})")
+        what = "only one class" if classes.size == 1 else "no class"
+        raise InputError(f"need at least 2 facies to compare, got {classes.size} ({found}): {what} to tell apart")
     required = max_clusters * (n_attr + 1)
     for facies, count in zip(classes, counts, strict=True):
         if count < required:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,12 +86,29 @@ def _one_hot(labels: np.ndarray) -> np.ndarray:
     return keras.utils.to_categorical(labels, num_classes=len(CLASSES)).astype(np.float32)
 
 
-def _callbacks(cfg: Mapping[str, Any], checkpoint: Path) -> list[keras.callbacks.Callback]:
+EpochCallback = Callable[[int, keras.Model], None]
+
+
+class _OnEpoch(keras.callbacks.Callback):
+    """Calls ``on_epoch(epoch, model)`` (epoch from 0, the weights of that epoch) after every epoch."""
+
+    def __init__(self, on_epoch: EpochCallback) -> None:
+        super().__init__()
+        self.on_epoch = on_epoch
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.on_epoch(epoch, self.model)
+
+
+def _callbacks(
+    cfg: Mapping[str, Any], checkpoint: Path, on_epoch: EpochCallback | None = None
+) -> list[keras.callbacks.Callback]:
     return [
         keras.callbacks.ModelCheckpoint(os.fspath(checkpoint), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=int(cfg["early_stopping_patience"]), restore_best_weights=True
         ),
+        *([] if on_epoch is None else [_OnEpoch(on_epoch)]),
     ]
 
 
@@ -104,10 +121,16 @@ def _history(fit: keras.callbacks.History, phase: str, first_epoch: int = 1) -> 
 
 def train_head(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-    cfg: Mapping[str, Any], workdir: Path,
+    cfg: Mapping[str, Any], workdir: Path, *, on_epoch: EpochCallback | None = None, verbose: int = 2,
 ) -> tuple[keras.Model, pd.DataFrame]:  # fmt: skip
     """Fit the head on embeddings with the notebook's optimiser and callbacks; return the head with
-    the best-``val_loss`` weights, reloaded from the checkpoint on disk, and its history."""
+    the best-``val_loss`` weights, reloaded from the checkpoint on disk, and its history.
+
+    The one definition of how the head is built, standardised, compiled and fit (train_cnn and the
+    tuning objective both call it). ``on_epoch(epoch, head)`` runs after every epoch (from 0, the
+    head with that epoch's weights); an exception it raises (a pruned trial) ends the fit and
+    propagates. ``verbose`` is Keras's (2: one line per epoch).
+    """
     stats = {}
     if cfg.get("standardize_embeddings", False):
         # a floor keeps dimensions that are constant over the training set finite
@@ -119,7 +142,7 @@ def train_head(
         x_train, _one_hot(y_train),
         validation_data=(x_val, _one_hot(y_val)),
         batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]), shuffle=True,
-        callbacks=_callbacks(cfg, checkpoint), verbose=2,
+        callbacks=_callbacks(cfg, checkpoint, on_epoch), verbose=verbose,
     )  # fmt: skip
     best = keras.models.load_model(checkpoint, compile=False)
     return best, _history(fit, "head")

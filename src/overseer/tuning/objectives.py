@@ -19,11 +19,15 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from overseer import paths
 from overseer.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Report = Callable[[int, float], None]
 
@@ -50,36 +54,31 @@ def prepare_rf(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
     """The training table and the selected attributes, as train_rf reads them."""
     import pandas as pd
 
-    table = pd.read_parquet(
-        _need(root / "data/prepared/seismic/train.parquet", "the seismic training table", "ingest@seismic")
-    )
+    table = pd.read_parquet(_need(root / paths.SEISMIC_TRAIN_TABLE, "the seismic training table", "ingest@seismic"))
     features = None
     if params["train_rf"].get("use_selected", True):
-        selection = _need(
-            root / "reports/seismic/selection/selection.json", "the attribute selection", "select_attributes"
-        )
+        selection = _need(root / paths.SEISMIC_SELECTION_JSON, "the attribute selection", "select_attributes")
         features = json.loads(selection.read_text())["best_combination"]
     return {"table": table, "features": features}
 
 
 def score_rf(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
-    """Mean blocked-CV macro-F1 at the largest candidate tree count, reported after every fold."""
-    from overseer.metrics import classification_report
-    from overseer.seismic.forest import _config, build_pipeline, forest_options, make_folds, training_arrays
+    """Mean blocked-CV macro-F1 at the largest candidate tree count, reported after every fold.
 
-    conf = _config(cfg)
+    The folds and forests are train_rf's own (:func:`overseer.seismic.forest.cross_validate`); only
+    the largest tree count is grown, the one whose per-fold scores can be reported as they come.
+    """
+    from overseer.seismic.forest import cross_validate, resolve_config, training_arrays
+
+    conf = resolve_config(cfg)
     x, y, groups, _ = training_arrays(data["table"], data["features"], conf)
-    classes, codes = np.unique(y, return_inverse=True)
-    names = [str(c) for c in classes]
-    scores = []
-    for fold, (train, test) in enumerate(make_folds(y, groups, conf["folds"], conf["cv_scheme"], conf["seed"])):
-        model = build_pipeline(
-            max(conf["tree_counts"]), conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"],
-            conf["n_jobs"], **forest_options(conf),
-        )  # fmt: skip
-        model.fit(x[train], codes[train])
-        scores.append(classification_report(codes[test], model.predict(x[test]), names).macro["f1"])
-        report(fold, float(np.mean(scores)))
+    scores: list[float] = []
+
+    def on_fold(fold: int, rows: pd.DataFrame) -> None:
+        scores.append(float(rows["macro_f1"].iloc[-1]))  # rows are in increasing tree count
+        report(fold, float(np.mean(scores)))  # may raise optuna.TrialPruned, which ends the CV
+
+    cross_validate(x, y, groups, {**conf, "tree_counts": [max(conf["tree_counts"])]}, on_fold=on_fold)
     return float(np.mean(scores))
 
 
@@ -92,9 +91,7 @@ def prepare_cnn(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
     from overseer.trackbed.train import embed, set_determinism
 
     cfg = params["train_cnn"]
-    files = list_tfrecords(
-        _need(root / "data/prepared/trackbed/train", "the trackbed training file", "ingest@trackbed")
-    )
+    files = list_tfrecords(_need(root / paths.TRACKBED_TRAIN_FILES, "the trackbed training file", "ingest@trackbed"))
     set_determinism(int(cfg["seed"]))
     backbone = build_backbone(str(cfg["weights"]))
     x, y, _ = embed(backbone.model, files, int(cfg["batch_size"]))
@@ -103,43 +100,31 @@ def prepare_cnn(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
 
 
 def score_cnn(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
-    """Validation macro-F1 of the head trained with ``cfg`` (best-val-loss weights, as train_cnn keeps)."""
+    """Validation macro-F1 of the head trained with ``cfg`` by train_cnn's own ``train_head``
+    (best-val-loss weights, as train_cnn keeps), reported epoch by epoch."""
+    import tempfile
+
     import keras
 
     from overseer.metrics import classification_report
     from overseer.trackbed.data.schema import CLASSES
-    from overseer.trackbed.model import build_head, compile_for_training
-    from overseer.trackbed.train import set_determinism
+    from overseer.trackbed.train import set_determinism, train_head
 
     set_determinism(int(cfg["seed"]))
     x, y, is_val = data["x"], data["y"], data["is_val"]
-    stats = {}
-    if cfg.get("standardize_embeddings", False):
-        stats = {"feature_mean": x[~is_val].mean(axis=0), "feature_var": np.maximum(x[~is_val].var(axis=0), 1e-12)}
-    head = build_head(dropout=float(cfg["dropout"]), units=cfg["head_units"], **stats)
-    compile_for_training(head, cfg["learning_rate"], cfg["decay_steps"], cfg["decay_rate"])
 
-    def val_f1() -> float:
+    def val_f1(head: keras.Model) -> float:
         pred = head.predict(x[is_val], verbose=0).argmax(axis=1)
         return classification_report(y[is_val], pred, list(CLASSES)).macro["f1"]
 
-    class Reporter(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            report(epoch, val_f1())  # may raise optuna.TrialPruned, which ends fit()
+    def on_epoch(epoch: int, head: keras.Model) -> None:
+        report(epoch, val_f1(head))  # may raise optuna.TrialPruned, which ends the fit
 
-    one_hot = keras.utils.to_categorical
-    head.fit(
-        x[~is_val], one_hot(y[~is_val], len(CLASSES)),
-        validation_data=(x[is_val], one_hot(y[is_val], len(CLASSES))),
-        batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]), shuffle=True, verbose=0,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=int(cfg["early_stopping_patience"]), restore_best_weights=True
-            ),
-            Reporter(),
-        ],
-    )  # fmt: skip
-    return val_f1()
+    with tempfile.TemporaryDirectory(prefix="score_cnn.") as workdir:
+        head, _ = train_head(
+            x[~is_val], y[~is_val], x[is_val], y[is_val], cfg, Path(workdir), on_epoch=on_epoch, verbose=0
+        )
+    return val_f1(head)
 
 
 # --- gnn ---------------------------------------------------------------------------------------
@@ -147,7 +132,7 @@ def prepare_gnn(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
     """The prepared training and validation pieces of ingest@engraving."""
     from overseer.engraving.schema import load_split
 
-    prepared = _need(root / "data/prepared/engraving", "the prepared score graphs", "ingest@engraving")
+    prepared = _need(root / paths.ENGRAVING.prepared, "the prepared score graphs", "ingest@engraving")
     return {"train": load_split(prepared, "train")[1], "validation": load_split(prepared, "validation")[1]}
 
 

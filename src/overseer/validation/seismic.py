@@ -97,9 +97,7 @@ def row_expectations(meta: Mapping[str, Any], grid: Grid | None) -> list:
     return out
 
 
-def validate_seismic(
-    prepared: str | Path, min_per_facies: int, max_nonfinite_fraction: float
-) -> ValidationReport:
+def validate_seismic(prepared: str | Path, min_per_facies: int, max_nonfinite_fraction: float) -> ValidationReport:
     """Run the three suites on ``prepared`` (ingest@seismic's folder) and return the report; its
     ``raise_for_failures`` names file, row and expectation of the failures."""
     prepared = Path(prepared)

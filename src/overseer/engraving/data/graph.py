@@ -30,15 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from overseer.engraving import schema
+from overseer.engraving.notation import TICKS_PER_QUARTER, quantize
 
-# 2^8 (down to 256ths) * 3^2 * 5 * 7 * 11 * 13: exact for common tuplets, fits int64 for 10^8 quarters
-TICKS_PER_QUARTER = 2**8 * 3**2 * 5 * 7 * 11 * 13
 SILENCE_RULES = ("gap", "rest")
-
-
-def quantize(t: np.ndarray | float) -> np.ndarray:
-    """Times in quarters as int64 ticks of 1/``TICKS_PER_QUARTER`` quarter."""
-    return np.rint(np.asarray(t, dtype=np.float64) * TICKS_PER_QUARTER).astype(np.int64)
 
 
 def _ragged(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -28,8 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from overseer.engraving import schema
-from overseer.engraving.data.graph import build_graph, quantize
+from overseer.engraving.data.graph import build_graph
 from overseer.engraving.data.scores import ScoreTable, table_from_arrays
+from overseer.engraving.notation import quantize
 
 UNKNOWN = schema.UNKNOWN
 

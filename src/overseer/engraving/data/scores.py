@@ -54,17 +54,20 @@ from pathlib import Path
 import numpy as np
 
 from overseer.engraving import schema
-from overseer.engraving.data.graph import TICKS_PER_QUARTER, quantize
+from overseer.engraving.notation import (
+    CLEF_CLASS,
+    OCTAVE_SHIFT_CLASS,
+    STEM_CLASS,
+    STEM_NONE,
+    TICKS_PER_QUARTER,
+    UNSTEMMED_TYPES,
+    bars,
+    quantize,
+)
 from overseer.errors import InputError
 
 UNKNOWN = schema.UNKNOWN
 SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn")
-CLEF_SIGNS = {"G": 0, "F": 1, "C": 2}
-STEM = {"up": 0, "down": 1}
-STEM_NONE = 2
-# MusicXML <octave-shift>: (type, size) -> class of NODE_TASKS["octave_shift"]
-OCTAVE_SHIFT = {("down", 8): 1, ("up", 8): 2, ("down", 15): 3}
-UNSTEMMED_TYPES = ("breve", "whole")
 # octave-shift markup that partitura does not import (MEI <octave>, humdrum *8va/*8ba/*15ma)
 _UNREAD_OCTAVE = {".mei": re.compile(rb"<octave[\s>]"), ".krn": re.compile(rb"\*X?(8va|8ba|15ma|15ba)")}
 
@@ -278,8 +281,8 @@ def _gather(part, staff_of: _StaffMap) -> _Raw:
         dots = int(sym.get("dots") or 0) if sym else UNKNOWN
         raw.dots.append(dots if 0 <= dots < len(schema.NODE_TASKS["dots"]) else UNKNOWN)
         raw.tuplet.append(_tuplet_actual(sym))
-        if n.stem_direction in STEM:
-            raw.stem.append(STEM[n.stem_direction])
+        if n.stem_direction in STEM_CLASS:
+            raw.stem.append(STEM_CLASS[n.stem_direction])
         elif sym and sym.get("type") in UNSTEMMED_TYPES:
             raw.stem.append(STEM_NONE)
         else:
@@ -410,7 +413,7 @@ def _clef_at(part, start_div: np.ndarray, staff: np.ndarray, staff_of: _StaffMap
     out = np.full(start_div.size, UNKNOWN, dtype=np.int16)
     for s, clefs in _per_staff_events(list(part.iter_all(pts.Clef)), staff_of).items():
         on_staff = staff == s
-        classes = np.array([CLEF_SIGNS.get(c.sign, UNKNOWN) for c in clefs], dtype=np.int16)
+        classes = np.array([CLEF_CLASS.get(c.sign, UNKNOWN) for c in clefs], dtype=np.int16)
         idx = _in_force([c.start.t for c in clefs], start_div[on_staff])
         out[on_staff] = np.where(idx >= 0, classes[np.maximum(idx, 0)], UNKNOWN)
     return out
@@ -426,7 +429,7 @@ def _octave_shift_at(part, start_div: np.ndarray, staff: np.ndarray, staff_of: _
         for o in group:
             end = o.end.t if o.end is not None else np.iinfo(np.int64).max
             inside = (staff == s) & (start_div >= o.start.t) & (start_div < end)
-            out[inside] = OCTAVE_SHIFT.get((o.shift_type, int(o.shift_size or 8)), UNKNOWN)
+            out[inside] = OCTAVE_SHIFT_CLASS.get((o.shift_type, int(o.shift_size or 8)), UNKNOWN)
     return out
 
 
@@ -464,25 +467,6 @@ def assign_bars(onset: np.ndarray, bar_start: np.ndarray) -> np.ndarray:
 # --- plain arrays (MIDI, note lists) ---------------------------------------------------------------
 
 
-def regular_bars(
-    end: float, ts_num: int = 4, ts_den: int = 4, pickup: float = 0.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Bars of one time signature covering [0, end): (bar_start, bar_dur, ts_num, ts_den).
-
-    ``pickup`` > 0 makes bar 0 an anacrusis of that many quarters.
-    """
-    length = 4.0 * ts_num / ts_den
-    starts = [0.0] if pickup > 0 else []
-    first = float(pickup) if pickup > 0 else 0.0
-    n_full = max(1, int(np.ceil((end - first) / length - 1e-9))) if end > first else (0 if starts else 1)
-    starts += [first + i * length for i in range(n_full)]
-    bar_start = np.asarray(starts, dtype=np.float64)
-    bar_dur = np.full(bar_start.size, length)
-    if pickup > 0:
-        bar_dur[0] = pickup
-    return bar_start, bar_dur, np.full(bar_start.size, ts_num, np.int16), np.full(bar_start.size, ts_den, np.int16)
-
-
 def table_from_arrays(
     onset: np.ndarray,
     duration: np.ndarray,
@@ -512,7 +496,7 @@ def table_from_arrays(
     if np.any((pitch < 0) | (pitch > 127)):
         raise InputError("MIDI pitches must be in 0..127")
     if bar_start is None:
-        bar_start, bar_dur, ts_num, ts_den = regular_bars(float((onset + duration).max()), int(ts_num), int(ts_den))
+        bar_start, bar_dur, ts_num, ts_den = bars(float((onset + duration).max()), int(ts_num), int(ts_den))
     bar_start = np.asarray(bar_start, dtype=np.float64).reshape(-1)
     b = bar_start.size
     ts_num = np.broadcast_to(np.asarray(ts_num, dtype=np.int16), (b,)).copy()
