@@ -77,6 +77,13 @@ def _engrave(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
+def _check(args: argparse.Namespace) -> None:
+    from overseer.params import check_params_file
+
+    sections = check_params_file(args.params)
+    print(f"{args.params}: ok ({sections} sections)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overseer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="reports/compare/index.html", help="HTML file to write")
     compare.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or <repo>/mlflow.db)")
     compare.set_defaults(handler=_compare)
+
+    check = commands.add_parser(
+        "check", help="check params.yaml (every section's keys, types, ranges) and the data it names; runs nothing"
+    )
+    check.add_argument("--params", default="params.yaml", help="params file to check (default params.yaml)")
+    check.set_defaults(handler=_check)
     return parser
 
 

@@ -6,22 +6,25 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from overseer.errors import InputError
+from overseer.params import check_section, read_params
 
 
 def load_params(*keys: str, params_file: str | os.PathLike = "params.yaml") -> Any:
-    """The params section at ``keys`` (``load_params("train_cnn")``, ``load_params("ingest", "trackbed")``)."""
-    section = yaml.safe_load(Path(params_file).read_text())
+    """The params section at ``keys`` (``load_params("train_cnn")``, ``load_params("ingest", "trackbed")``),
+    checked against its schema (:mod:`overseer.params`) and returned as YAML gave it.
+
+    A YAML syntax error, a missing section and every problem of the section (unknown keys, wrong
+    types, values out of range) are an InputError naming the file, the line or the key path.
+    """
+    section: Any = read_params(params_file)
     for key in keys:
         if not isinstance(section, dict) or key not in section:
             raise InputError(f"missing params section {'.'.join(keys)!r}", path=params_file)
         section = section[key]
-    return section
+    return check_section(keys, section, source=params_file)
 
 
 def run(main: Callable[..., Any], *args: Any) -> None:

@@ -159,8 +159,10 @@ def test_spectra_in_chunks_match_one_pass(monkeypatch):
     volume = np.random.default_rng(1).standard_normal((6, 5, 40)).astype(np.float32)
     whole = attr.spectral_statistics(volume, 4.0)
     monkeypatch.setattr(attr, "_SPECTRUM_BYTES", 1)  # one sample per chunk
+    # float32 DFT by matrix product: BLAS sums in a chunk-size-dependent order (AVX-512 kernels give
+    # ~2e-6 relative), so the tolerance is a few float32 ulps times the 64-term sums, not 1e-6
     for a, b in zip(attr.spectral_statistics(volume, 4.0), whole, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=2e-5)
 
 
 def test_glcm_of_a_checkerboard_hand_checked():

@@ -28,6 +28,7 @@ import optuna
 import yaml
 
 from overseer.errors import InputError
+from overseer.params import load_tuning_params
 from overseer.repo import git_commit, repo_root
 from overseer.tracking import experiment_id, flatten, log_params, open_store, tracking_uri
 from overseer.tuning.objectives import TunedModel, get_model
@@ -235,7 +236,7 @@ def tune(
     params_path = Path(params_file)
     if not params_path.exists():
         raise InputError("no params.yaml here; run from the repository root or pass --params", path=params_path)
-    params = yaml.safe_load(params_path.read_text())
+    params = load_tuning_params(params_path, model.name, model.section)  # checked before any trial
     dims = parse_space(params, model.name, model.section)
     settings = params["tune"][model.name]
     if trials is not None and int(trials) < 0:

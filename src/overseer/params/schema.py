@@ -1,0 +1,365 @@
+"""One pydantic model per ``params.yaml`` section (the choices mirror the code that consumes each key)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from overseer.params.types import (
+    ClassWeight,
+    ConvAggr,
+    CvScheme,
+    ExoticTuplets,
+    ExportFormat,
+    Fraction,
+    HeteroAggr,
+    Jobs,
+    MaxFeature,
+    MissingLogs,
+    Names,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PairMode,
+    PathText,
+    PositiveFloat,
+    PositiveInt,
+    Rate,
+    Real,
+    RealFraction,
+    RealRate,
+    Section,
+    Seed,
+    Share,
+    Silence,
+    Text,
+    TraceByte,
+    _check,
+    _missing,
+    _show,
+    _unique,
+)
+
+# --- ingest ------------------------------------------------------------------------------------------
+
+
+class TrackbedDefault(Section):
+    train_per_class: PositiveInt
+    eval_per_class: PositiveInt
+
+
+class IngestTrackbed(Section):
+    source: Text = None  # "default", an image folder or TFRecord file(s)
+    eval_source: PathText | None = None
+    eval_fraction: Fraction = None
+    shard_size: PositiveInt
+    seed: Seed = None
+    default: TrackbedDefault = None
+
+    @model_validator(mode="after")
+    def _default_set(self) -> IngestTrackbed:
+        if (self.source or "default") == "default" and self.default is None:
+            raise _missing("default", "with source: default (train_per_class, eval_per_class)")
+        return self
+
+
+class Kuwahara(Section):
+    enabled: bool = None
+    radius: PositiveInt = None
+
+    @model_validator(mode="after")
+    def _radius_set(self) -> Kuwahara:
+        if self.enabled and self.radius is None:
+            raise _missing("radius", "with enabled: true")
+        return self
+
+
+class Holdout(Section):
+    block_size: PositiveInt
+    fraction: Fraction
+    seed: Seed
+
+
+class SeismicDefault(Section):
+    shape: Annotated[list[Annotated[int, Field(ge=8)]], Field(min_length=3, max_length=3)]
+    dt_ms: PositiveFloat
+    noise: NonNegativeFloat
+    seed: Seed
+
+
+class IngestSeismic(Section):
+    source: Literal["default", "volumes"]
+    volumes: dict[Text, PathText] | None = None
+    amplitude: PathText | None = None
+    iline_byte: TraceByte
+    xline_byte: TraceByte
+    facies: Names = None
+    picks: PathText | None = None
+    well_logs: PathText | None = None
+    missing_logs: MissingLogs = None
+    kuwahara: Kuwahara | None = None
+    holdout: Holdout
+    default: SeismicDefault = None
+
+    @model_validator(mode="after")
+    def _source_complete(self) -> IngestSeismic:
+        if self.source == "default":
+            if self.default is None:
+                raise _missing("default", "with source: default (shape, dt_ms, noise, seed)")
+            return self
+        if self.facies is None:
+            raise _missing("facies", "with source: volumes (the facies names, in label order)")
+        if self.well_logs:
+            if self.missing_logs is None:
+                raise _missing("missing_logs", "with well_logs (error | drop)")
+        elif not self.volumes:
+            raise _missing("volumes", "with source: volumes and no well_logs (attribute name: path)")
+        elif not self.picks:
+            raise _missing("picks", "with volumes and no well_logs (a picks CSV or a folder of polygons)")
+        return self
+
+
+class EngravingSplit(Section):
+    validation: Rate = None
+    test: Rate = None
+    seed: Seed = None
+
+    @model_validator(mode="after")
+    def _sum_below_one(self) -> EngravingSplit:
+        validation = 0.15 if self.validation is None else self.validation  # ingest.DEFAULTS["split"]
+        test = 0.15 if self.test is None else self.test
+        _check(
+            validation + test < 1, "fraction", "validation + test must be < 1 (a train split is left), got {got}",
+            got=_show(validation + test),
+        )  # fmt: skip
+        return self
+
+
+class IngestEngraving(Section):
+    source: Text = None  # "default" or a folder of scores
+    cache_dir: PathText | None = None
+    silence: Silence = None
+    exotic_tuplets: ExoticTuplets = None
+    split: EngravingSplit | None = None
+
+
+class Ingest(Section):
+    trackbed: IngestTrackbed = None
+    seismic: IngestSeismic = None
+    engraving: IngestEngraving = None
+
+
+# --- validate ----------------------------------------------------------------------------------------
+
+
+class ValidateTrackbed(Section):
+    min_per_class: NonNegativeInt
+
+
+class ValidateSeismic(Section):
+    min_per_facies: NonNegativeInt
+    max_nonfinite_fraction: Share
+
+
+class MinPieces(Section):
+    train: NonNegativeInt = None
+    validation: NonNegativeInt = None
+    test: NonNegativeInt = None
+
+
+class ValidateEngraving(Section):
+    min_pieces: MinPieces
+
+
+class Validate(Section):
+    trackbed: ValidateTrackbed = None
+    seismic: ValidateSeismic = None
+    engraving: ValidateEngraving = None
+
+
+# --- select_attributes, train_* --------------------------------------------------------------------
+
+
+class SelectAttributes(Section):
+    max_clusters: PositiveInt
+    sem_iter: NonNegativeInt
+    cem_iter: PositiveInt
+    exhaustive_max_n: PositiveInt
+    beam_width: PositiveInt
+    variance_floor: Annotated[Real, Field(ge=1e-9, le=1)]
+    tolerance: RealRate
+    max_rows_per_facies: PositiveInt
+    seed: Seed
+
+
+class TrainRf(Section):
+    use_selected: bool
+    normalise: bool = None
+    max_depth: PositiveInt | None = None
+    tree_counts: Annotated[list[PositiveInt], Field(min_length=1)] = None
+    folds: Annotated[int, Field(ge=2)] = None
+    cv_scheme: CvScheme = None
+    block_size: PositiveInt = None
+    class_weight: ClassWeight = None
+    max_features: MaxFeature = None
+    min_samples_leaf: PositiveInt = None
+    probabilities: bool
+    chunk_voxels: PositiveInt
+    seed: Seed = None
+    n_jobs: Jobs = None
+
+
+class FineTune(Section):
+    enabled: bool = None
+    unfreeze_from: Text = None
+    learning_rate: PositiveFloat = None
+    epochs: PositiveInt = None
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> FineTune:
+        for key in ("unfreeze_from", "learning_rate", "epochs"):
+            if self.enabled and getattr(self, key) is None:
+                raise _missing(key, "with enabled: true")
+        return self
+
+
+class TrainCnn(Section):
+    weights: str | None  # imagenet | none (or null, random, "") | the path of a local weights file
+    learning_rate: PositiveFloat
+    batch_size: PositiveInt
+    epochs: PositiveInt
+    early_stopping_patience: NonNegativeInt
+    val_fraction: Fraction
+    decay_steps: PositiveInt
+    decay_rate: PositiveFloat
+    dropout: Rate
+    head_units: list[PositiveInt]
+    standardize_embeddings: bool = None
+    seed: Seed
+    fine_tune: FineTune | None = None
+
+
+class TrainGnn(Section):
+    hidden: PositiveInt = None
+    layers: PositiveInt = None
+    gru_layers: NonNegativeInt = None
+    bidirectional: bool = None
+    dropout: RealRate = None  # ModelConfig takes it as it is
+    conv_aggr: ConvAggr = None
+    hetero_aggr: HeteroAggr = None
+    pair_mode: PairMode = None
+    pair_features: bool = None
+    lr: PositiveFloat = None
+    weight_decay: NonNegativeFloat = None
+    epochs: PositiveInt = None
+    patience: NonNegativeInt = None  # 0: never stop early
+    min_delta: NonNegativeFloat = None
+    window: PositiveInt = None
+    batch_windows: PositiveInt = None
+    pos_weight_voice: PositiveFloat = None
+    pos_weight_chord: PositiveFloat = None
+    grad_clip: NonNegativeFloat = None  # 0: off
+    threads: NonNegativeInt = None  # 0: torch's own setting
+    progress: bool = None
+    seed: Seed = None
+
+    @model_validator(mode="after")
+    def _even_hidden(self) -> TrainGnn:
+        hidden = 256 if self.hidden is None else self.hidden  # engraving.model.ModelConfig defaults
+        bidirectional = True if self.bidirectional is None else self.bidirectional
+        if bidirectional and (self.gru_layers is None or self.gru_layers > 0) and hidden % 2:
+            raise PydanticCustomError(
+                "even", "must be even with bidirectional: true (half per GRU direction), got {got}",
+                {"at": "hidden", "got": hidden},
+            )  # fmt: skip
+        return self
+
+
+# --- evaluate, export ------------------------------------------------------------------------------
+
+
+class EvaluateCnn(Section):
+    batch_size: PositiveInt
+
+
+class EvaluateRf(Section):
+    slice_inline: int | None  # an inline number of the survey
+    slice_sample: NonNegativeInt | None
+
+
+class EvaluateGnn(Section):
+    threshold: Fraction
+    min_clef_run: PositiveInt
+    max_notes: PositiveInt | None = None
+
+
+class Evaluate(Section):
+    cnn: EvaluateCnn = None
+    rf: EvaluateRf = None
+    gnn: EvaluateGnn = None
+
+
+class ExportRf(Section):
+    registered_model_name: Text
+
+
+class ExportCnn(Section):
+    check_images: PositiveInt
+    registered_model_name: Text
+
+
+class ExportGnn(Section):
+    registered_model_name: Text
+    pieces: NonNegativeInt
+    formats: Annotated[list[ExportFormat], Field(min_length=1), AfterValidator(_unique)] = None
+    pages: NonNegativeInt = None
+    threshold: RealFraction = None
+    min_clef_run: PositiveInt = None
+
+
+class Export(Section):
+    rf: ExportRf = None
+    cnn: ExportCnn = None
+    gnn: ExportGnn = None
+
+
+# --- tune --------------------------------------------------------------------------------------------
+
+
+class Pruner(Section):
+    """Keyword arguments of optuna's MedianPruner."""
+
+    n_startup_trials: NonNegativeInt = None
+    n_warmup_steps: NonNegativeInt = None
+    interval_steps: PositiveInt = None
+    n_min_trials: PositiveInt = None
+
+
+class TuneModel(Section):
+    """``tune.<model>``: what tuning/study.py reads. ``space`` is checked by tuning/space.py."""
+
+    seed: Seed = None
+    pruner: Pruner | None = None
+    space: Any = None
+    storage: Text | None = None
+    study: Text | None = None
+    heartbeat_seconds: PositiveInt = None
+
+
+class ParamsFile(Section):
+    """The whole ``params.yaml``; a section may be left out (a stage that needs it says so)."""
+
+    ingest: Ingest = None
+    validate_: Validate = Field(None, alias="validate")  # BaseModel.validate is taken
+    select_attributes: SelectAttributes = None
+    train_rf: TrainRf = None
+    train_cnn: TrainCnn = None
+    train_gnn: TrainGnn = None
+    evaluate: Evaluate = None
+    export: Export = None
+    tune: dict[Text, TuneModel] = None
