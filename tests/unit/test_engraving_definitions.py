@@ -12,7 +12,7 @@ from engraving_truth import N, noisy, oracle, regular_bars, rich_piece, truth_pi
 
 from overseer.engraving import schema
 from overseer.engraving.data.graph import voice_candidates
-from overseer.engraving.data.labels import successor_onset, voice_successors, voice_truth
+from overseer.engraving.data.labels import NO_SUCCESSOR, successor_onset, voice_successors, voice_truth
 from overseer.engraving.data.scores import table_from_arrays
 from overseer.engraving.evaluate import labels_from_postprocessed, voice_links
 from overseer.engraving.notation import quantize
@@ -52,7 +52,12 @@ def test_truth_rule_and_next_chord_rule_by_hand() -> None:
     assert edge_set(voice_successors(onset, bar, staff, voice)) == {(0, 2), (1, 2), (2, 3)}
     assert edge_set(voice_links(onset, bar, staff, voice)) == {(0, 2), (1, 2), (2, 3)}
     ticks = quantize(onset)
-    assert successor_onset(onset, bar, staff, voice, duration=duration).tolist() == [ticks[3], ticks[2], ticks[3], -1]
+    assert successor_onset(onset, bar, staff, voice, duration=duration).tolist() == [
+        ticks[3],
+        ticks[2],
+        ticks[3],
+        NO_SUCCESSOR,
+    ]
     # another bar, staff or voice is never a successor
     for other in (np.array([0, 0, 0, 1]), np.array([1, 1, 1, 2])):
         assert (0, 3) not in edge_set(voice_successors(onset, other, staff, voice, duration=duration))
@@ -114,7 +119,7 @@ def test_voice_coverage_rows_are_the_notes_with_a_successor() -> None:
     assert sorted(pitch[table["note"]].tolist()) == [60, 64, 65]
     assert table["true_voice_edge_out"].all()
     nxt = successor_onset(piece["onset"], piece["bar"], piece["y_staff"], piece["voice"], duration=piece["duration"])
-    assert table["note"].tolist() == np.flatnonzero(nxt >= 0).tolist()
+    assert table["note"].tolist() == np.flatnonzero(nxt != NO_SUCCESSOR).tolist()
     piece["y_staff"][pitch == 60] = -1  # unknown staff: not checked
     assert sorted(pitch[voice_coverage_table(Path("p"), piece)["note"]].tolist()) == [64, 65]
 
@@ -146,3 +151,15 @@ def test_a_wrong_engraving_scores_below_one() -> None:
     staff = dict(res, staff=3 - res["staff"])
     assert score_pieces([labels_from_postprocessed(piece, staff)], [piece])["acc_staff"] == 0.0
     assert set(schema.NODE_TASKS) <= set(labels_from_postprocessed(piece, res))
+
+
+def test_successors_in_a_pickup_bar_before_time_zero() -> None:
+    """A pickup starts at negative times (quarters before the first full bar): found like any other."""
+    onset, duration = np.array([-1.0, -0.5, 0.0, 1.0]), np.array([0.5, 0.5, 1.0, 1.0])
+    bar, staff, voice = np.array([0, 0, 1, 1]), np.ones(4, int), np.ones(4, int)
+    ticks = quantize(onset)
+    assert successor_onset(onset, bar, staff, voice, duration=duration).tolist() == [
+        ticks[1], NO_SUCCESSOR, ticks[3], NO_SUCCESSOR
+    ]  # fmt: skip
+    assert voice_successors(onset, bar, staff, voice, duration=duration).tolist() == [[0, 2], [1, 3]]
+    assert voice_successors(onset, bar, staff, voice).tolist() == [[0, 2], [1, 3]]

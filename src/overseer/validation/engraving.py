@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from overseer.engraving import schema
-from overseer.engraving.data.labels import successor_onset
+from overseer.engraving.data.labels import NO_SUCCESSOR, successor_onset
 from overseer.validation.core import ValidationReport, gx_column, gx_expectations, run_suite
 
 REPORT_TITLE = "Score-graph validation"
@@ -93,7 +93,7 @@ def voice_coverage_table(file: Path, piece: Mapping[str, np.ndarray]) -> pd.Data
     staff, voice = piece["y_staff"], piece["voice"]
     known = (voice >= 0) & (staff >= 0)
     nxt = successor_onset(piece["onset"], piece["bar"], staff, voice, duration=piece["duration"])
-    notes = np.flatnonzero(known & (nxt >= 0))
+    notes = np.flatnonzero(known & (nxt != NO_SUCCESSOR))
     cand, y = piece["voice_cand"].reshape(2, -1), piece["y_voice"]
     with_true_edge = np.zeros(np.asarray(piece["onset"]).shape[0], dtype=bool)
     with_true_edge[cand[0][y == 1]] = True

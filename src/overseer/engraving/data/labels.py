@@ -74,6 +74,9 @@ def _unknown_bars(table: ScoreTable) -> np.ndarray:
     return out
 
 
+NO_SUCCESSOR = np.iinfo(np.int64).min  # not a tick: onsets before 0 (pickups) are negative ticks
+
+
 def successor_onset(
     onset: np.ndarray,
     bar: np.ndarray,
@@ -82,7 +85,8 @@ def successor_onset(
     *,
     duration: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per note u: the onset (ticks) of u's successors in its voice, -1 if none — the one voice-successor rule.
+    """Per note u: the onset (ticks) of u's successors in its voice, ``NO_SUCCESSOR`` if none — the one
+    voice-successor rule.
 
     The successors of u are the notes of u's (bar, staff, voice) at the first onset at or after
     offset(u) = onset + ``duration`` (the truth rule, module docstring: notes of one chord with
@@ -95,23 +99,26 @@ def successor_onset(
     end = on if duration is None else quantize(np.asarray(onset) + np.asarray(duration))
     if on.size == 0:
         return np.zeros(0, dtype=np.int64)
-    group, order, sorted_key, span = _voice_order(on, end, bar, staff, voice)
-    pos = np.searchsorted(sorted_key, group * span + end, side="left" if duration is not None else "right")
+    group, order, sorted_key, span, base = _voice_order(on, end, bar, staff, voice)
+    pos = np.searchsorted(sorted_key, group * span + end - base, side="left" if duration is not None else "right")
     found = pos < on.size
     found[found] = group[order][pos[found]] == group[found]
-    return np.where(found, on[order][np.minimum(pos, on.size - 1)], -1)
+    return np.where(found, on[order][np.minimum(pos, on.size - 1)], NO_SUCCESSOR)
 
 
 def _voice_order(
     on: np.ndarray, end: np.ndarray, bar: np.ndarray, staff: np.ndarray, voice: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(group per note, notes sorted by (group, onset), their composite keys group * span + onset, span)."""
+    """(group per note, notes sorted by (group, onset), their composite keys group * span + onset - base,
+    span, base): times are shifted by the earliest one (``base``; pickups start before 0) so keys of
+    different groups never overlap."""
     keys = np.stack([np.asarray(a).astype(np.int64) for a in (bar, staff, voice)], axis=1)
     _, group = np.unique(keys, axis=0, return_inverse=True)
     group = group.reshape(-1).astype(np.int64)
-    span = int(max(on.max(initial=0), end.max(initial=0))) + 2  # composite key: group * span + time
+    base = int(min(on.min(), end.min()))
+    span = int(max(on.max(), end.max())) - base + 2  # composite key: group * span + (time - base)
     order = np.lexsort((on, group))
-    return group, order, group[order] * span + on[order], span
+    return group, order, group[order] * span + on[order] - base, span, base
 
 
 def voice_successors(
@@ -127,9 +134,9 @@ def voice_successors(
     if nxt.size == 0:
         return np.zeros((2, 0), dtype=np.int64)
     on = quantize(onset)
-    group, order, sorted_key, span = _voice_order(on, on, bar, staff, voice)
-    has = nxt >= 0
-    target = group * span + nxt
+    group, order, sorted_key, span, base = _voice_order(on, on, bar, staff, voice)
+    has = nxt != NO_SUCCESSOR
+    target = group * span + np.where(has, nxt - base, 0)
     lo = np.searchsorted(sorted_key, target, side="left")
     hi = np.where(has, np.searchsorted(sorted_key, target, side="right"), lo)
     counts = hi - lo
@@ -140,7 +147,7 @@ def voice_successors(
 
 
 def next_voice_onset(table: ScoreTable) -> np.ndarray:
-    """Per note u: ticks of the first onset in u's (bar, staff, voice) at or after offset(u); -1 if none."""
+    """Per note u: ticks of the first onset of u's (bar, staff, voice) at or after offset(u), or ``NO_SUCCESSOR``."""
     return successor_onset(table.onset, table.bar, table.staff, table.voice, duration=table.duration)
 
 
