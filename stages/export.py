@@ -6,7 +6,7 @@ import shutil
 import sys
 
 from overseer import stage
-from overseer.io import atomic_dir, read_json, write_json
+from overseer.io import atomic_dir, read_json, write_json, write_run_time
 from overseer.paths import ENGRAVING, SEISMIC, SEISMIC_FACIES, SEISMIC_SELECTION_JSON, TRACKBED, TRACKBED_EVAL_FILES
 from overseer.tracking import log_artifacts, register_model, stage_run
 
@@ -27,6 +27,7 @@ def cnn() -> None:
         model = keras.models.load_model(out / "model.keras", compile=False)
         example = (images[:2], model.predict(images[:2], verbose=0))
         version = register_model("tensorflow", model, cfg["registered_model_name"], pip_requirements(), example)
+        write_run_time("export@cnn", {"registered_model_version": version})
         print(f"exported to {out}: .keras, SavedModel, ONNX (agreement {check}); registry version {version}")
 
 
@@ -49,7 +50,8 @@ def rf() -> None:
         features = read_json(train / "config.json")["features"]
         mlflow.log_params({"features": ",".join(features), **{f"version.{k}": v for k, v in versions().items()}})
         files = sorted(p.name for p in out.iterdir())
-        write_json(SEISMIC.export_report, {"registered_model_version": version, "files": files})
+        write_json(SEISMIC.export_report, {"files": files})
+        write_run_time("export@rf", {"registered_model_version": version})
         print(f"exported to {out}; registry version {version}")
 
 
@@ -75,7 +77,8 @@ def gnn() -> None:
         )
         log_artifacts(mlflow, [out / "engraved"], artifact_path="engraved")
         files = sorted(p.name for p in out.iterdir())
-        write_json(ENGRAVING.export_report, {"registered_model_version": version, "files": files, "engraved": written})
+        write_json(ENGRAVING.export_report, {"files": files, "engraved": written})
+        write_run_time("export@gnn", {"registered_model_version": version})
         print(f"exported to {out}; engraved {len(written)} held-out pieces into {out / 'engraved'}; version {version}")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from overseer import stage
-from overseer.io import write_json
+from overseer.io import split_run_time, write_json
 from overseer.paths import ENGRAVING, SEISMIC, TRACKBED
-from overseer.tracking import stage_run
+from overseer.tracking import log_run_time, stage_run
 
 
 def trackbed() -> None:
@@ -42,8 +42,9 @@ def engraving() -> None:
     cfg = stage.load_params("ingest", "engraving")
     user_data = [cfg["source"]] if cfg.get("source") not in (None, "default") else []
     with stage_run("engraving", "ingest@engraving", inputs=user_data) as mlflow:
-        report = ingest_engraving(cfg, ENGRAVING.prepared)
+        report, run_time = split_run_time(ingest_engraving(cfg, ENGRAVING.prepared))
         write_json(ENGRAVING.ingest_report, report)
+        log_run_time(mlflow, "ingest@engraving", run_time)
         pieces = report["pieces"]
         mlflow.log_metrics(
             {

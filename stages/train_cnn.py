@@ -6,10 +6,10 @@ import tempfile
 from pathlib import Path
 
 from overseer import stage
-from overseer.io import atomic_dir, write_artifacts, write_json
+from overseer.io import atomic_dir, split_run_time, write_artifacts, write_json
 from overseer.paths import TRACKBED, TRACKBED_TRAIN_FILES
 from overseer.plots import plot_training_curves
-from overseer.tracking import log_artifacts, log_history, numeric, stage_run
+from overseer.tracking import log_artifacts, log_history, log_run_time, numeric, stage_run
 
 
 def main() -> None:
@@ -23,9 +23,10 @@ def main() -> None:
             result = train_cnn(cfg, list_tfrecords(TRACKBED_TRAIN_FILES), Path(work))
         mlflow.set_tag("weights_used", result.weights_used)
         log_history(mlflow, result.history)
-        summary = result.summary()
+        summary, run_time = split_run_time(result.summary())
         # val_accuracy: the shared name of the validation accuracy in every family
         mlflow.log_metrics({**numeric(summary), "val_accuracy": summary["best_val_categorical_accuracy"]})
+        log_run_time(mlflow, "train_cnn", run_time)
         with atomic_dir(TRACKBED.trained_model) as tmp:
             result.model.save(tmp / "model.keras")
             write_json(tmp / "config.json", model_card(cfg, result.weights_used))

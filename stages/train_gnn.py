@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from overseer import stage
-from overseer.io import atomic_dir, write_artifacts, write_json
+from overseer.io import atomic_dir, is_run_time, split_run_time, write_artifacts, write_json
 from overseer.paths import ENGRAVING
 from overseer.plots import plot_training_curves
-from overseer.tracking import epoch_logger, log_artifacts, stage_run
+from overseer.tracking import epoch_logger, log_artifacts, log_run_time, stage_run
 
 
 def main() -> None:
@@ -18,13 +18,14 @@ def main() -> None:
     _, validation = load_split(prepared, "validation")  # early stopping watches this; the test split waits
     with stage_run("engraving", "train_gnn", inputs=[prepared / "train", prepared / "validation"]) as mlflow:
         result = train_gnn(train, validation, cfg, on_epoch=epoch_logger(mlflow))
-        summary = result.summary()
+        summary, run_time = split_run_time(result.summary())
+        log_run_time(mlflow, "train_gnn", run_time)
         with atomic_dir(ENGRAVING.trained_model) as tmp:
             save_model(result, tmp)
             write_json(tmp / "train_gnn.json", {"train_gnn": result.cfg, **summary})
         curves = result.history.rename(columns={"train_loss": "loss"})
         curves = plot_training_curves(curves[[c for c in ("epoch", "loss", "val_loss") if c in curves]])
-        history = result.history.to_csv(index=False)
+        history = result.history[[c for c in result.history if not is_run_time(c)]].to_csv(index=False)
         write_artifacts(
             ENGRAVING.train_report, {"history.csv": history, "training_curves.png": curves, "metrics.json": summary}
         )

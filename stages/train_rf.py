@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from overseer import stage
-from overseer.io import atomic_dir, read_json, write_json
+from overseer.io import atomic_dir, read_json, split_run_time, write_json
 from overseer.paths import (
     SEISMIC,
     SEISMIC_FACIES,
@@ -14,7 +14,7 @@ from overseer.paths import (
     SEISMIC_TRAIN_TABLE,
     SEISMIC_VOLUMES,
 )
-from overseer.tracking import log_artifacts, stage_run
+from overseer.tracking import log_artifacts, log_run_time, stage_run
 
 
 def main() -> None:
@@ -34,9 +34,9 @@ def main() -> None:
             write_json(tmp / "config.json", {"train_rf": cfg, "features": features, **summary})
         with atomic_dir(SEISMIC_FACIES) as tmp:
             stats = predict_prepared_survey(result.pipeline, SEISMIC_VOLUMES, meta, features, tmp, cfg)
-        if stats is not None:
-            summary["prediction"] = stats
-        write_json(SEISMIC.train_report / "metrics.json", summary)
+        prediction, run_time = split_run_time(stats or {})
+        log_run_time(mlflow, "train_rf", run_time)
+        write_json(SEISMIC.train_report / "metrics.json", {**summary, **({"prediction": prediction} if stats else {})})
         mlflow.log_metrics({
             # val_*: the shared names of validation scores (here out-of-fold CV) in every family
             "val_macro_f1": summary.get("cv_macro_f1", float("nan")), "n_train": len(table),

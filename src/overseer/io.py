@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -108,6 +109,41 @@ def write_artifact(path: str | os.PathLike, obj: Any) -> Path:
 def write_artifacts(folder: str | os.PathLike, artifacts: Mapping[str, Any]) -> dict[str, Path]:
     """Write every ``{file name: artifact}`` of a library result into ``folder`` (see ``write_artifact``)."""
     return {name: write_artifact(Path(folder) / name, obj) for name, obj in artifacts.items()}
+
+
+# Values that differ on every run with identical results (timings, cache state, registry numbers):
+# they go to the MLflow run and to ``reports/runtime/`` (git-ignored), never into the files DVC and
+# git track, so that re-running a stage on the same inputs leaves those files as they were.
+RUN_TIME_KEYS = ("cache", "registered_model_version")  # whole keys
+RUN_TIME_PATTERN = re.compile(r"^seconds(_\w+)?$|_seconds$|_per_second$|_per_s$")  # timings and rates
+RUN_TIME_DIR = Path("reports/runtime")
+
+
+def is_run_time(key: str) -> bool:
+    """Whether ``key`` names a run-time value (see ``RUN_TIME_KEYS``)."""
+    return key in RUN_TIME_KEYS or RUN_TIME_PATTERN.search(key) is not None
+
+
+def split_run_time(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` as (tracked, run-time): run-time keys taken out at any depth (``seconds_fit``,
+    ``prediction.voxels_per_second``); the run-time part keeps their dotted paths."""
+    tracked: dict[str, Any] = {}
+    run_time: dict[str, Any] = {}
+    for key, value in values.items():
+        if is_run_time(key):
+            run_time[key] = value
+        elif isinstance(value, Mapping):
+            inner, inner_run_time = split_run_time(value)
+            tracked[key] = inner
+            run_time.update({f"{key}.{k}": v for k, v in inner_run_time.items()})
+        else:
+            tracked[key] = value
+    return tracked, run_time
+
+
+def write_run_time(stage: str, values: Mapping[str, Any]) -> Path:
+    """Write a stage's run-time values to ``reports/runtime/<stage>.json`` (git-ignored, not a DVC output)."""
+    return write_json(RUN_TIME_DIR / f"{stage}.json", dict(values))
 
 
 def _json_default(value: Any) -> Any:

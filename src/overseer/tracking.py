@@ -199,6 +199,14 @@ def epoch_logger(mlflow: Any) -> Callable[[int, Mapping[str, float]], None]:
     return on_epoch
 
 
+def log_run_time(mlflow: Any, stage: str, values: Mapping[str, Any]) -> None:
+    """Log a stage's run-time values (``io.split_run_time``) to its run and to ``reports/runtime/<stage>.json``."""
+    from overseer.io import write_run_time
+
+    mlflow.log_metrics({k.replace("@", "_"): float(v) for k, v in numeric(values).items()})
+    write_run_time(stage, values)
+
+
 def log_artifacts(mlflow: Any, paths: Iterable[str | os.PathLike], artifact_path: str | None = None) -> None:
     """Log files and folders that exist; skip those that do not."""
     for path in paths:

@@ -130,7 +130,7 @@ def test_runs_and_model_versions_land_on_tracking_server(tmp_path: Path, mlflow_
     first_export = by_stage["export@rf"].info.run_id
     (version,) = client.search_model_versions(f"name='{MODEL_NAME}'")
     assert version.version == "1" and version.run_id == first_export
-    assert json.loads((root / "reports/seismic/export.json").read_text())["registered_model_version"] == 1
+    assert json.loads((root / "reports/runtime/export@rf.json").read_text())["registered_model_version"] == 1
     assert any(artifacts.rglob("MLmodel")), "the model's files went to the server's artifact store"
     # what a deployment does: fetch the version through the server. models:/ URIs resolve through the
     # global registry URI whatever `registry_uri=` says (seen with MLflow 3.17 after other tests ran
@@ -152,7 +152,7 @@ def test_runs_and_model_versions_land_on_tracking_server(tmp_path: Path, mlflow_
     second_export = ({r.info.run_id for r in exports} - {first_export}).pop()
     versions = {v.version: v.run_id for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
     assert versions == {"1": first_export, "2": second_export}
-    assert json.loads((root / "reports/seismic/export.json").read_text())["registered_model_version"] == 2
+    assert json.loads((root / "reports/runtime/export@rf.json").read_text())["registered_model_version"] == 2
 
 
 def _wait_for_queue(root: Path, env: dict, timeout: float = 300) -> str:

@@ -60,3 +60,19 @@ def test_write_artifact_refuses_unknown_kinds_and_leaves_nothing(tmp_path: Path)
     with pytest.raises(TypeError, match=r"x\.dat: cannot write a set"):
         write_artifact(tmp_path / "x.dat", {1, 2})
     assert not list(tmp_path.iterdir())
+
+
+def test_run_time_values_are_split_from_tracked_ones() -> None:
+    from overseer.io import split_run_time
+
+    summary = {
+        "n_train": 3, "seconds_embed": 1.5, "seconds": 2.0, "epoch_seconds": 0.1, "notes_per_s": 9.0,
+        "records_per_split": {"train": 3}, "cache": {"hits": 1}, "registered_model_version": 4,
+        "prediction": {"voxels": 8, "voxels_per_second": 5.0},
+    }  # fmt: skip
+    tracked, run_time = split_run_time(summary)
+    assert tracked == {"n_train": 3, "records_per_split": {"train": 3}, "prediction": {"voxels": 8}}
+    assert set(run_time) == {
+        "seconds_embed", "seconds", "epoch_seconds", "notes_per_s", "cache", "registered_model_version",
+        "prediction.voxels_per_second",
+    }  # fmt: skip

@@ -47,7 +47,7 @@ from overseer.engraving import schema
 from overseer.engraving.dataset import CANDIDATE_EDGE_TYPES, NOTE, iterate_batches, piece_to_data
 from overseer.engraving.model import EngravingGNN, ModelConfig
 from overseer.engraving.scoring import labels_from_predictions, score_pieces
-from overseer.io import atomic_file, write_json
+from overseer.io import atomic_file, split_run_time, write_json
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def save_model(result: TrainResult | EngravingGNN, directory: str | os.PathLike)
     meta: dict[str, Any] = {"format": 1, "model": model.cfg.to_dict(), "torch": torch.__version__}
     if isinstance(result, TrainResult):
         meta["train"] = result.cfg
-        meta["summary"] = result.summary()
+        meta["summary"] = split_run_time(result.summary())[0]  # timings would change the model folder's hash
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_file(out / WEIGHTS_FILE) as tmp:
         torch.save(state, tmp)

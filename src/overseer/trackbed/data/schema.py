@@ -46,7 +46,7 @@ def encode_example(filename: str, image: np.ndarray, label: int) -> bytes:
     feature["class_name"].bytes_list.value.append(CLASSES[label].encode())
     for key, value in (("height", h), ("width", w), ("depth", d), ("label", label)):
         feature[key].int64_list.value.append(int(value))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # map order fixed: same image, same bytes
 
 
 def decode_fields(raw: bytes) -> dict[str, Any]:
