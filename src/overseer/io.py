@@ -119,9 +119,9 @@ RUN_TIME_PATTERN = re.compile(r"^seconds(_\w+)?$|_seconds$|_per_second$|_per_s$"
 RUN_TIME_DIR = Path("reports/runtime")
 
 
-def is_run_time(key: str) -> bool:
+def is_run_time(key: object) -> bool:
     """Whether ``key`` names a run-time value (see ``RUN_TIME_KEYS``)."""
-    return key in RUN_TIME_KEYS or RUN_TIME_PATTERN.search(key) is not None
+    return isinstance(key, str) and (key in RUN_TIME_KEYS or RUN_TIME_PATTERN.search(key) is not None)
 
 
 def split_run_time(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -68,10 +68,12 @@ def test_run_time_values_are_split_from_tracked_ones() -> None:
     summary = {
         "n_train": 3, "seconds_embed": 1.5, "seconds": 2.0, "epoch_seconds": 0.1, "notes_per_s": 9.0,
         "records_per_split": {"train": 3}, "cache": {"hits": 1}, "registered_model_version": 4,
-        "prediction": {"voxels": 8, "voxels_per_second": 5.0},
+        "prediction": {"voxels": 8, "voxels_per_second": 5.0}, "counts": {0: 2, 1: 3},  # keys need not be text
     }  # fmt: skip
     tracked, run_time = split_run_time(summary)
-    assert tracked == {"n_train": 3, "records_per_split": {"train": 3}, "prediction": {"voxels": 8}}
+    assert tracked == {
+        "n_train": 3, "records_per_split": {"train": 3}, "prediction": {"voxels": 8}, "counts": {0: 2, 1: 3}
+    }  # fmt: skip
     assert set(run_time) == {
         "seconds_embed", "seconds", "epoch_seconds", "notes_per_s", "cache", "registered_model_version",
         "prediction.voxels_per_second",
