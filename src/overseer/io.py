@@ -1,6 +1,8 @@
 """Atomic output: every file or folder is written under a temporary name, then renamed.
 
-A stage that fails half-way therefore never leaves a half-written output behind.
+A stage that fails half-way therefore never leaves a half-written output behind, and the temporaries
+of a writer that was killed outright (SIGKILL, power loss) are removed by the next writer of the same
+output.
 """
 
 from __future__ import annotations
@@ -22,6 +24,44 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix(target: Path, kind: str = "") -> str:
+    """``.<name>.<kind>tmp<pid>-``: the owner's pid in the name lets a later run tell our stale temps apart."""
+    return f".{target.name}.{kind}tmp{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries a killed writer of ``target`` left beside it; return what was removed.
+
+    Only names this module makes (``.<name>.[old.]tmp<pid>-*``) whose process is gone on this host
+    are touched, so a live concurrent writer's temporary survives.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:old\.)?tmp(\d+)-")
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for entry in target.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -30,7 +70,8 @@ def atomic_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix, dir=target.parent)
+    remove_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix or target.suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -48,12 +89,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; it replaces ``path`` only on success."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_stale_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            trash = Path(tempfile.mkdtemp(prefix=_temp_prefix(target, "old."), dir=target.parent))
             os.replace(target, trash / target.name)
             os.replace(tmp, target)
             shutil.rmtree(trash, ignore_errors=True)
