@@ -165,3 +165,18 @@ def test_closure_follows_function_level_imports(tmp_path: Path) -> None:
     assert "overseer.seismic.forest" in mods  # imported inside main()
     assert "overseer.metrics" in mods  # imported by forest, one level down
     assert "overseer.tracking" in mods and "overseer.repo" not in closure("overseer.tracking") - {"overseer.tracking"}
+
+
+def test_git_tracked_reports_persist_across_a_failing_run() -> None:
+    """Every ``cache: false`` output is ``persist: true``: DVC must not delete the last good report."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    not_persisted = []
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        for kind in ("outs", "metrics", "plots"):
+            for entry in body.get(kind, []):
+                if isinstance(entry, dict):
+                    ((path, options),) = entry.items()
+                    if options.get("cache") is False and not options.get("persist"):
+                        not_persisted.append(f"{name}: {path}")
+    assert not_persisted == []
