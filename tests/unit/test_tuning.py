@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,14 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from overseer.errors import InputError
 from overseer.seismic.forest import train_forest
 from overseer.tuning import objectives
 from overseer.tuning.objectives import TunedModel, score_rf
-from overseer.tuning.space import parse_space
-from overseer.tuning.study import tune
+from overseer.tuning.space import parse_space, suggest
+from overseer.tuning.study import WORKER_ATTR, load_study, tune, worker_identity
 from overseer.tuning.writeback import already_written, render, write_best
 
 PARAMS = """\
@@ -109,8 +109,11 @@ def test_resume_continues_the_study_under_one_parent_run(project: Path) -> None:
 
 
 def test_write_back_keeps_comments_and_layout(project: Path) -> None:
+    start = PARAMS.replace("max_depth: 12 ", "max_depth: 20 ")  # a poor baseline: tuning finds better
+    (project / "params.yaml").write_text(start)
     result = run_tune(project, trials=2)
-    before, after = PARAMS.splitlines(), (project / "params.yaml").read_text().splitlines()
+    assert result.study.best_trial.params["train_rf.max_depth"] != 20
+    before, after = start.splitlines(), (project / "params.yaml").read_text().splitlines()
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     note = f"tuned: study toy trial {result.study.best_trial.number}"
     assert 1 <= len(changed) <= 2
@@ -188,24 +191,58 @@ def test_unknown_model_and_unreachable_storage(project: Path, shared: dict) -> N
 def test_poor_trials_are_pruned_and_marked(project: Path) -> None:
     result = run_tune(project, trials=12)
     states = [t.state for t in result.study.trials]
-    assert optuna.trial.TrialState.PRUNED in states
+    assert TrialState.PRUNED in states
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs(
         [client.get_experiment_by_name("seismic").experiment_id], "tags.`optuna.state` = 'pruned'"
     )
-    assert len(runs) == states.count(optuna.trial.TrialState.PRUNED)
+    assert len(runs) == states.count(TrialState.PRUNED)
     assert all(r.info.status == "KILLED" for r in runs)
 
 
+def draws(trials: list) -> list[tuple]:
+    return [(t.params["train_rf.max_depth"], t.params["train_rf.max_features"]) for t in trials]
+
+
+def test_a_resumed_study_draws_new_configurations(project: Path) -> None:
+    # TPE's first trials are random draws: a sampler restarted from the seed alone replays them
+    text = (project / "params.yaml").read_text().replace("high: 20", "high: 100000")
+    (project / "params.yaml").write_text(text)
+    first = run_tune(project, trials=3, write_back=False).study.trials
+    resumed = run_tune(project, trials=2, write_back=False).study.trials[3:]
+    assert len(first) == 3 and len(resumed) == 2
+    assert not set(draws(resumed)) & set(draws(first[1:]))  # trial 0 is the baseline
+
+
+def test_the_search_is_decided_by_seed_and_study_history() -> None:
+    params = yaml.safe_load(PARAMS)
+    dims = parse_space(params, "toy", "train_rf")
+    model = TunedModel("toy", "seismic", "train_rf", "m", "maximize", None, None)
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = {path.removeprefix("train_rf."): value for path, value in suggest(trial, dims).items()}
+        return toy_score({"calls": 0}, cfg, lambda step, value: None)
+
+    def search(seed: int) -> list[tuple]:
+        storage = optuna.storages.InMemoryStorage()
+        for _ in range(2):  # a run, then its resumption with a new sampler (a new process)
+            study = load_study(storage, "s", model, dims, seed, {})
+            study.optimize(objective, n_trials=6)
+        return draws(study.trials)  # past TPE's 10 random startup trials: TPE proper draws the last two
+
+    assert search(1) == search(1)
+    assert search(1) != search(2)
+
+
 WORKER = """
-import sys, time
+import os, signal, sys
 from overseer.tuning import objectives
 from overseer.tuning.objectives import TunedModel
 from overseer.tuning.study import tune
 
 def score(data, cfg, report):
-    if data["n"] >= 2:
-        time.sleep(600)  # the third trial hangs: the test kills the process here
+    if data["n"] >= 2:  # the third trial: the worker dies mid-trial, as under kill -9
+        os.kill(os.getpid(), signal.SIGKILL)
     data["n"] += 1
     return float(cfg["max_depth"])
 
@@ -214,33 +251,80 @@ tune("toy", trials=10, params_file=sys.argv[1])
 """
 
 
-def test_a_killed_run_loses_no_finished_trial_and_resumes(project: Path) -> None:
+def long_heartbeat(project: Path) -> None:
+    """A heartbeat so slow that no trial here can go stale by waiting: what fails one is the run itself."""
+    text = (project / "params.yaml").read_text().replace("heartbeat_seconds: 1", "heartbeat_seconds: 600")
+    (project / "params.yaml").write_text(text)
+
+
+def test_a_killed_run_loses_no_finished_trial_and_its_running_trial_fails_when_the_next_run_opens(
+    project: Path,
+) -> None:
+    long_heartbeat(project)
     script = project / "worker.py"
     script.write_text(textwrap.dedent(WORKER))
+    worker = subprocess.run([sys.executable, str(script), str(project / "params.yaml")], cwd=project)
+    assert worker.returncode == -signal.SIGKILL
     storage = f"sqlite:///{project / 'optuna.db'}"
-    proc = subprocess.Popen([sys.executable, str(script), str(project / "params.yaml")], cwd=project)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                trials = optuna.load_study(study_name="toy", storage=storage).trials
-            except (KeyError, ValueError):  # not created yet
-                continue
-            if len(trials) == 3:
-                break
-        else:
-            pytest.fail("the worker did not reach its third trial")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    time.sleep(3.5)  # past the heartbeat grace period (3 × 1 s)
+    left = optuna.load_study(study_name="toy", storage=storage).trials
+    assert [t.state for t in left] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
+
+    opened = run_tune(project, trials=0)  # opens the study, runs nothing
+    states = [t.state for t in opened.study.trials]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]  # finished before the kill: kept
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    killed = client.get_run(left[2].user_attrs["mlflow_run_id"])
+    assert killed.info.status == "FAILED" and killed.data.tags["optuna.state"] == "fail"
+
     result = run_tune(project, trials=2)
-    states = [t.state for t in sorted(result.study.trials, key=lambda t: t.number)]
-    assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2  # finished before the kill: kept
-    assert states[2] == optuna.trial.TrialState.FAIL  # the one killed mid-way
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    assert len(states) == 5 and all(s in finished for s in states[3:])
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    assert len(result.study.trials) == 5 and all(t.state in finished for t in result.study.trials[3:])
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_trials_of_live_workers_keep_running_and_a_stale_heartbeat_fails(project: Path) -> None:
+    # a shared store: one worker alive on this machine, one alive elsewhere, one elsewhere that died
+    long_heartbeat(project)
+    run_tune(project, trials=1)
+    url = f"sqlite:///{project / 'optuna.db'}"
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=600)
+    study = optuna.load_study(study_name="toy", storage=storage)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    run_id = client.create_run(client.get_experiment_by_name("seismic").experiment_id).info.run_id
+    here, elsewhere, dead = study.ask(), study.ask(), study.ask()
+    here.set_user_attr(WORKER_ATTR, worker_identity())  # this very process: alive
+    for trial in (elsewhere, dead):
+        trial.set_user_attr(WORKER_ATTR, {"machine": "worker-2.internal", "pid": 4242, "started": "1"})
+        storage.record_heartbeat(trial._trial_id)
+    dead.set_user_attr("mlflow_run_id", run_id)
+    with sqlite3.connect(project / "optuna.db") as db:  # its last heartbeat: long ago
+        db.execute(
+            "UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00' WHERE trial_id = ?", (dead._trial_id,)
+        )
+
+    result = run_tune(project, trials=1)
+    states = {t.number: t.state for t in result.study.trials}
+    assert states[here.number] == states[elsewhere.number] == TrialState.RUNNING
+    assert states[dead.number] == TrialState.FAIL
+    assert states[max(states)] in (TrialState.COMPLETE, TrialState.PRUNED)  # the new trial ran
+    assert client.get_run(run_id).info.status == "FAILED"
+
+
+def test_a_baseline_that_stays_best_leaves_params_yaml_byte_for_byte(project: Path) -> None:
+    # params.yaml already trains the toy optimum, with the note of the study that found it
+    text = (project / "params.yaml").read_text()
+    text = text.replace(
+        "  max_depth: 12            # depth of the trees",
+        "  max_depth: 9  # depth of the trees | tuned: study old trial 4",
+    )
+    (project / "params.yaml").write_text(text)
+    before = (project / "params.yaml").read_bytes()
+    result = run_tune(project, trials=2)
+    best = result.study.best_trial
+    assert best.number == 0 and best.user_attrs["overseer.baseline"] is True
+    assert result.written is False
+    assert (project / "params.yaml").read_bytes() == before
 
 
 def rf_table() -> pd.DataFrame:

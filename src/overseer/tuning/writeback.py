@@ -3,8 +3,10 @@
 Each tuned value gets an end-of-line note ``tuned: study NAME trial N`` after the comment the
 line already had, so ``git diff params.yaml`` shows what changed and why, and ``dvc repro``
 trains it. Writing is atomic and serialised by a lock file, so several tuning workers in one
-checkout never interleave, and a worker that finds the same best trial already written leaves
-the file untouched.
+checkout never interleave. A file that already holds the best trial's values is left byte for
+byte untouched: when the best trial is the baseline (nothing better than the current params was
+found), or when another worker already wrote the same trial, the notes saying where the values
+came from stay as they are.
 """
 
 from __future__ import annotations
@@ -106,12 +108,24 @@ def already_written(text: str, values: Mapping[str, Any], study: str, trial: int
     return True
 
 
+def holds(text: str, values: Mapping[str, Any]) -> bool:
+    """True when ``text`` (a params.yaml) already sets every dotted path of ``values`` to its value."""
+    doc = _yaml().load(text)
+    for path, value in values.items():
+        parent, key = _parent(doc, path)
+        current = parent.get(key)
+        if current != value or isinstance(current, bool) != isinstance(value, bool):
+            return False
+    return True
+
+
 def write_best(params_file: str | os.PathLike, values: Mapping[str, Any], study: str, trial: int) -> bool:
-    """Write the best trial's values into ``params_file``; return False when they were already there."""
+    """Write the best trial's values into ``params_file``; return False (file untouched) when it
+    already holds them: a baseline that stayed best, or a trial another worker wrote."""
     path = Path(params_file)
     with locked(path):
         text = path.read_text()
-        if already_written(text, values, study, trial):
+        if holds(text, values):
             return False
         new = render(text, values, study, trial)
         with atomic_file(path) as tmp:
