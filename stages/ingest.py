@@ -38,11 +38,15 @@ def seismic() -> None:
 
 def engraving() -> None:
     from overseer.engraving.data.ingest import ingest_engraving
+    from overseer.settings import load_settings
 
-    cfg = stage.load_params("ingest", "engraving")
+    cfg, settings = stage.load_params("ingest", "engraving"), load_settings()
     user_data = [cfg["source"]] if cfg.get("source") not in (None, "default") else []
-    with stage_run("engraving", "ingest@engraving", inputs=user_data) as mlflow:
-        report, run_time = split_run_time(ingest_engraving(cfg, ENGRAVING.prepared))
+    with stage_run("engraving", "ingest@engraving", inputs=user_data, tags=settings.tags("cache_dir")) as mlflow:
+        # the parse cache is a run-time setting, not a param: it changes no prepared byte
+        report, run_time = split_run_time(
+            ingest_engraving({**cfg, "cache_dir": settings.cache_dir}, ENGRAVING.prepared)
+        )
         write_json(ENGRAVING.ingest_report, report)
         log_run_time(mlflow, "ingest@engraving", run_time)
         pieces = report["pieces"]

@@ -6,6 +6,7 @@ from overseer import stage
 from overseer.io import atomic_dir, is_run_time, split_run_time, write_artifacts, write_json
 from overseer.paths import ENGRAVING
 from overseer.plots import plot_training_curves
+from overseer.settings import load_settings
 from overseer.tracking import epoch_logger, log_artifacts, log_run_time, stage_run
 
 
@@ -13,11 +14,13 @@ def main() -> None:
     from overseer.engraving.schema import load_split
     from overseer.engraving.train import save_model, train_gnn
 
-    cfg, prepared = stage.load_params("train_gnn"), ENGRAVING.prepared
+    cfg, settings, prepared = stage.load_params("train_gnn"), load_settings(), ENGRAVING.prepared
+    run_options = {"threads": settings.torch_threads, "progress": settings.progress}  # not params: no result changes
     _, train = load_split(prepared, "train")
     _, validation = load_split(prepared, "validation")  # early stopping watches this; the test split waits
-    with stage_run("engraving", "train_gnn", inputs=[prepared / "train", prepared / "validation"]) as mlflow:
-        result = train_gnn(train, validation, cfg, on_epoch=epoch_logger(mlflow))
+    inputs, tags = [prepared / "train", prepared / "validation"], settings.tags("progress", "torch_threads")
+    with stage_run("engraving", "train_gnn", inputs=inputs, tags=tags) as mlflow:
+        result = train_gnn(train, validation, {**cfg, **run_options}, on_epoch=epoch_logger(mlflow))
         summary, run_time = split_run_time(result.summary())
         log_run_time(mlflow, "train_gnn", run_time)
         with atomic_dir(ENGRAVING.trained_model) as tmp:

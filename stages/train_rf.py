@@ -14,6 +14,7 @@ from overseer.paths import (
     SEISMIC_TRAIN_TABLE,
     SEISMIC_VOLUMES,
 )
+from overseer.settings import load_settings
 from overseer.tracking import log_artifacts, log_run_time, stage_run
 
 
@@ -22,19 +23,21 @@ def main() -> None:
     from overseer.seismic.model_io import save_model
     from overseer.seismic.predict_volume import predict_prepared_survey
 
-    cfg, meta = stage.load_params("train_rf"), read_json(SEISMIC_META)
+    cfg, settings, meta = stage.load_params("train_rf"), load_settings(), read_json(SEISMIC_META)
     features = read_json(SEISMIC_SELECTION_JSON)["best_combination"] if cfg["use_selected"] else meta["attributes"]
     table = pd.read_parquet(SEISMIC_TRAIN_TABLE)  # blocked folds: inline/crossline blocks, or wells
-    with stage_run("seismic", "train_rf", inputs=[SEISMIC_TRAIN_TABLE]) as mlflow:
-        result = train_forest(table, features, cfg)
+    options = {"n_jobs": settings.n_jobs, "chunk_voxels": settings.chunk_voxels}  # run-time settings, not params
+    with stage_run("seismic", "train_rf", inputs=[SEISMIC_TRAIN_TABLE], tags=settings.tags(*options)) as mlflow:
+        result = train_forest(table, features, {**cfg, **options})
         summary = {**result.summary(), "facies": meta["facies"]}
         with atomic_dir(SEISMIC.trained_model) as tmp:
             save_model(result.pipeline, tmp / "model.skops")
             (tmp / "cv.csv").write_text(result.cv.to_csv(index=False))
             write_json(tmp / "config.json", {"train_rf": cfg, "features": features, **summary})
         with atomic_dir(SEISMIC_FACIES) as tmp:
-            stats = predict_prepared_survey(result.pipeline, SEISMIC_VOLUMES, meta, features, tmp, cfg)
+            stats = predict_prepared_survey(result.pipeline, SEISMIC_VOLUMES, meta, features, tmp, cfg, **options)
         prediction, run_time = split_run_time(stats or {})
+        run_time.update({k: prediction.pop(k) for k in ("chunks",) if k in prediction})  # follows chunk_voxels
         log_run_time(mlflow, "train_rf", run_time)
         write_json(SEISMIC.train_report / "metrics.json", {**summary, **({"prediction": prediction} if stats else {})})
         mlflow.log_metrics({

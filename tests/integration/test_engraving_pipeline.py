@@ -19,7 +19,6 @@ TINY_GNN = {
     ("train_gnn", "epochs"): 2,
     ("train_gnn", "window"): 100,
     ("train_gnn", "batch_windows"): 4,
-    ("train_gnn", "progress"): False,
     ("export", "gnn", "pieces"): 1,
     ("export", "gnn", "pages"): 1,
 }

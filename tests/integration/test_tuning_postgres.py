@@ -37,7 +37,6 @@ train_rf:
   max_features: sqrt
   min_samples_leaf: 1
   seed: 0
-  n_jobs: 1
 
 tune:
   rf:

@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
-NOT_FOLLOWED = {"overseer.tracking"}
+NOT_FOLLOWED = {"overseer.tracking", "overseer.settings"}  # cannot change outputs
 
 
 def module_file(name: str) -> Path | None:

@@ -6,6 +6,7 @@ import ast
 import copy
 import importlib.util
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
@@ -72,7 +73,11 @@ def test_reading_is_pyyamls_safe_load() -> None:
 def test_the_integration_tests_tiny_params_pass() -> None:
     spec = importlib.util.spec_from_file_location("integration_conftest", ROOT / "tests/integration/conftest.py")
     conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
+    sys.modules[spec.name] = conftest  # dataclasses with string annotations look their module up there
+    try:
+        spec.loader.exec_module(conftest)
+    finally:
+        del sys.modules[spec.name]
     params = copy.deepcopy(PARAMS)
     for keys, value in conftest.TINY.items():
         conftest.set_param(params, keys, value)
@@ -170,6 +175,7 @@ def test_library_choices_agree_with_the_schema() -> None:
     assert set(get_args(value_types.CvScheme)) == set(forest.SCHEMES)
     assert {*value_types.ClassWeights, None} == set(forest.CLASS_WEIGHTS)
     assert set(forest.DEFAULTS) <= set(fields)
+    assert not set(forest.RUN_OPTIONS) & set(fields)  # run-time settings (overseer.settings), not params
 
     def constant(module: str, name: str) -> Any:  # read, not imported: no torch / partitura here
         base = ROOT / "src/overseer" / module
@@ -192,6 +198,8 @@ def test_library_choices_agree_with_the_schema() -> None:
     model_config = constant("engraving/model", "ModelConfig")
     architecture = {n.target.id for n in model_config.body if isinstance(n, ast.AnnAssign)} - {"in_features"}
     assert train_defaults | architecture == set(sections.TrainGnn.model_fields)
+    run_options = {ast.literal_eval(k) for k in constant("engraving/train", "RUN_OPTIONS").keys}
+    assert run_options == {"threads", "progress"} and not run_options & set(sections.TrainGnn.model_fields)
 
 
 # --- reading the file -----------------------------------------------------------------------------------------
@@ -244,7 +252,6 @@ def test_tuning_judges_only_the_keys_present() -> None:
     assert schema.problems(("train_rf",), {"max_depth": 12}) == [
         "train_rf.use_selected: missing key",
         "train_rf.probabilities: missing key",
-        "train_rf.chunk_voxels: missing key",
     ]
 
 
@@ -286,6 +293,19 @@ def test_check_finds_missing_data_sources(tmp_path: Path, monkeypatch, capsys) -
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights/resnet.h5").write_bytes(b"")
     assert main(["check"]) == 0
+
+
+def test_check_names_where_a_moved_key_went(tmp_path: Path, capsys) -> None:
+    params = copy.deepcopy(PARAMS)
+    params["train_gnn"]["progress"] = False
+    write(tmp_path, params)
+    path = tmp_path / "params.yaml"
+    assert main(["check", "--params", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"overseer: error: {path}: train_gnn.progress: is a run-time setting now, not a param (it cannot change "
+        "results): remove it from params.yaml; to keep false, set OVERSEER_PROGRESS=0 or progress: false in "
+        "overseer.local.yaml",
+    ]
 
 
 def test_check_reports_a_bad_key_and_a_bad_file(tmp_path: Path, capsys) -> None:

@@ -16,6 +16,9 @@ identical histories; CUDA's scatter-add is not deterministic, so GPU runs agree 
 ``device=None`` trains on CUDA when available. On the CPU, ``threads`` (default 1) sets torch's
 thread count for the run: on two shared cores two OpenMP threads made training 10-20x *slower*
 (workers spin waiting for a busy core; measured with ``benchmarks/engraving_training.py``).
+``threads`` and ``progress`` (the epoch bar) are ``RUN_OPTIONS``: how a run goes, never what it
+learns, so they stay out of the resolved cfg that the model folder records (the stage takes them
+from :mod:`overseer.settings`, not from params).
 
 ``on_epoch(epoch, metrics)`` is called after every epoch with the flat metric dict (see
 :func:`train_gnn`); the stage logs it to MLflow, an Optuna objective reports it. Raising
@@ -64,9 +67,12 @@ DEFAULTS: dict[str, Any] = {
     "pos_weight_voice": 1.0,  # BCE positive-class weight of the voice candidates
     "pos_weight_chord": 1.0,
     "grad_clip": 0.0,  # max gradient norm; 0 = off
+    **ModelConfig().to_dict(),
+}
+# how a run goes, not what it learns: accepted in cfg, kept out of TrainResult.cfg (overseer.settings)
+RUN_OPTIONS: dict[str, Any] = {
     "threads": 1,  # torch CPU threads during training (restored after); 0 = leave torch's setting
     "progress": True,  # tqdm bar over epochs
-    **ModelConfig().to_dict(),
 }
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -80,7 +86,7 @@ class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an err
 class TrainResult:
     model: EngravingGNN  # best weights restored, eval mode
     model_config: ModelConfig
-    cfg: dict[str, Any]  # the resolved training cfg (DEFAULTS updated by the given cfg)
+    cfg: dict[str, Any]  # the resolved training cfg (DEFAULTS updated by the given cfg; no RUN_OPTIONS)
     history: pd.DataFrame  # one row per epoch: epoch and every metric passed to on_epoch
     best_epoch: int
     best_loss: float  # the monitored loss (validation, else training) at best_epoch
@@ -109,12 +115,18 @@ class TrainResult:
 
 
 def resolve_cfg(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """DEFAULTS updated by ``cfg``; unknown keys are ignored with a warning (typos show in the log)."""
+    """DEFAULTS updated by ``cfg``; ``RUN_OPTIONS`` are left out (see :func:`run_options`), other
+    unknown keys are ignored with a warning (typos show in the log)."""
     cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
+    unknown = sorted(set(cfg) - set(DEFAULTS) - set(RUN_OPTIONS))
     if unknown:
         log.warning("train_gnn ignores unknown cfg keys %s", unknown)
     return {**DEFAULTS, **{k: v for k, v in cfg.items() if k in DEFAULTS}}
+
+
+def run_options(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """RUN_OPTIONS updated by the ``threads`` and ``progress`` of ``cfg``."""
+    return {**RUN_OPTIONS, **{k: v for k, v in (cfg or {}).items() if k in RUN_OPTIONS}}
 
 
 def seed_everything(seed: int) -> None:
@@ -266,7 +278,8 @@ def train_gnn(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     device: str | torch.device | None = None,
 ) -> TrainResult:
-    """Train EngravingGNN on prepared pieces (schema arrays); cfg keys and defaults: ``DEFAULTS``.
+    """Train EngravingGNN on prepared pieces (schema arrays); cfg keys and defaults: ``DEFAULTS``, and
+    ``RUN_OPTIONS`` (``threads``, ``progress``), which change how the run goes but not its result.
 
     Per-epoch metrics passed to ``on_epoch(epoch, metrics)`` (epochs count from 1): ``train_loss``
     and ``train_loss_<task>`` (mean over the epoch's labelled items), ``val_loss``,
@@ -276,13 +289,13 @@ def train_gnn(
     ``lr``. Without validation pieces the ``val_*`` keys are absent and early stopping watches
     ``train_loss``.
     """
-    c = resolve_cfg(cfg)
+    c, run = resolve_cfg(cfg), run_options(cfg)
     if not train_pieces:
         raise ValueError("train_gnn needs at least one training piece")
     if int(c["epochs"]) < 1:
         raise ValueError(f"epochs must be at least 1, not {c['epochs']}")
-    with torch_threads(int(c["threads"])):
-        return _train(train_pieces, val_pieces, c, on_epoch, pick_device(device))
+    with torch_threads(int(run["threads"])):
+        return _train(train_pieces, val_pieces, c, on_epoch, pick_device(device), progress=bool(run["progress"]))
 
 
 def _train(
@@ -291,6 +304,8 @@ def _train(
     c: dict[str, Any],
     on_epoch: Callable[[int, dict[str, float]], None] | None,
     dev: torch.device,
+    *,
+    progress: bool = True,
 ) -> TrainResult:
     seed_everything(int(c["seed"]))
     t0 = time.perf_counter()
@@ -310,7 +325,7 @@ def _train(
     stopped = "epochs"
     t_train = 0.0
 
-    bar = tqdm(range(1, int(c["epochs"]) + 1), desc="train_gnn", unit="epoch", disable=not c["progress"])
+    bar = tqdm(range(1, int(c["epochs"]) + 1), desc="train_gnn", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
         meter = _Meter()
@@ -377,7 +392,8 @@ def _train(
 
 
 def save_model(result: TrainResult | EngravingGNN, directory: str | os.PathLike) -> dict[str, Path]:
-    """Write ``model.pt`` (state_dict) and ``config.json`` (model config, training cfg, summary), atomically."""
+    """Write ``model.pt`` (state_dict) and ``config.json`` (model config, training cfg, summary), atomically;
+    the same weights always give the same ``model.pt`` bytes."""
     out = Path(directory)
     model = result.model if isinstance(result, TrainResult) else result
     meta: dict[str, Any] = {"format": 1, "model": model.cfg.to_dict(), "torch": torch.__version__}
@@ -385,8 +401,11 @@ def save_model(result: TrainResult | EngravingGNN, directory: str | os.PathLike)
         meta["train"] = result.cfg
         meta["summary"] = split_run_time(result.summary())[0]  # timings would change the model folder's hash
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_file(out / WEIGHTS_FILE) as tmp:
-        torch.save(state, tmp)
+    with atomic_file(out / WEIGHTS_FILE) as tmp, open(tmp, "wb") as f:
+        # a file object, not a path: torch names the archive's records after the file written to
+        # (here a temporary, random name); for a stream it uses the fixed "archive/". Member times
+        # and the serialization id are already fixed (zero date, content checksum): same bytes.
+        torch.save(state, f)
     write_json(out / CONFIG_FILE, meta)
     return {"weights": out / WEIGHTS_FILE, "config": out / CONFIG_FILE}
 

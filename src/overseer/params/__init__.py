@@ -20,6 +20,14 @@ default is required; keys the library has defaults for (``overseer.seismic.fores
 
 The choices below mirror the code that consumes each key; ``tests/unit/test_params.py`` checks
 them against the library's own constants.
+
+Knobs that cannot change a result (progress bars, thread counts, prediction chunk sizes, the parse
+cache folder) are not params: DVC would re-run a stage for them. They are run-time settings
+(:mod:`overseer.settings`: environment variables, then an untracked ``overseer.local.yaml``), and a
+params file that still sets one is refused with where it went::
+
+    params.yaml: train_gnn.progress: is a run-time setting now, not a param (it cannot change results):
+    remove it from params.yaml; to keep false, set OVERSEER_PROGRESS=0 or progress: false in overseer.local.yaml
 """
 
 from overseer.params.check import (

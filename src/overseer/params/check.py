@@ -110,40 +110,55 @@ _MESSAGES = {
 }
 
 
-def _problem(error: Mapping[str, Any], root: Any, base: tuple[str, ...]) -> str:
-    """One line for one pydantic error: the key path under ``base``, and what is allowed."""
-    loc, kind, ctx = tuple(error["loc"]), error["type"], error.get("ctx") or {}
-    if "at" in ctx:
-        loc = (*loc, ctx["at"])
-    where = _dotted((*base, *loc)) or "params"
+def error_path(error: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The key path of one pydantic error (a model validator's ``at`` included)."""
+    loc, ctx = tuple(error["loc"]), error.get("ctx") or {}
+    return (*loc, ctx["at"]) if "at" in ctx else loc
+
+
+def describe(error: Mapping[str, Any], root: Any) -> str:
+    """What one pydantic error of a value of type ``root`` says is wrong and what is allowed (no key path)."""
+    loc, kind, ctx = error_path(error), error["type"], error.get("ctx") or {}
     got = _show(error.get("input"))
     if kind == "missing":
-        return f"{where}: missing key"
+        return "missing key"
     if kind == "extra_forbidden":
         parent = _unwrap(_type_at(root, loc[:-1]))
         keys = _keys(parent) if _is_model(parent) else []
         close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(keys)}"
-        return f"{where}: unknown key; {hint}"
+        return f"unknown key; {hint}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         op, bound = (
             {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind],
             next(iter(ctx.values())),
         )
         value = error.get("input")
-        return f"{where}: must be {op} {_bound(bound)}, got {_show(_yaml_number(value))}"
+        return f"must be {op} {_bound(bound)}, got {_show(_yaml_number(value))}"
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         close = difflib.get_close_matches(str(error.get("input")), choices, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close and close[0] != error.get("input") else ""
-        return f"{where}: must be one of {' | '.join(choices)}, got {got}{hint}"
+        return f"must be one of {' | '.join(choices)}, got {got}{hint}"
     if kind == "too_short":
-        return f"{where}: must have at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
+        return f"must have at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
     if kind == "too_long":
-        return f"{where}: must have at most {ctx.get('max_length')} item(s), got {ctx.get('actual_length')}"
+        return f"must have at most {ctx.get('max_length')} item(s), got {ctx.get('actual_length')}"
     if kind in _MESSAGES:
-        return f"{where}: {_MESSAGES[kind].format(got=got)}"
-    return f"{where}: {error['msg']}"
+        return _MESSAGES[kind].format(got=got)
+    return str(error["msg"])
+
+
+def _problem(error: Mapping[str, Any], root: Any, base: tuple[str, ...]) -> str:
+    """One line for one pydantic error: the key path under ``base``, and what is allowed."""
+    where = _dotted((*base, *error_path(error))) or "params"
+    if error["type"] == "extra_forbidden":
+        from overseer.settings import moved_setting  # settings imports this package: import it late
+
+        moved = moved_setting(where, error.get("input"))
+        if moved:
+            return f"{where}: {moved}"
+    return f"{where}: {describe(error, root)}"
 
 
 def problems(name_path: tuple[str, ...], section: Any, *, partial: bool = False) -> list[str]:
@@ -208,13 +223,19 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 def read_params(params_file: str | os.PathLike = PARAMS_FILE) -> dict[str, Any]:
     """The params file as plain data; a missing file or a YAML error is an InputError with its line."""
-    path = Path(params_file)
+    return read_yaml_mapping(params_file, "params file", "a mapping of sections (ingest, train_rf, ...)")
+
+
+def read_yaml_mapping(file: str | os.PathLike, what: str, mapping: str) -> dict[str, Any]:
+    """A YAML file that holds one mapping (``mapping`` says which, for the error), as plain data; an
+    empty file is ``{}``; an unreadable file, a YAML error or a duplicate key is an InputError with its line."""
+    path = Path(file)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise InputError(f"cannot read the params file ({exc.strerror or exc})", path=path) from None
+        raise InputError(f"cannot read the {what} ({exc.strerror or exc})", path=path) from None
     try:
-        params = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -225,11 +246,11 @@ def read_params(params_file: str | os.PathLike = PARAMS_FILE) -> dict[str, Any]:
         error = InputError(f"{where}: {problem}")
         error.path = path
         raise error from None
-    if params is None:
+    if data is None:
         return {}
-    if not isinstance(params, dict):
-        raise InputError(f"must be a mapping of sections (ingest, train_rf, ...), got {_show(params)}", path=path)
-    return params
+    if not isinstance(data, dict):
+        raise InputError(f"must be {mapping}, got {_show(data)}", path=path)
+    return data
 
 
 def load_tuning_params(params_file: str | os.PathLike, model: str, section: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from overseer.params.types import (
     ExportFormat,
     Fraction,
     HeteroAggr,
-    Jobs,
     MaxFeature,
     MissingLogs,
     Names,
@@ -142,7 +141,6 @@ class EngravingSplit(Section):
 
 class IngestEngraving(Section):
     source: Text = None  # "default" or a folder of scores
-    cache_dir: PathText | None = None
     silence: Silence = None
     exotic_tuplets: ExoticTuplets = None
     split: EngravingSplit | None = None
@@ -209,9 +207,7 @@ class TrainRf(Section):
     max_features: MaxFeature = None
     min_samples_leaf: PositiveInt = None
     probabilities: bool
-    chunk_voxels: PositiveInt
     seed: Seed = None
-    n_jobs: Jobs = None
 
 
 class FineTune(Section):
@@ -264,8 +260,6 @@ class TrainGnn(Section):
     pos_weight_voice: PositiveFloat = None
     pos_weight_chord: PositiveFloat = None
     grad_clip: NonNegativeFloat = None  # 0: off
-    threads: NonNegativeInt = None  # 0: torch's own setting
-    progress: bool = None
     seed: Seed = None
 
     @model_validator(mode="after")

@@ -55,7 +55,11 @@ DEFAULTS: dict[str, Any] = {
     "max_features": "sqrt",  # attributes tried per split (scikit-learn's default for classifiers)
     "min_samples_leaf": 1,
     "seed": 0,
-    "n_jobs": 2,
+}
+# how a run goes, not what it learns: accepted in a config, never recorded in the model it trains
+# (the stage takes it from overseer.settings, not from params)
+RUN_OPTIONS: dict[str, Any] = {
+    "n_jobs": 2,  # forest threads in cross-validation and the final fit; -1: all cores
 }
 # scikit-learn's note on "balanced" class weights with warm_start; moot here: a fold's forest grows on the same rows
 _WARM_START_NOTE = ".*not recommended for warm_start.*"
@@ -366,9 +370,10 @@ def gini_importance(pipeline: Pipeline, feature_names: Sequence[str]) -> pd.Seri
 
 
 def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``DEFAULTS`` updated with the known keys of ``cfg`` (other keys, a stage's own, are ignored)."""
-    out = dict(DEFAULTS)
-    out.update({k: v for k, v in cfg.items() if k in DEFAULTS})
+    """``DEFAULTS`` and ``RUN_OPTIONS`` updated with the known keys of ``cfg`` (other keys, a stage's
+    own, are ignored)."""
+    out = {**DEFAULTS, **RUN_OPTIONS}
+    out.update({k: v for k, v in cfg.items() if k in out})
     if isinstance(out["class_weight"], str) and out["class_weight"].lower() == "none":
         out["class_weight"] = None
     if out["class_weight"] not in CLASS_WEIGHTS:
@@ -436,8 +441,10 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
     ``table`` is a training table (one row per picked voxel or well-log sample, a ``facies``
     column of integer facies ids, one column per attribute); ``feature_names`` are the attributes
     to use (the selected combination), or ``None`` for all of them (:func:`feature_columns`).
-    ``cfg`` holds the keys of ``DEFAULTS``. Rows with a non-finite attribute are dropped with a
-    warning (prediction leaves such voxels undefined, facies -1).
+    ``cfg`` holds the keys of ``DEFAULTS`` and ``RUN_OPTIONS`` (``n_jobs``: the threads of every fit;
+    the returned model leaves it unset, so the saved file does not depend on it: give
+    :func:`~overseer.seismic.predict_volume.predict_volume` its own ``n_jobs``). Rows with a
+    non-finite attribute are dropped with a warning (prediction leaves such voxels undefined, facies -1).
     """
     conf = resolve_config(cfg)
     x, y, groups, names = training_arrays(table, feature_names, conf)
@@ -450,6 +457,7 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
         **forest_options(conf),
     )  # fmt: skip
     pipeline.fit(x, y)
+    pipeline.set_params(forest__n_jobs=None)  # a run-time setting: the model file must not record it
 
     codes = np.searchsorted(classes, y)
     cv_report = classification_report(codes, oof[best], [str(c) for c in classes])

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from joblib import parallel_config
 from tqdm import tqdm
 
 from overseer.errors import InputError
 from overseer.io import atomic_file
 
 UNDEFINED = -1
+CHUNK_VOXELS = 2_000_000  # the default chunk (overseer.settings: chunk_voxels / OVERSEER_CHUNK_VOXELS)
 
 
 def plan_chunks(shape: tuple[int, int, int], chunk_voxels: int) -> list[tuple[slice, slice]]:
@@ -90,7 +92,7 @@ def predict_volume(
     volumes: Mapping[str, np.ndarray],
     feature_names: Sequence[str],
     out_path: str | os.PathLike,
-    chunk_voxels: int = 2_000_000,
+    chunk_voxels: int = CHUNK_VOXELS,
     probabilities_dir: str | os.PathLike | None = None,
     classes: Sequence[Any] | None = None,
     *,
@@ -99,6 +101,7 @@ def predict_volume(
     segy_options: Mapping[str, Any] | None = None,
     writer: Callable[..., Any] | None = None,
     progress: bool = True,
+    n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """Classify every voxel and write the facies volume ``out_path`` (int8 ``.npy``, -1 = undefined).
 
@@ -114,6 +117,10 @@ def predict_volume(
     (default ``overseer.seismic.data.segy.write_segy_like(template, data, out_path, **segy_options)``;
     options such as the header bytes of the template's inline/crossline numbers or the sample
     ``dtype`` — float32 by default, ``"int8"`` keeps the facies ids exactly in a quarter of the space).
+
+    ``chunk_voxels`` and ``n_jobs`` change the memory and time a prediction takes, never its result:
+    ``n_jobs`` (joblib workers, -1: all cores) applies where the model leaves its own unset (a forest
+    from ``train_forest``); None: as the model says.
 
     Returns ``voxels``, ``undefined_voxels``, ``seconds``, ``voxels_per_second``, ``chunks``,
     ``facies_counts`` and the paths written.
@@ -132,6 +139,8 @@ def predict_volume(
     with contextlib.ExitStack() as stack:
         # Targets are renamed in reverse order of entering: probabilities first, the facies volume last.
         tmp = stack.enter_context(atomic_file(out_path))
+        if n_jobs is not None:
+            stack.enter_context(parallel_config(n_jobs=n_jobs))
         facies = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int8, shape=shape)
         probs = []
         if probabilities_dir is not None:
@@ -220,11 +229,15 @@ def predict_prepared_survey(
     features: Sequence[str],
     out_dir: Path,
     cfg: Mapping[str, Any],
+    *,
+    chunk_voxels: int = CHUNK_VOXELS,
+    n_jobs: int | None = None,
 ) -> dict[str, Any] | None:
     """Classify every voxel of ingest@seismic's prepared volumes into ``out_dir`` (``facies.npy``,
     probability volumes when ``cfg["probabilities"]``, SEG-Y with the input's headers when the
-    survey came as SEG-Y); returns the numeric prediction stats. A well-log survey has no volume:
-    ``out_dir`` then says so in ``NO_VOLUME.txt`` and the stats are None."""
+    survey came as SEG-Y) in chunks of about ``chunk_voxels`` voxels with ``n_jobs`` workers (run-time
+    settings: see :func:`predict_volume`); returns the numeric prediction stats. A well-log survey
+    has no volume: ``out_dir`` then says so in ``NO_VOLUME.txt`` and the stats are None."""
     from overseer.seismic.data.volumes import load_volumes
 
     if not meta["has_volumes"]:
@@ -232,9 +245,10 @@ def predict_prepared_survey(
         return None
     volumes, _ = load_volumes(volumes_dir, names=features)
     stats = predict_volume(
-        model, volumes, features, out_dir / "facies.npy", int(cfg["chunk_voxels"]),
+        model, volumes, features, out_dir / "facies.npy", int(chunk_voxels),
         probabilities_dir=out_dir / "probabilities" if cfg["probabilities"] else None,
         segy_template=meta["segy_template"],
         segy_options={"iline_byte": meta["iline_byte"], "xline_byte": meta["xline_byte"], "dtype": "int16"},
+        n_jobs=n_jobs,
     )  # fmt: skip
     return {k: v for k, v in stats.items() if not isinstance(v, str | Path)}

@@ -10,7 +10,9 @@ split into train/validation/test *by piece*, seeded. ``<out>/index.json`` lists 
 One bad score never aborts the corpus: it is skipped, and the report counts skips by reason.
 Parsing is the slow part (DESIGN.md: ~1000× the cost of building edges), so parsed note tables
 are cached under ``cache_dir`` keyed by the file's content digest, the part read and
-``CACHE_VERSION``; refusals are cached too, so an unchanged bad file is not parsed again.
+``CACHE_VERSION``; refusals are cached too, so an unchanged bad file is not parsed again. The cache
+folder cannot change what is prepared, so it is a run-time setting (``overseer.settings``:
+``OVERSEER_CACHE_DIR`` / ``cache_dir``), not a param; library callers may pass it in ``cfg``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from overseer.engraving.data.corpus import CorpusEntry, default_corpus
 from overseer.engraving.data.labels import label_counts, piece_from_table, tuplet_classes
 from overseer.engraving.data.scores import SCORE_SUFFIXES, ScoreTable, load_score_table
 from overseer.errors import InputError
-from overseer.io import atomic_dir, atomic_file, write_json
+from overseer.io import atomic_dir, atomic_file, split_run_time, write_json
 from overseer.repo import repo_root
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,9 @@ log = logging.getLogger(__name__)
 # bump when scores.py reads scores differently: every cached table is then parsed again
 CACHE_VERSION = "scores-1"
 SPLITS = schema.SPLITS
+CACHE_DIR = ".cache/engraving"  # the parse cache: relative to the repository root; None: no cache
 DEFAULTS: dict[str, Any] = {
     "source": "default",
-    "cache_dir": ".cache/engraving",  # relative to the repository root; null: no cache
     "silence": "gap",  # silence edge rule, see graph.py: gap | rest
     "exotic_tuplets": "unknown",  # tuplets outside schema.TUPLET_RULE: unknown (-1, counted) | skip (the piece)
     "split": {"validation": 0.15, "test": 0.15, "seed": 0},
@@ -213,8 +215,9 @@ def ingest_engraving(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
     """Prepare every score of ``cfg['source']`` into ``out_dir`` (all or nothing); return the report.
 
     ``cfg`` (params ``ingest.engraving``, missing keys from ``DEFAULTS``): ``source`` ("default" or a
-    folder), ``cache_dir``, ``silence`` ("gap" | "rest"), ``exotic_tuplets`` ("unknown" | "skip"),
-    ``split`` ({validation, test, seed}).
+    folder), ``silence`` ("gap" | "rest"), ``exotic_tuplets`` ("unknown" | "skip"), ``split``
+    ({validation, test, seed}); and ``cache_dir``, the parse cache folder (default ``CACHE_DIR``;
+    None: no cache), which changes how long a run takes but never what it prepares.
     """
     cfg = {**DEFAULTS, **dict(cfg)}
     split_cfg = {**DEFAULTS["split"], **dict(cfg.get("split") or {})}
@@ -222,7 +225,7 @@ def ingest_engraving(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
         raise InputError(f"ingest.engraving.exotic_tuplets must be 'unknown' or 'skip', got {cfg['exotic_tuplets']!r}")
     started = time.perf_counter()
     sources, source_name = _sources(cfg)
-    cache = ParseCache(_cache_folder(cfg.get("cache_dir")))
+    cache = ParseCache(_cache_folder(cfg.get("cache_dir", CACHE_DIR)))
 
     pieces: dict[str, dict[str, np.ndarray]] = {}
     entries: dict[str, dict[str, Any]] = {}
@@ -268,8 +271,9 @@ def ingest_engraving(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict
             )
         report = _report(index, pieces, skipped, exotic_notes, cache, source_name, cfg, split_cfg)
         report["seconds"] = round(time.perf_counter() - started, 2)
-        # the cache's hit counts stay out of the index: the same scores give the same prepared folder
-        stable = {k: v for k, v in report.items() if k != "cache"}
+        # run-time values (timing, the cache's hit counts) stay out of the index: the same scores give
+        # the same prepared folder
+        stable, _ = split_run_time(report)
         write_json(tmp / "index.json", {"source": source_name, "pieces": index, "skipped": skipped, "report": stable})
     return report
 
