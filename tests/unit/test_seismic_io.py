@@ -299,7 +299,8 @@ def test_check_same_grid_sample_axis():
 def test_nonfinite_report():
     volume = np.zeros((3, 2, 2), np.float32)
     volume[0, 0, 0], volume[1, 1, 1], volume[2, 0, 1] = np.nan, np.inf, -np.inf
-    assert nonfinite_report(volume) == {"nan": 1, "posinf": 1, "neginf": 1, "nonfinite": 3, "voxels": 12}
+    expected = {"nan": 1, "posinf": 1, "neginf": 1, "nonfinite": 3, "voxels": 12, "first": [0, 0, 0]}
+    assert nonfinite_report(volume) == expected
 
 
 def test_write_volume_dispatch(f3, tmp_path):

@@ -494,7 +494,7 @@ def test_ingest_replaces_existing_only_on_success(image_folder: tuple[Path, dict
 
     broken.unlink()
     ingest_trackbed(cfg, out)
-    assert _entries(out) == ["eval", "train"]
+    assert _entries(out) == ["eval", "provenance.csv", "train"]
     assert _entries(tmp_path) == ["images", "out"]  # the old folder is gone, no temporaries
 
 

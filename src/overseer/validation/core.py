@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,9 @@ class SuiteResult:
     """The outcome of one suite on one table.
 
     ``details`` is free-form, JSON-ready context the caller attaches (e.g. record counts); the
-    report prints it.
+    report prints it. ``locate`` (optional) turns a failing row's id columns into the words that
+    name it in messages and the Markdown report (default: ``<file>, record <n>``, see
+    ``_location``); the JSON keeps the id columns as they are.
     """
 
     suite_name: str
@@ -112,6 +114,11 @@ class SuiteResult:
     id_columns: tuple[str, ...] = ("file", "record")
     row_count: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    locate: Callable[[Mapping[str, Any]], str] | None = field(default=None, repr=False, compare=False)
+
+    def where(self, row: Mapping[str, Any]) -> str:
+        """The words naming a failing row (its file and record, or what ``locate`` says)."""
+        return self.locate(row) if self.locate is not None else _location(row, self.id_columns)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -145,11 +152,13 @@ def run_suite(
     expectations: list,
     suite_name: str,
     id_columns: Sequence[str] = ("file", "record"),
+    locate: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> SuiteResult:
     """Validate ``table`` against ``expectations`` (GX expectation objects) as suite ``suite_name``.
 
-    Failing rows are identified by ``id_columns``, which must be columns of ``table``. The given
-    expectation objects are copied, so one list can be reused across runs.
+    Failing rows are identified by ``id_columns``, which must be columns of ``table``; ``locate``
+    (optional) words them for messages (see ``SuiteResult``). The given expectation objects are
+    copied, so one list can be reused across runs.
     """
     id_columns = tuple(id_columns)
     missing = [col for col in id_columns if col not in table.columns]
@@ -195,6 +204,7 @@ def run_suite(
         failures=failures,
         id_columns=id_columns,
         row_count=len(frame),
+        locate=locate,
     )
 
 
@@ -359,9 +369,9 @@ def _row_values(row: Mapping[str, Any], id_columns: Sequence[str]) -> str:
     return ", ".join(f"{k}={_short(v)}" for k, v in row.items() if k not in id_columns)
 
 
-def _row_line(failure: Failure, row: Mapping[str, Any], id_columns: Sequence[str]) -> str:
-    values = _row_values(row, id_columns)
-    line = f"{_location(row, id_columns)}: {failure.description} failed"
+def _row_line(failure: Failure, row: Mapping[str, Any], result: SuiteResult) -> str:
+    values = _row_values(row, result.id_columns)
+    line = f"{result.where(row)}: {failure.description} failed"
     return f"{line} ({values})" if values else line
 
 
@@ -375,7 +385,7 @@ def _failure_lines(result: SuiteResult) -> list[str]:
             observed = "" if failure.observed_value is None else f" (observed {_short(failure.observed_value)})"
             lines.append(f"{result.suite_name}: {failure.description} failed{observed}")
             continue
-        lines.extend(_row_line(failure, row, result.id_columns) for row in failure.rows)
+        lines.extend(_row_line(failure, row, result) for row in failure.rows)
         hidden = (failure.unexpected_count or 0) - len(failure.rows)
         if hidden > 0:
             lines.append(f"... and {hidden} more rows failing {failure.description}")
@@ -478,7 +488,7 @@ def report_markdown(
                 if failure.exception:
                     lines.append(f"  - could not be evaluated: {_md(failure.exception)}")
                 for row in failure.rows:
-                    where = _location(row, res.id_columns)
+                    where = res.where(row)
                     lines.append(f"  - {_md(where)}: {_md(_row_values(row, res.id_columns))}")
                 hidden = (failure.unexpected_count or 0) - len(failure.rows)
                 if hidden > 0:

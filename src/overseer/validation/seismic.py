@@ -3,7 +3,9 @@
 Three suites run on the prepared data:
 
 * ``seismic_volumes``, one row per stored volume: float32, the shape of the grid, finite values
-  (a fraction ``max_nonfinite_fraction`` of undefined voxels may be allowed), unique names;
+  (a fraction ``max_nonfinite_fraction`` of undefined voxels may be allowed), unique names; a
+  failing volume is named by the user's file it was read from (the store's manifest keeps it),
+  its first non-finite voxel in survey numbers and their count, then the stored ``.npy``;
 * ``seismic_rows``, one row per picked voxel or log sample (train and holdout together, ``file``
   and ``row`` naming where it is): facies in the declared set, picks inside the grid, no voxel
   picked twice, every candidate attribute finite;
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from overseer.seismic.data.grid import Grid
-from overseer.seismic.data.volumes import load_volumes, nonfinite_report
+from overseer.seismic.data.volumes import describe_voxel, load_volumes, nonfinite_report, volume_sources
 from overseer.validation.core import (
     ValidationReport,
     gx_column,
@@ -34,17 +36,26 @@ from overseer.validation.core import (
 REPORT_TITLE = "Seismic voxel validation"
 SPLIT_FILES = {"train": "train.parquet", "holdout": "holdout.parquet"}
 FINITE_LIMIT = 3.0e38  # float32's largest finite value is 3.4e38: a bound that fails only ±inf
+# columns that name a volume in a failure: the stored file, the user's file, where it is not finite
+VOLUME_ID_COLUMNS = ("file", "source", "nonfinite_voxels", "voxels", "first_nonfinite")
 
 
 def volume_table(prepared: Path, grid: Grid) -> pd.DataFrame:
-    """Per volume: name, dtype, shape (and the grid's), fraction of non-finite voxels."""
+    """Per volume: stored file, the user's file (``source``), name, dtype, shape (and the grid's),
+    fraction and count of non-finite voxels and the first of them in survey numbers (scanned a
+    slab of inlines at a time)."""
     volumes, _ = load_volumes(prepared / "volumes")
+    sources = volume_sources(prepared / "volumes")
     rows = []
     for name, volume in volumes.items():
         counts = nonfinite_report(volume)
         rows.append(
             {
                 "file": str(prepared / "volumes" / f"{name}.npy"),
+                "source": sources.get(name),
+                "nonfinite_voxels": counts["nonfinite"],
+                "voxels": counts["voxels"],
+                "first_nonfinite": None if counts["first"] is None else describe_voxel(grid, counts["first"]),
                 "name": name,
                 "dtype": str(volume.dtype),
                 "shape": "×".join(map(str, volume.shape)),
@@ -53,6 +64,20 @@ def volume_table(prepared: Path, grid: Grid) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def locate_volume(row: Mapping[str, Any]) -> str:
+    """How a failing volume is named: ``<user's file>, <first non-finite voxel> (first of <n>
+    non-finite voxels of <N>; stored as <prepared .npy>)``, parts left out where not known."""
+    stored, source = row.get("file"), row.get("source")
+    where = str(source or stored)
+    details = []
+    if row.get("first_nonfinite"):
+        where += f", {row['first_nonfinite']}"
+        details.append(f"first of {row.get('nonfinite_voxels')} non-finite voxels of {row.get('voxels')}")
+    if source:
+        details.append(f"stored as {stored}")
+    return f"{where} ({'; '.join(details)})" if details else where
 
 
 def row_table(prepared: Path) -> pd.DataFrame:
@@ -115,7 +140,9 @@ def validate_seismic(prepared: str | Path, min_per_facies: int, max_nonfinite_fr
             ),
             gxe.ExpectColumnValuesToBeUnique(column="name"),
         ]
-        results.append(run_suite(volumes, volume_checks, "seismic_volumes", id_columns=("file",)))
+        results.append(
+            run_suite(volumes, volume_checks, "seismic_volumes", id_columns=VOLUME_ID_COLUMNS, locate=locate_volume)
+        )
     rows = row_table(prepared)
     results.append(run_suite(rows, row_expectations(meta, grid), "seismic_rows", id_columns=("file", "row")))
     counts = facies_count_table(rows, meta["facies"])

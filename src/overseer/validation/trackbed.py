@@ -7,6 +7,10 @@ Two suites run on every split's records:
   ``len(image_raw) == height*width*depth`` and image filenames unique within a split;
 * ``trackbed_class_counts``, one row per (split, class): at least ``min_per_class`` records.
 
+Failing records are named by the user's file they came from, their index in it and their
+``image_filename`` (from ingest's provenance table beside the prepared shards), then by the
+prepared shard and index; shards without a provenance table are named by shard and index only.
+
 A record whose bytes are not an Example fails only ``parse_error`` (the field expectations are
 restricted to parsed records), so it is reported once. A missing field fails only its not-null
 expectation (pair expectations skip rows with a missing side). The report is written whether
@@ -16,7 +20,7 @@ or not validation passes.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,7 @@ import pandas as pd
 
 from overseer.errors import InputError
 from overseer.trackbed.data.schema import CLASSES
-from overseer.trackbed.data.tfrecord import record_table
+from overseer.trackbed.data.tfrecord import DEFAULT_SOURCE, PROVENANCE_FILE, read_provenance, record_table
 from overseer.validation.core import (
     ValidationReport,
     gx_column,
@@ -38,6 +42,8 @@ REPORT_TITLE = "Trackbed TFRecord validation"
 # record_table columns that must be present in a parsed record (image_bytes is len(image_raw))
 REQUIRED_COLUMNS = ("image_filename", "image_bytes", "height", "width", "depth", "label", "class_name")
 DEPTHS = (1, 3)
+# columns added from the provenance table: the user's file, the record's index in it, its name
+SOURCE_COLUMNS = ("source", "source_record", "source_image_filename")
 
 
 def record_expectations(classes: Sequence[str] = CLASSES) -> list:
@@ -99,7 +105,58 @@ def split_record_table(splits: Mapping[str, Sequence[Path]], classes: Sequence[s
     table["expected_class_name"] = [
         classes[label] if not pd.isna(label) and 0 <= int(label) < len(classes) else None for label in table["label"]
     ]
+    origins = list(_origins(table))
+    table["source"] = pd.Series([o[0] for o in origins], index=table.index, dtype=object)
+    table["source_record"] = pd.array([o[1] for o in origins], dtype="Int64")
+    table["source_image_filename"] = pd.Series([o[2] for o in origins], index=table.index, dtype=object)
     return table
+
+
+def _provenance_lookup(prepared: Path) -> dict[tuple[str, int], tuple]:
+    """(shard relative to ``prepared``, index) -> (source, source record, image_filename)."""
+    table = read_provenance(prepared / PROVENANCE_FILE)
+    if table is None:
+        return {}
+    return {
+        (shard, int(record)): (source, None if pd.isna(index) else int(index), name)
+        for shard, record, source, index, name in table.itertuples(index=False)
+        if not pd.isna(record)
+    }
+
+
+def _origins(table: pd.DataFrame) -> Iterator[tuple]:
+    """Per row of a record table: where ingest read it (source, source record, image_filename),
+    from the provenance table of the shard's prepared folder; Nones where none is known."""
+    lookups: dict[Path, dict] = {}
+    unknown = (None, None, None)
+    for file, record, name in zip(table["file"], table["record"], table["image_filename"], strict=True):
+        shard = Path(file)
+        prepared = shard.parent.parent
+        if prepared not in lookups:
+            lookups[prepared] = _provenance_lookup(prepared)
+        origin = lookups[prepared].get((f"{shard.parent.name}/{shard.name}", int(record)), unknown)
+        if not (_missing(origin[2]) or _missing(name) or origin[2] == name):
+            origin = unknown  # a stale table: that position now holds another image
+        yield origin
+
+
+def _missing(value: object) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def locate_record(row: Mapping[str, Any]) -> str:
+    """How a failing record is named: ``<source file>, record <i> (image_filename '<name>'; prepared
+    <shard>, record <j>)``; ``<shard>, record <j>`` when its source is not known."""
+    prepared = f"{row.get('file')}, record {row.get('record')}"
+    source = row.get("source")
+    if _missing(source):
+        return prepared
+    where = "the embedded default set" if source == DEFAULT_SOURCE else str(source)
+    if not _missing(row.get("source_record")):
+        where += f", record {int(row['source_record'])}"
+    name = row.get("source_image_filename")
+    named = "no image_filename" if _missing(name) else f"image_filename {str(name)!r}"
+    return f"{where} ({named}; prepared {prepared})"
 
 
 def class_count_table(table: pd.DataFrame, splits: Sequence[str], classes: Sequence[str] = CLASSES) -> pd.DataFrame:
@@ -120,7 +177,8 @@ def validate_trackbed(
     classes: Sequence[str] = CLASSES,
 ) -> ValidationReport:
     """Validate the TFRecord files of each split; return the report (its ``raise_for_failures``
-    names file, record and expectation of the first failures).
+    names file, record and expectation of the first failures: the user's source file, record and
+    image_filename where ingest's provenance table knows them, see ``locate_record``).
 
     ``splits`` maps a split name (train, val, test) to its TFRecord files. Unreadable TFRecord
     framing gives a report with the ``InputError`` of ``iter_raw_records`` as its note.
@@ -131,7 +189,11 @@ def validate_trackbed(
         table = split_record_table(splits, classes)
     except InputError as exc:
         return ValidationReport(REPORT_TITLE, [], notes=[f"could not read records: {exc}"])
-    records = run_suite(table, record_expectations(classes), RECORD_SUITE, id_columns=("file", "record"))
+    if table["source"].notna().any():
+        id_columns, locate = (*SOURCE_COLUMNS, "file", "record"), locate_record
+    else:
+        id_columns, locate = ("file", "record"), None
+    records = run_suite(table, record_expectations(classes), RECORD_SUITE, id_columns=id_columns, locate=locate)
     records.details = _record_details(table, splits)
     count_table = class_count_table(table, list(splits), classes)
     counts = run_suite(

@@ -13,6 +13,7 @@ evaluate@rf does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -25,15 +26,28 @@ from tqdm import tqdm
 
 from overseer.errors import InputError
 from overseer.io import atomic_dir, write_json
+from overseer.repo import repo_root
 from overseer.seismic.data.grid import Grid
 from overseer.seismic.data.picks import (
+    TABLE_COLUMNS,
     read_picks_csv,
     read_polygons,
     read_well_logs,
     save_training_table,
     training_table,
 )
-from overseer.seismic.data.volumes import check_same_grid, read_volume, read_volumes, save_volumes
+from overseer.seismic.data.segy import segy_grid
+from overseer.seismic.data.volumes import (
+    SEGY_SUFFIXES,
+    VOLUME_NAME,
+    check_same_grid,
+    describe_nonfinite,
+    describe_voxel,
+    nonfinite_report,
+    read_volume,
+    read_volumes,
+    save_volumes,
+)
 
 log = logging.getLogger(__name__)
 AMPLITUDE = "amplitude"  # stored beside the attributes for plots; never a candidate attribute
@@ -95,19 +109,55 @@ def _default_survey(cfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def source_label(path: str | os.PathLike) -> str:
+    """``path`` as the manifest and messages show it: relative to the repository root when it lies
+    inside it, else as given (POSIX separators)."""
+    target = Path(path)
+    if target.is_absolute():
+        with contextlib.suppress(ValueError):
+            return target.resolve().relative_to(repo_root()).as_posix()
+    return target.as_posix()
+
+
+def _check_names(paths: Mapping[str, Any]) -> None:
+    """Attribute names become file and column names: letters, digits, ``_.+-``, no table column."""
+    for name, path in paths.items():
+        if not VOLUME_NAME.match(str(name)):
+            raise InputError(
+                f"ingest.seismic.volumes: attribute name {name!r} must be letters, digits, '_', '.', '+', '-' "
+                "(it names a file)",
+                path=path,
+            )
+        if name in TABLE_COLUMNS or name == AMPLITUDE:
+            reserved = [*TABLE_COLUMNS, AMPLITUDE]
+            raise InputError(
+                f"ingest.seismic.volumes: attribute name {name!r} is reserved ({reserved}); rename that attribute",
+                path=path,
+            )
+
+
+def _survey_grid(files: list[Any], iline_byte: int, xline_byte: int) -> Grid | None:
+    """The grid of the first SEG-Y file (headers only): the geometry of .npy volumes beside it."""
+    segy = [p for p in files if Path(p).suffix.lower() in SEGY_SUFFIXES]
+    return segy_grid(segy[0], iline_byte, xline_byte) if segy else None
+
+
 def _user_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
     facies_names = list(cfg["facies"])
     paths = dict(cfg.get("volumes") or {})
     data: dict[str, Any] = {"facies_names": facies_names, "truth": None, "facies_model": None, "amplitude": None}
+    data["sources"] = {name: source_label(path) for name, path in paths.items()}
     if paths:
-        attributes, grid = read_volumes(paths, iline_byte=int(cfg["iline_byte"]), xline_byte=int(cfg["xline_byte"]))
-        if AMPLITUDE in attributes:
-            raise InputError(f"'{AMPLITUDE}' is reserved for ingest.seismic.amplitude; rename that attribute")
+        _check_names(paths)
+        ilb, xlb = int(cfg["iline_byte"]), int(cfg["xline_byte"])
+        files = [*paths.values(), *([cfg["amplitude"]] if cfg.get("amplitude") else [])]
+        attributes, grid = read_volumes(paths, _survey_grid(files, ilb, xlb), iline_byte=ilb, xline_byte=xlb)
         if cfg.get("amplitude"):
-            amplitude, amp_grid = read_volume(cfg["amplitude"], grid, int(cfg["iline_byte"]), int(cfg["xline_byte"]))
+            amplitude, amp_grid = read_volume(cfg["amplitude"], grid, ilb, xlb)
             check_same_grid({str(next(iter(paths.values()))): grid, str(cfg["amplitude"]): amp_grid})
             data["amplitude"] = amplitude
-        segy = [p for p in paths.values() if Path(p).suffix.lower() in (".sgy", ".segy")]
+            data["sources"][AMPLITUDE] = source_label(cfg["amplitude"])
+        segy = [p for p in paths.values() if Path(p).suffix.lower() in SEGY_SUFFIXES]
         data.update(attributes=attributes, grid=grid, segy_template=str(segy[0]) if segy else None)
     else:
         data.update(attributes={}, grid=None, segy_template=None)
@@ -124,6 +174,44 @@ def _user_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _require_finite(attributes: Mapping[str, np.ndarray], grid: Grid, sources: Mapping[str, str], why: str) -> None:
+    """An ``InputError`` naming the user's file, the first non-finite voxel and their count, for
+    the first volume that is not finite everywhere (scanned a slab at a time)."""
+    for name, volume in attributes.items():
+        report = nonfinite_report(volume)
+        if report["nonfinite"]:
+            raise InputError(f"attribute {name!r}: {describe_nonfinite(report, grid)}; {why}", path=sources.get(name))
+
+
+def _check_picked_finite(
+    attributes: Mapping[str, np.ndarray], picks: pd.DataFrame, grid: Grid, sources: Mapping[str, str]
+) -> None:
+    """Every attribute must be finite at every picked voxel: else an ``InputError`` naming the
+    user's file, the first such picked voxel, how many there are and the volume's non-finite count.
+
+    Reads only the picked voxels (in storage order) unless one is not finite.
+    """
+    index = [picks[c].to_numpy(np.intp) for c in ("il_idx", "xl_idx", "s_idx")]
+    inside = np.logical_and.reduce([(v >= 0) & (v < n) for v, n in zip(index, grid.shape, strict=True)])
+    index = [values[inside] for values in index]  # picks outside the grid: training_table names them
+    order = np.lexsort(index[::-1])  # storage order: inline, then crossline, then sample
+    ordered = tuple(values[order] for values in index)
+    for name, volume in attributes.items():
+        values = np.asarray(volume[ordered])
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            continue
+        first = int(np.flatnonzero(bad)[0])
+        voxel = describe_voxel(grid, [values_[first] for values_ in ordered])
+        raise InputError(
+            f"attribute {name!r} is {values[first]} at the picked voxel {voxel}; {int(bad.sum())} of "
+            f"{values.size} picked voxels are not finite, and the volume has "
+            f"{describe_nonfinite(nonfinite_report(volume), grid)}. Fill or mask those voxels, or pick "
+            "elsewhere",
+            path=sources.get(name),
+        )
+
+
 def _kuwahara(attributes: Mapping[str, np.ndarray], radius: int) -> dict[str, np.ndarray]:
     from overseer.seismic.data.kuwahara import kuwahara3d
 
@@ -135,8 +223,11 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
     ``meta.json`` (+ ``truth.json`` for the synthetic survey) into ``out_dir``, all or nothing."""
     data = _default_survey(cfg["default"]) if cfg["source"] == "default" else _user_data(cfg)
     attributes = data["attributes"]
+    sources = data.get("sources", {})
     kuwahara = cfg.get("kuwahara") or {}
     if kuwahara.get("enabled") and attributes:
+        why = "the Kuwahara filter (ingest.seismic.kuwahara.enabled) needs finite volumes; fill them or switch it off"
+        _require_finite(attributes, data["grid"], sources, why)
         attributes = _kuwahara(attributes, int(kuwahara["radius"]))
     hold = cfg["holdout"]
     if "logs" in data:
@@ -144,6 +235,7 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
         groups, split_by = table["well"].to_numpy(), "well"
         candidates = [c for c in table.columns if c not in ("well", "depth", "facies")]
     else:
+        _check_picked_finite(attributes, data["picks"], data["grid"], sources)
         table = training_table(attributes, data["picks"])
         groups, split_by = (
             table["inline"].to_numpy() // int(hold["block_size"]),
@@ -176,7 +268,7 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
                 stored[AMPLITUDE] = data["amplitude"]
             if data["facies_model"] is not None:
                 stored["true_facies"] = data["facies_model"].astype(np.float32)
-            save_volumes(tmp / "volumes", stored, data["grid"])
+            save_volumes(tmp / "volumes", stored, data["grid"], sources=sources)
         save_training_table(table[~held].reset_index(drop=True), tmp / "train.parquet")
         save_training_table(table[held].reset_index(drop=True), tmp / "holdout.parquet")
         write_json(tmp / "meta.json", meta)

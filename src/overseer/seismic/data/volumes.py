@@ -6,6 +6,7 @@ A volume store is a folder, written atomically as a whole::
     <name>.npy      one float32 (inline, crossline, sample) array per volume
     grid.json       the shared grid (Grid.to_json)
     manifest.json   format, and per volume: name, file, dtype, shape, bytes, non-finite counts
+                    (and the first non-finite voxel), the user's file it was read from (source)
 
 float32 halves the memory of float64 and is what SEG-Y stores; ``load_volumes`` maps the files
 (``np.load(mmap_mode="r")``), so only the voxels a step touches are read into memory.
@@ -19,6 +20,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,27 +35,83 @@ STORE_FORMAT = "overseer-volumes/1"
 MANIFEST = "manifest.json"
 GRID_FILE = "grid.json"
 SEGY_SUFFIXES = (".sgy", ".segy")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+#: a volume name (it names a file of the store)
+VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 #: bytes per slab when streaming through a volume (copies, finite checks): bounds extra memory
 _SLAB_BYTES = 64 * 2**20
+_KINDS = (("nan", "NaN"), ("posinf", "+inf"), ("neginf", "-inf"))
 
 
 def _slab_step(shape: tuple[int, ...], itemsize: int = 4) -> int:
     return max(1, _SLAB_BYTES // max(1, int(np.prod(shape[1:])) * itemsize))
 
 
-def nonfinite_report(volume: np.ndarray) -> dict[str, int]:
-    """Counts of NaN, +inf and -inf voxels (and their sum, ``nonfinite``, and ``voxels``), computed a
-    slab of inlines at a time so a memory-mapped volume is never loaded whole."""
-    counts = {"nan": 0, "posinf": 0, "neginf": 0}
+class _NonFinite:
+    """Running counts of NaN, +inf and -inf voxels over slabs of inlines, and the first of them."""
+
+    def __init__(self) -> None:
+        self.counts = {"nan": 0, "posinf": 0, "neginf": 0}
+        self.first: list[int] | None = None
+
+    def add(self, slab: np.ndarray, start: int) -> None:
+        """Count one slab whose first inline is ``start`` (float; other dtypes are always finite)."""
+        if slab.dtype.kind != "f":
+            return
+        nan, inf = np.isnan(slab), np.isinf(slab)
+        n_nan, n_inf = int(np.count_nonzero(nan)), int(np.count_nonzero(inf))
+        if not n_nan + n_inf:
+            return
+        n_pos = int(np.count_nonzero(inf & (slab > 0)))
+        self.counts["nan"] += n_nan
+        self.counts["posinf"] += n_pos
+        self.counts["neginf"] += n_inf - n_pos
+        if self.first is None:
+            flat = int(np.argmax((nan | inf).reshape(-1)))  # the first True in storage order
+            index = np.unravel_index(flat, slab.shape)
+            self.first = [int(index[0]) + start, *(int(i) for i in index[1:])]
+
+    def report(self, voxels: int) -> dict[str, Any]:
+        return {**self.counts, "nonfinite": sum(self.counts.values()), "voxels": voxels, "first": self.first}
+
+
+def nonfinite_report(volume: np.ndarray) -> dict[str, Any]:
+    """Counts of NaN, +inf and -inf voxels (and their sum, ``nonfinite``, and ``voxels``) and the
+    0-based (inline, crossline, sample) index of the first non-finite voxel in storage order
+    (``first``, None when all are finite), computed a slab of inlines at a time so a memory-mapped
+    volume is never loaded whole."""
+    tally = _NonFinite()
     if volume.dtype.kind == "f":
         step = _slab_step(volume.shape, volume.dtype.itemsize)
         for start in range(0, volume.shape[0], step):
-            slab = np.asarray(volume[start : start + step])
-            counts["nan"] += int(np.count_nonzero(np.isnan(slab)))
-            counts["posinf"] += int(np.count_nonzero(np.isposinf(slab)))
-            counts["neginf"] += int(np.count_nonzero(np.isneginf(slab)))
-    return {**counts, "nonfinite": sum(counts.values()), "voxels": int(volume.size)}
+            tally.add(np.asarray(volume[start : start + step]), start)
+    return tally.report(int(volume.size))
+
+
+def has_geometry(grid: Grid) -> bool:
+    """False for the placeholder grid of .npy volumes without survey geometry (``Grid.regular`` of
+    the shape: lines numbered from 0, 1 ms samples), whose numbers are only array indices."""
+    return not grid.same_as(Grid.regular(grid.shape))
+
+
+def describe_voxel(grid: Grid, index: Sequence[int]) -> str:
+    """A voxel (0-based index) in the survey's own words: ``inline 503, crossline 21, sample 5 at
+    20 ms``; on a grid without geometry, its array indices (``inline index 3, crossline index 1,
+    sample 5``, see :func:`has_geometry`)."""
+    i, j, k = (int(v) for v in index)
+    if not has_geometry(grid):
+        return f"inline index {i}, crossline index {j}, sample {k}"
+    time = grid.sample_start_ms + k * grid.sample_interval_ms
+    return f"inline {int(grid.inlines[i])}, crossline {int(grid.crosslines[j])}, sample {k} at {time:g} ms"
+
+
+def describe_nonfinite(report: Mapping[str, Any], grid: Grid) -> str:
+    """One line of a :func:`nonfinite_report`: how many voxels are not finite, of which kinds, the
+    first of them in survey numbers."""
+    kinds = ", ".join(f"{label} {report[key]}" for key, label in _KINDS if report[key])
+    text = f"{report['nonfinite']} non-finite voxels of {report['voxels']} ({kinds})"
+    if report.get("first") is not None:
+        text += f", the first at {describe_voxel(grid, report['first'])}"
+    return text
 
 
 def check_same_grid(named_grids: Mapping[str, Grid]) -> Grid:
@@ -129,36 +187,42 @@ def read_volumes(
 
 
 # ---------------------------------------------------------------------------- the store
-def save_volumes(out_dir: str | os.PathLike, volumes: Mapping[str, np.ndarray], grid: Grid) -> None:
+def save_volumes(
+    out_dir: str | os.PathLike,
+    volumes: Mapping[str, np.ndarray],
+    grid: Grid,
+    *,
+    sources: Mapping[str, str] | None = None,
+) -> None:
     """Write ``volumes`` (name → array of ``grid.shape``) as float32 ``<name>.npy`` files with
     ``grid.json`` and ``manifest.json``, atomically as one folder (it replaces ``out_dir``).
 
-    Copies go a slab of inlines at a time, so memory-mapped inputs are never loaded whole.
+    ``sources`` (name → the user's file it was read from) go into the manifest, so that later
+    messages name the user's file. Copies go a slab of inlines at a time, so memory-mapped inputs
+    are never loaded whole; non-finite voxels are counted on the way (a warning names the source,
+    their count and the first of them).
     """
     if not volumes:
         raise ValueError("no volumes to save")
     for name, volume in volumes.items():
-        if not _NAME.match(name):
+        if not VOLUME_NAME.match(name):
             raise ValueError(f"volume name {name!r} must be letters, digits, '_', '.', '+', '-' (it names a file)")
         if tuple(volume.shape) != grid.shape:
             raise InputError(f"volume {name!r} has shape {tuple(volume.shape)}, the grid {grid.shape}", path=out_dir)
+    sources = dict(sources or {})
     entries = []
     with atomic_dir(out_dir) as tmp:
         for name, volume in volumes.items():
             target = tmp / f"{name}.npy"
-            stored = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=grid.shape)
-            step = _slab_step(grid.shape)
-            for start in range(0, grid.shape[0], step):
-                stored[start : start + step] = volume[start : start + step]
-            stored.flush()
-            counts = nonfinite_report(stored)
-            del stored  # close the map before the folder is renamed
+            counts = _copy_to_npy(volume, target, grid.shape)
             if counts["nonfinite"]:
-                log.warning("volume %r has %d non-finite voxels of %d", name, counts["nonfinite"], counts["voxels"])
+                where = sources.get(name) or f"volume {name!r}"
+                log.warning("%s: %s", where, describe_nonfinite(counts, grid))
             entries.append(
                 {
                     "name": name,
                     "file": target.name,
+                    "source": sources.get(name),
                     "dtype": "float32",
                     "shape": list(grid.shape),
                     "bytes": target.stat().st_size,
@@ -168,6 +232,27 @@ def save_volumes(out_dir: str | os.PathLike, volumes: Mapping[str, np.ndarray], 
         write_json(tmp / GRID_FILE, grid.to_json())
         write_json(tmp / MANIFEST, {"format": STORE_FORMAT, "grid_file": GRID_FILE, "volumes": entries})
     log.info("saved %d volumes on %s to %s", len(entries), grid.describe(), out_dir)
+
+
+def _copy_to_npy(volume: np.ndarray, target: Path, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """Copy ``volume`` as float32 into a new ``.npy`` a slab at a time; return its non-finite report."""
+    stored = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=shape)
+    tally = _NonFinite()
+    step = _slab_step(shape)
+    for start in range(0, shape[0], step):
+        slab = np.asarray(volume[start : start + step], dtype=np.float32)
+        stored[start : start + step] = slab
+        tally.add(slab, start)
+    stored.flush()
+    del stored  # close the map before the folder is renamed
+    return tally.report(int(np.prod(shape)))
+
+
+def volume_sources(in_dir: str | os.PathLike) -> dict[str, str | None]:
+    """Name → the user's file each volume of a store was read from (None: generated, or unknown)."""
+    manifest = _read_json(Path(in_dir) / MANIFEST, "a volume store (no manifest.json; written by save_volumes?)")
+    entries = manifest.get("volumes", []) if isinstance(manifest, dict) else []
+    return {entry["name"]: entry.get("source") for entry in entries if isinstance(entry, dict) and "name" in entry}
 
 
 def load_volumes(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from overseer.io import atomic_file
 from overseer.trackbed.data.schema import CLASSES, FIELDS, decode_fields
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
+#: ingest's table beside the prepared shards: where each prepared record came from
+PROVENANCE_FILE = "provenance.csv"
+PROVENANCE_COLUMNS = ("shard", "record", "source", "source_record", "image_filename")
+DEFAULT_SOURCE = "default"  # the provenance ``source`` of records of the embedded default set
+# TensorFlow's op decoration around a DataLossError message ("{{function_node ...}} ... [Op:...] name: ")
+_TF_NOISE = (re.compile(r"\{\{.*?\}\}\s*"), re.compile(r"\s*\[Op:[^\]]*\].*$"))
 
 
 def is_tfrecord_name(path: Path) -> bool:
@@ -63,12 +70,19 @@ def iter_raw_records(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
         except StopIteration:
             return
         except tf.errors.DataLossError as exc:
-            message = str(exc).splitlines()[0]
-            raise InputError(f"corrupt TFRecord data ({message})", path=path, record=index) from None
+            raise InputError(f"corrupt TFRecord data ({_tf_message(exc)})", path=path, record=index) from None
         except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as exc:
             raise InputError(f"cannot read TFRecord file ({exc.message})", path=path) from None
         yield index, raw.numpy()
         index += 1
+
+
+def _tf_message(exc: Exception) -> str:
+    """The first line of a TensorFlow error without its op decoration."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for pattern in _TF_NOISE:
+        message = pattern.sub("", message)
+    return message.strip() or type(exc).__name__
 
 
 def write_records(path: str | os.PathLike, records: Iterable[bytes]) -> Path:
@@ -118,6 +132,40 @@ def write_shards(
     if written != total:
         raise ValueError(f"{prefix}: expected {total} records, wrote {written}")
     return paths
+
+
+def write_provenance(path: str | os.PathLike, rows: Iterable[tuple]) -> Path:
+    """Write the provenance table atomically: one CSV row per prepared record, in the order given.
+
+    Each row is (``shard``: shard path relative to the prepared folder, ``record``: index in that
+    shard, ``source``: the user's file or ``default``, ``source_record``: index in that file or
+    None for an image file, ``image_filename``: the record's name or None).
+    """
+    table = pd.DataFrame(list(rows), columns=list(PROVENANCE_COLUMNS))
+    table["record"] = table["record"].astype("int64")
+    table["source_record"] = table["source_record"].astype("Int64")
+    with atomic_file(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
+    return Path(path)
+
+
+def read_provenance(path: str | os.PathLike) -> pd.DataFrame | None:
+    """The provenance table written by ingest (see :func:`write_provenance`), or None when it is
+    absent or unreadable (then failures name the prepared shards only)."""
+    target = Path(path)
+    if not target.is_file():
+        return None
+    try:
+        table = pd.read_csv(target, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, pd.errors.ParserError):
+        return None
+    if list(table.columns) != list(PROVENANCE_COLUMNS):
+        return None
+    table["record"] = pd.to_numeric(table["record"], errors="coerce").astype("Int64")
+    table["source_record"] = pd.to_numeric(table["source_record"], errors="coerce").astype("Int64")
+    names = table["image_filename"].astype(object)
+    table["image_filename"] = names.where(names != "", None)
+    return table
 
 
 def record_table(files: Iterable[str | os.PathLike]) -> pd.DataFrame:
