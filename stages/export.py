@@ -70,7 +70,11 @@ def gnn() -> None:
                 shutil.copy2(item, tmp / item.name)
             # held-out pieces engraved by the exported model: MusicXML, MEI (both read back), SVG pages
             held_out = list(zip(names, pieces, strict=True))[: int(cfg["pieces"])]
-            written = engrave_pieces(model, held_out, tmp / "engraved", cfg)
+            written = engrave_pieces(
+                model, held_out, tmp / "engraved",
+                formats=cfg["formats"], pages=int(cfg["pages"]),
+                threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
+            )  # fmt: skip
         # pickle: pt2 traces tensors, and the model takes a PyG HeteroData
         version = register_model(
             "pytorch", model, cfg["registered_model_name"], pip_requirements(), serialization_format="pickle"

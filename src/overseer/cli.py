@@ -61,18 +61,70 @@ def _compare(args: argparse.Namespace) -> None:
     print(f"comparison report: {path}")
 
 
+MIDI_GRIDS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48)  # overseer.engraving.engrave.GRIDS (not imported: numpy, torch)
+ENGRAVE_DESCRIPTION = """\
+Engrave a piano score or MIDI file: the trained EngravingGNN predicts staves, voices, spelling,
+key, clefs, stems and octave signs; the result is written as MusicXML and MEI (each read back
+and checked) and the first pages as SVG.
+
+MIDI timing: a quantized file keeps its own grid (sixteenths, 32nds, their triplets ... down
+to 1/48 quarter, within one MIDI tick). A file with performed timing (onsets on no such grid)
+is quantized: every onset and offset is snapped to the nearest sixteenth (--grid D for 1/D
+quarter instead), so an onset moves by at most half a grid step (a repeated note that would
+merge with the previous one takes the next grid point), and a warning says how many notes moved
+and how far at most. A note ends no later than the next onset of its pitch. Every note of the
+file is written (its tied parts read back as one note) except notes doubled at one onset and
+pitch, and note-ons without a note-off (both told).
+
+Bad input (an unreadable file, no notes, not two staves, ...) is reported with the file and
+exit status 2; on any failure nothing is written to the output folder.
+"""
+
+
+def _pages(text: str) -> int:
+    """argparse type of --pages: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0 or more; 0: no SVG pages)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected 0 or more SVG pages (0: none)")
+    return value
+
+
 def _engrave(args: argparse.Namespace) -> None:
+    import warnings
     from pathlib import Path
 
-    from overseer.engraving.engrave import engrave
+    from overseer.engraving.engrave import QuantizeWarning, engrave
+    from overseer.engraving.export import ExportError
 
     model = Path(args.model)
-    if not (model / "config.json").exists():
-        raise InputError("no trained EngravingGNN here; run `dvc repro export@gnn` or pass --model", path=model)
+    if not (model / "config.json").is_file():
+        raise InputError(
+            "--model: no trained EngravingGNN here (no config.json); run `dvc repro export@gnn` or pass --model",
+            path=model,
+        )
     out = Path(args.out) if args.out else Path("engraved") / Path(args.score).stem
-    result = engrave(args.score, model, out, pages=args.pages, formats=tuple(args.formats))
-    written = [result[f] for f in args.formats if result.get(f)] + list(result.get("svg") or [])
-    print(f"engraved {result['notes']} notes in {result['bars']} bars:")
+    formats = tuple(dict.fromkeys(args.formats))
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", QuantizeWarning)
+            result = engrave(args.score, model, out, pages=args.pages, formats=formats, grid=args.grid)
+    except ExportError as exc:  # not the user's input: our exporter wrote what partitura does not read back
+        print(f"overseer: error: {exc}", file=sys.stderr)
+        print(f"overseer: nothing was written to {out}; this is an export bug, please report it", file=sys.stderr)
+        raise SystemExit(1) from exc
+    finally:
+        for w in caught:
+            if issubclass(w.category, QuantizeWarning):
+                print(f"overseer: warning: {w.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    written = [result[f] for f in formats if result.get(f)] + list(result.get("svg") or [])
+    heads = f" ({result['notes']} noteheads with tied parts)" if result["notes"] != result["sounding_notes"] else ""
+    print(f"engraved {result['sounding_notes']} notes{heads} in {result['bars']} bars:")
     for path in written:
         print(f"  {path}")
 
@@ -96,13 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=_predict)
 
     engrave = commands.add_parser(
-        "engrave", help="engrave a score or quantized MIDI file with the trained EngravingGNN"
+        "engrave",
+        help="engrave a score or MIDI file with the trained EngravingGNN",
+        description=ENGRAVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    engrave.add_argument("score", help="MusicXML (.musicxml/.xml/.mxl), MEI, kern or MIDI (.mid) file")
+    engrave.add_argument("score", help="MusicXML (.musicxml/.xml/.mxl), MEI, kern or MIDI (.mid/.midi) file")
     engrave.add_argument("--model", default="models/engraving/export", help="exported (or trained) model folder")
-    engrave.add_argument("--out", help="output folder (default: engraved/<score name>)")
-    engrave.add_argument("--pages", type=int, default=2, help="SVG pages to render (0: none)")
-    engrave.add_argument("--formats", nargs="+", default=["musicxml", "mei"], choices=["musicxml", "mei"])
+    engrave.add_argument("--out", help="output folder (default: engraved/<score name>); other files in it stay")
+    engrave.add_argument("--pages", type=_pages, default=2, help="SVG pages to render, 0 or more (0: none; default 2)")
+    engrave.add_argument(
+        "--formats", nargs="+", default=["musicxml", "mei"], choices=["musicxml", "mei"], help="scores to write"
+    )
+    engrave.add_argument(
+        "--grid",
+        type=int,
+        choices=MIDI_GRIDS,
+        metavar="D",
+        help=f"MIDI only: snap onsets and offsets to 1/D quarter, D one of {', '.join(map(str, MIDI_GRIDS))} "
+        "(default: a quantized file's own grid; 4, sixteenths, for performed timing)",
+    )
     engrave.set_defaults(handler=_engrave)
 
     tune = commands.add_parser("tune", help="Optuna study over a model's search space in params.yaml")

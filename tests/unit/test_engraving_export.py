@@ -131,8 +131,9 @@ def test_readback_check_catches_a_broken_writer(fmt, tmp_path, monkeypatch):
         return _drop_first_note(writer(*args))
 
     monkeypatch.setattr(module, f"{fmt}_from_part", drop_a_note)
-    with pytest.raises(ex.ExportError, match="read back"):
+    with pytest.raises(ex.ExportError, match="read back") as info:
         ex.export_score(piece, res, tmp_path, "x", formats=(fmt,), pages=0)
+    assert str(info.value).startswith(f"{target}: ")  # the file it was to be, not its temporary name
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left either
 
@@ -205,8 +206,11 @@ def test_engrave_midi_writes_every_output(tmp_path):
         calls.append(piece["onset"].size)
         return noisy(piece, rng)
 
-    out = eg.engrave(src, None, tmp_path / "out", predict_fn=predict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", eg.QuantizeWarning)  # quantized: nothing moves
+        out = eg.engrave(src, None, tmp_path / "out", predict_fn=predict)
     assert out["musicxml"].name == "tiny.musicxml" and out["mei"].name == "tiny.mei"
+    assert out["midi"]["grid"] == 12 and not out["midi"]["snapped"] and out["sounding_notes"] == 11
     assert [p.name for p in out["svg"]] == ["page-1.svg"]
     assert calls == [13] and out["notes"] == 13 and out["bars"] == 3  # two notes split into tied pairs
     # the tied pieces read back as the MIDI's notes
@@ -245,7 +249,8 @@ def test_engrave_bad_input(tmp_path):
     src = tmp_path / "ok.mid"
     _write_midi(src, MIDI_NOTES)
     with pytest.raises(ValueError, match="logits_staff"):
-        eg.engrave(src, None, tmp_path, predict_fn=lambda piece: {})
+        eg.engrave(src, None, tmp_path / "never", predict_fn=lambda piece: {})
+    assert not (tmp_path / "never").exists()
 
 
 def test_engrave_a_prepared_piece(tmp_path):
@@ -253,3 +258,128 @@ def test_engrave_a_prepared_piece(tmp_path):
     out = eg.engrave_piece(schema.load_piece(path), oracle, tmp_path / "out", "rich", formats=("mei",), pages=1)
     assert set(out) >= {"mei", "svg"} and "musicxml" not in out
     assert out["svg"][0].parent == tmp_path / "out" and out["notes"] == 35 and out["max_voices"] == 2
+
+
+# --- MIDI timing: own grid, performed timing, repeated notes -------------------------------------------------
+
+
+def _ticks_midi(path, notes, tpq=480):
+    """A MIDI file of (onset, duration, pitch) in ticks, 4/4; a None duration leaves the note unclosed."""
+    mid = mido.MidiFile(ticks_per_beat=tpq)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    events = [(on, 1, p) for on, _, p in notes] + [(on + d, 0, p) for on, d, p in notes if d is not None]
+    now = 0
+    for tick, kind, pitch in sorted(events):
+        track.append(mido.Message("note_on", note=pitch, velocity=64 * kind, time=tick - now))
+        now = tick
+    mid.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("notes", "grid"),
+    [
+        ([(0, 480, 60), (480, 240, 62), (720, 240, 64)], 4),  # quarters and eighths: sixteenths at the least
+        ([(0, 160, 60), (160, 160, 62), (320, 160, 64), (480, 480, 65)], 12),  # eighth triplets
+        ([(0, 60, 60), (60, 60, 62), (120, 360, 64)], 8),  # 32nds
+        ([(0, 480, 60), (480, 456, 62), (960, 240, 64)], 4),  # an offset 24 ticks early: snapped to the onsets' grid
+    ],
+)
+def test_a_quantized_file_keeps_its_own_grid(tmp_path, notes, grid):
+    got = eg.read_midi(_ticks_midi(tmp_path / "q.mid", notes))
+    assert got.grid == grid and not got.snapped and got.onsets_moved == 0
+    np.testing.assert_array_equal(got.onset, [on / 480 for on, _, _ in notes])
+    if notes[1][1] == 456:
+        assert got.duration.tolist() == [1.0, 1.0, 0.5] and got.offsets_moved == 1
+        assert "1 of 3 offsets moved onto the onsets' 1/4-quarter grid" in got.warning()
+    else:
+        np.testing.assert_array_equal(got.duration, [d / 480 for _, d, _ in notes])
+        assert got.warning() is None
+
+
+def test_performed_timing_is_snapped_to_sixteenths(tmp_path):
+    # 0, 1/4, 1/2, 1 quarter played 13, 7, 29 and 41 ticks off (480 per quarter)
+    notes = [(13, 100, 60), (113, 130, 62), (269, 200, 64), (439, 500, 65)]
+    got = eg.read_midi(_ticks_midi(tmp_path / "p.mid", notes))
+    assert got.grid == 4 and got.snapped and not got.asked
+    assert got.onset.tolist() == [0, 0.25, 0.5, 1.0] and got.duration.tolist() == [0.25, 0.25, 0.5, 1.0]
+    assert got.onsets_moved == 4 and got.max_onset_shift == pytest.approx(41 / 480)
+    assert got.warning().startswith(
+        "not quantized (onsets on no grid of 1/4 to 1/48 quarter): snapped to a 1/4-quarter"
+    )
+    assert "4 of 4 onsets moved by at most 0.0854 quarter" in got.warning()
+    asked = eg.read_midi(tmp_path / "p.mid", grid=2)
+    assert asked.grid == 2 and asked.asked and asked.onset.tolist() == [0, 0, 0.5, 1.0]
+    assert asked.warning().startswith("snapped to the 1/2-quarter grid (eighth notes): 4 of 4 onsets")
+    with pytest.raises(InputError, match="grid 5: expected one of 1, 2, 3, 4, 6, 8, 12, 16, 24, 48"):
+        eg.read_midi(tmp_path / "p.mid", grid=5)
+
+
+def test_repeated_notes_never_merge_and_one_key_sounds_at_a_time(tmp_path):
+    # two C5 strikes 53 ticks apart (one sixteenth point), a D5 held into its own repeat, a doubled E5
+    notes = [(0, 40, 72), (53, 400, 72), (480, 700, 74), (960, 480, 74), (1440, 480, 76), (1440, 240, 76)]
+    notes += [(7, None, 48)]  # never released
+    got = eg.read_midi(_ticks_midi(tmp_path / "r.mid", notes))
+    assert got.snapped and got.read == 6 and got.notes == 5 and got.duplicates == 1 and got.unclosed == 1
+    rows = sorted(zip(got.onset.tolist(), got.duration.tolist(), got.pitch.tolist(), strict=True))
+    assert rows == [(0.0, 0.25, 72), (0.25, 0.75, 72), (1.0, 1.0, 74), (2.0, 1.0, 74), (3.0, 1.0, 76)]
+    assert "1 notes dropped: struck at the same pitch and onset as a longer note" in got.warning()
+    assert "1 note-ons without a note-off dropped" in got.warning()
+
+
+def test_engrave_a_performed_file_warns_and_writes_every_note(tmp_path):
+    rng = np.random.default_rng(3)
+    notes = [(int(i * 240 + rng.integers(-50, 50)) if i else 0, 200, 60 + (7 * i) % 24) for i in range(24)]
+    src = _ticks_midi(tmp_path / "played.mid", notes)
+    with pytest.warns(eg.QuantizeWarning, match=r"played\.mid: not quantized .* onsets moved by at most"):
+        out = eg.engrave(src, None, tmp_path / "out", predict_fn=oracle, pages=0)
+    assert out["midi"]["snapped"] and out["sounding_notes"] == 24
+    for fmt in ("musicxml", "mei"):
+        assert sum(p.note_array().size for p in _load(out[fmt])) == 24, fmt
+
+
+# --- output: staged, nothing left on failure -------------------------------------------------------------------
+
+
+def test_staged_output_keeps_other_files_and_leaves_nothing_on_failure(tmp_path):
+    out = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError, match="half-way"), eg.staged_output(out) as tmp:
+        (tmp / "x.musicxml").write_text("half")
+        raise RuntimeError("half-way")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its parents nor the staging folder
+    with eg.staged_output(out) as tmp:
+        (tmp / "x.musicxml").write_text("new")
+    (out / "mine.txt").write_text("mine")
+    with eg.staged_output(out) as tmp:
+        (tmp / "x.musicxml").write_text("newer")
+    assert (out / "x.musicxml").read_text() == "newer" and (out / "mine.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "mine.txt", "x.musicxml"]
+    with pytest.raises(InputError, match="the output folder is a file"), eg.staged_output(out / "mine.txt"):
+        pass
+
+
+def test_engrave_piece_writes_final_paths_and_drops_stale_pages(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "page-9.svg").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    got = eg.engrave_piece(rich_piece(), oracle, out, "rich", pages=1)
+    assert got["musicxml"] == out / "rich.musicxml" and got["svg"] == [out / "page-1.svg"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "page-1.svg", "rich.mei", "rich.musicxml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(InputError, match="pages -1: expected a whole number >= 0"):
+        eg.engrave_piece(rich_piece(), oracle, out, "rich", pages=-1)
+    with pytest.raises(InputError, match=r"formats \['pdf'\]: expected some of musicxml, mei"):
+        eg.engrave_piece(rich_piece(), oracle, out, "rich", formats=("pdf",))
+
+
+def test_engrave_pieces_takes_keyword_options(tmp_path, monkeypatch):
+    import overseer.engraving.predict as predict
+
+    monkeypatch.setattr(predict, "predict_piece", lambda model, piece: oracle(piece))
+    pieces = [("a", two_voice_bar()), ("b", rich_piece())]
+    got = eg.engrave_pieces(None, pieces, tmp_path, formats=["mei"], pages=0, threshold=0.5, min_clef_run=4)
+    assert got == {"a": {"files": ["a.mei"], "notes": 15}, "b": {"files": ["b.mei"], "notes": 35}}
+    with pytest.raises(TypeError):
+        eg.engrave_pieces(None, pieces, tmp_path, {"formats": ["mei"], "pages": 0})  # no params dict any more

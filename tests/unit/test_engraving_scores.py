@@ -130,6 +130,8 @@ def test_octave_shift_kinds(tmp_path: Path) -> None:
         ("this is not music", "cannot parse score"),
         ("<score-partwise><part-list>", "cannot parse score"),
         (es.three_staves(), "more than two staves"),
+        ("", "empty file"),
+        ("  \n", "empty file"),
     ],
 )
 def test_bad_scores_raise_input_error(tmp_path: Path, text: str, reason: str) -> None:
@@ -187,6 +189,16 @@ def test_unreadable_paths(tmp_path: Path) -> None:
         load_score_table(es.write(tmp_path, "notes.txt", "C D E"))
     with pytest.raises(InputError, match="cannot read score"):
         load_score_table(tmp_path / "missing.musicxml")
+    (tmp_path / "folder.musicxml").mkdir()
+    with pytest.raises(InputError, match=r"folder\.musicxml: cannot read score \(Is a directory\)"):
+        load_score_table(tmp_path / "folder.musicxml")
+
+
+def test_not_kern_and_mei_errors_name_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"x\.krn: not a Humdrum kern file \(no \*\*kern spine\)"):
+        load_score_table(es.write(tmp_path, "x.krn", "C D E\n"))
+    with pytest.raises(InputError, match=r"x\.mei: cannot parse score \(\w+: .+\)"):
+        load_score_table(es.write(tmp_path, "x.mei", "<mei>"))
 
 
 KERN = """**kern\t**kern

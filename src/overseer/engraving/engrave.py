@@ -1,19 +1,38 @@
-"""Engrave one piece (EngravingGNN paper Fig. 2): score or quantized MIDI → graph → predictions → score.
+"""Engrave one piece (EngravingGNN paper Fig. 2): score or MIDI → graph → predictions → score.
 
 :func:`engrave` reads a score (MusicXML, MEI, kern: through the data package's reader, so the
-piece is built exactly as for training) or a quantized MIDI file, builds the input graph, runs the
+piece is built exactly as for training) or a MIDI file, builds the input graph, runs the
 model's predictions (``predict_fn(piece) -> predictions``; by default the model saved in
 ``model_dir`` by ``train.save_model``), post-processes them (:mod:`.postprocess`) and writes
 ``<name>.musicxml``, ``<name>.mei`` and ``page-1.svg`` … (:mod:`.export`) into ``out_dir``.
 
-MIDI input (:func:`piece_from_midi`) is read with mido: all tracks merged (the percussion channel
-10 dropped), onsets and offsets in quarters from the file's ticks per quarter, snapped to a grid of
-1/48 quarter (binary values to 64ths, triplets to 128th triplets — the grid on which every gap and
-note length can be written exactly), the time signatures of the file (4/4 when it has none). Notes
-crossing a barline are split into tied notes (schema docstring); a note whose length is not one
-plain symbol (5/4 quarters, say; see :func:`.notation.is_single_symbol`) is split into tied
-notes at beat boundaries, as rests are (:func:`.notation.notate_span`). Bad input is an
-:class:`~overseer.errors.InputError` naming the file and the reason.
+MIDI input (:func:`read_midi`, :func:`piece_from_midi`) is read with mido: all tracks merged (the
+percussion channel 10 dropped), onsets and offsets in quarters from the file's ticks per quarter,
+the time signatures of the file (4/4 when it has none). Times are put on a grid of ``1/D``
+quarter:
+
+- a quantized file keeps its own grid: ``D`` is the first of 4, 8, 12, 16, 24, 48 (sixteenths,
+  32nds, 32nd triplets, 64ths, 64th triplets, 128th triplets) on which every onset and offset
+  lies, else every onset (offsets are then snapped to it), within one MIDI tick;
+- a file whose onsets lie on none of them has performed timing: every onset and offset is snapped
+  to the nearest sixteenth (``D`` = 4, or the ``grid`` asked for, one of ``GRIDS``), so no onset
+  moves by more than half a grid step, except that a repeated note of one pitch never merges
+  with the previous one (it takes the next grid point);
+- either way a note ends no later than the next onset of its pitch (overlapping tied notes of
+  one pitch would not read back) and lasts at least one grid step.
+
+Every note read is written (its tied parts read back as one note) except notes struck at the same
+onset and pitch as a longer one and note-ons with no note-off: :class:`QuantizeWarning` tells how
+many notes moved and how far at most, and how many were dropped (:class:`MidiNotes`). Beats are
+the file's ticks per quarter: a performance recorded without a tempo map to follow is quantized
+on that clock, not on the beat a listener hears. Notes crossing a barline are split into tied
+notes (schema docstring); a note whose length is not one plain symbol (5/4 quarters, say; see
+:func:`.notation.is_single_symbol`) is split into tied notes at beat boundaries, as rests are
+(:func:`.notation.notate_span`). Bad input is an :class:`~overseer.errors.InputError` naming the
+file and the reason (not a Standard MIDI File, truncated, no notes, type 2, SMPTE timing).
+
+Output goes through :func:`staged_output`: on failure nothing is left behind, not even an empty
+folder.
 
 :func:`engrave_piece` does the same for a piece already in memory (a prepared ``.npz`` of the
 test split, say).
@@ -21,11 +40,18 @@ test split, say).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
-from collections.abc import Callable, Iterable, Mapping
+import pickle
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,9 +66,21 @@ if TYPE_CHECKING:
     from overseer.engraving.model import EngravingGNN
 
 MIDI_SUFFIXES = (".mid", ".midi")
-MIDI_GRID = 48  # positions per quarter
+MIDI_GRID = 48  # positions per quarter: every grid divides it (tied splits are computed on it)
+GRIDS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48)  # the grids a caller may ask for (divisors of MIDI_GRID)
+AUTO_GRIDS = (4, 8, 12, 16, 24, 48)  # tried in this order for a quantized file: the first that holds it
+PERFORMED_GRID = 4  # sixteenth notes: the grid of a file whose onsets lie on none of AUTO_GRIDS
+GRID_NAMES = {
+    1: "quarter notes", 2: "eighth notes", 3: "eighth-note triplets", 4: "sixteenth notes",
+    6: "sixteenth-note triplets", 8: "32nd notes", 12: "32nd-note triplets", 16: "64th notes",
+    24: "64th-note triplets", 48: "128th-note triplets",
+}  # fmt: skip
 PERCUSSION_CHANNEL = 9
 PredictFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class QuantizeWarning(UserWarning):
+    """MIDI notes were moved onto the engraving grid, or dropped (the message says how many and how far)."""
 
 
 # --- input -------------------------------------------------------------------------------------------------
@@ -56,23 +94,111 @@ def piece_from_score(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return piece_from_table(load_score_table(path))
 
 
-def read_midi(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[float, int, int]]]:
-    """(onset, duration, pitch, time signatures [(quarter, num, den)]) of a MIDI file, in quarters on the grid."""
+@dataclass(frozen=True)
+class MidiNotes:
+    """The notes of a MIDI file on the engraving grid, and what putting them there did.
+
+    ``onset``/``duration`` are quarters, multiples of ``1/grid``; ``time_sigs`` are (quarter, num,
+    den). ``snapped`` is False when the file was already on ``grid`` (every onset within one MIDI
+    tick, or a quarter of a grid step if that is less) and True when its timing was performed or
+    a grid was asked for (``asked``), so that onsets were moved. ``read`` counts the note-on/note-off
+    pairs of the file (percussion excluded); ``duplicates`` of them were dropped (struck at the
+    same pitch and onset as a longer note), and ``unclosed`` note-ons had no note-off (not read).
+    Onsets and offsets count as moved when they moved by more than that tolerance (an offset also
+    moves when its note is cut at the next onset of its pitch); shifts are in quarters.
+    """
+
+    onset: np.ndarray
+    duration: np.ndarray
+    pitch: np.ndarray
+    time_sigs: list[tuple[float, int, int]]
+    grid: int
+    snapped: bool
+    asked: bool
+    read: int
+    duplicates: int = 0
+    unclosed: int = 0
+    onsets_moved: int = 0
+    max_onset_shift: float = 0.0
+    offsets_moved: int = 0
+    max_offset_shift: float = 0.0
+
+    @property
+    def notes(self) -> int:
+        """Notes kept: each is one written note (its tied parts counted once)."""
+        return int(self.onset.size)
+
+    def summary(self) -> dict[str, int | float | bool]:
+        """The counts (everything but the arrays), for a result or a report."""
+        return {
+            "grid": self.grid, "snapped": self.snapped, "asked": self.asked, "read": self.read, "notes": self.notes,
+            "duplicates": self.duplicates, "unclosed": self.unclosed,
+            "onsets_moved": self.onsets_moved, "max_onset_shift": self.max_onset_shift,
+            "offsets_moved": self.offsets_moved, "max_offset_shift": self.max_offset_shift,
+        }  # fmt: skip
+
+    def warning(self) -> str | None:
+        """What a user should be told (moved or dropped notes), or None when nothing was changed."""
+        parts = []
+        grid = f"1/{self.grid}-quarter grid ({GRID_NAMES[self.grid]})"
+        offsets = f"{self.offsets_moved} offsets by at most {self.max_offset_shift:.3g}"
+        if self.snapped and (self.onsets_moved or self.offsets_moved):
+            why = "snapped to the" if self.asked else f"not quantized (onsets on no grid of 1/{AUTO_GRIDS[0]} to "
+            why += "" if self.asked else f"1/{AUTO_GRIDS[-1]} quarter): snapped to a"
+            parts.append(
+                f"{why} {grid}: {self.onsets_moved} of {self.read} onsets moved by at most "
+                f"{self.max_onset_shift:.3g} quarter, {offsets}"
+                + ("" if self.asked else "; another grid: --grid D (1/D quarter)")
+            )
+        elif self.offsets_moved:
+            parts.append(
+                f"{self.offsets_moved} of {self.read} offsets moved onto the onsets' {grid} or to the next onset "
+                f"of their pitch, by at most {self.max_offset_shift:.3g} quarter"
+            )
+        if self.duplicates:
+            parts.append(f"{self.duplicates} notes dropped: struck at the same pitch and onset as a longer note")
+        if self.unclosed:
+            parts.append(f"{self.unclosed} note-ons without a note-off dropped")
+        return "; ".join(parts) or None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    if isinstance(exc, EOFError) and not text:
+        return "EOFError: the file ends inside a chunk (truncated)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _midi_events(path: Path) -> tuple[np.ndarray, int, list[tuple[int, int, int]], int]:
+    """(rows of [on tick, off tick, pitch], ticks per quarter, time signatures in ticks, unclosed note-ons)."""
     import mido
 
     try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot read MIDI file ({exc.strerror or exc})", path=path) from exc
+    if head != b"MThd":
+        found = "the file is empty" if not head else f"it starts with {head!r}"
+        raise InputError(f"not a Standard MIDI File: header is not MThd ({found})", path=path)
+    try:
         mid = mido.MidiFile(os.fspath(path))
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise InputError(f"cannot read MIDI file ({exc})", path=path) from exc
+    except Exception as exc:  # mido raises anything on a corrupt file; re-raised with the reason
+        raise InputError(f"cannot read MIDI file ({_reason(exc)})", path=path) from exc
     if mid.type == 2:
         raise InputError("MIDI type 2 (independent sequences) is not supported", path=path)
-    tpq = mid.ticks_per_beat
-    notes, sigs = [], []
+    if not isinstance(mid.ticks_per_beat, int) or not 0 < mid.ticks_per_beat < 0x8000:  # high bit: SMPTE frames
+        raise InputError(
+            "SMPTE timing (frames per second) is not supported: engraving needs ticks per quarter", path=path
+        )
+    notes, sigs, unclosed = [], [], 0
     for track in mid.tracks:
         tick, sounding = 0, {}
         for msg in track:
             tick += msg.time
             if msg.type == "time_signature":
+                if msg.numerator < 1:
+                    raise InputError(f"time signature {msg.numerator}/{msg.denominator} at tick {tick}", path=path)
                 sigs.append((tick, msg.numerator, msg.denominator))
             elif msg.type in ("note_on", "note_off") and msg.channel != PERCUSSION_CHANNEL:
                 key = (msg.channel, msg.note)
@@ -80,18 +206,100 @@ def read_midi(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
                     sounding.setdefault(key, []).append(tick)
                 elif sounding.get(key):
                     notes.append((sounding[key].pop(0), tick, msg.note))
+        unclosed += sum(len(v) for v in sounding.values())
     if not notes:
-        raise InputError("no notes (percussion excluded)", path=path)
-    arr = np.array(notes, dtype=np.int64)
-    on = np.rint(arr[:, 0] * MIDI_GRID / tpq).astype(np.int64)
-    off = np.maximum(np.rint(arr[:, 1] * MIDI_GRID / tpq).astype(np.int64), on + 1)
-    # one note per (onset, pitch): the longest
-    order = np.lexsort((-off, arr[:, 2], on))
+        why = f" ({unclosed} note-ons without a note-off)" if unclosed else " (percussion, channel 10, excluded)"
+        raise InputError(f"no notes{why}", path=path)
+    return np.array(notes, dtype=np.int64).reshape(-1, 3), int(mid.ticks_per_beat), sigs, unclosed
+
+
+def _tolerance(tpq: int, grid: int) -> float:
+    """Ticks within which a time counts as on the grid: one tick, at most a quarter of a grid step."""
+    return min(1.0, tpq / grid / 4)
+
+
+def _shift(ticks: np.ndarray, tpq: int, grid: int) -> np.ndarray:
+    """Distance in ticks from each time to the nearest point of the grid."""
+    return np.abs(ticks - np.rint(ticks * grid / tpq) * tpq / grid)
+
+
+def _own_grid(on: np.ndarray, off: np.ndarray, tpq: int) -> int | None:
+    """The first of AUTO_GRIDS holding every onset and offset, else every onset; None: performed timing."""
+    for times in (np.concatenate([on, off]), on):
+        for grid in AUTO_GRIDS:
+            if (_shift(times, tpq, grid) <= _tolerance(tpq, grid)).all():
+                return grid
+    return None
+
+
+def read_midi(path: str | os.PathLike, grid: int | None = None) -> MidiNotes:
+    """The notes of a MIDI file on the engraving grid (module docstring): an InputError for a bad file.
+
+    ``grid`` (positions per quarter, one of ``GRIDS``) snaps every onset and offset onto that grid;
+    ``None`` keeps a quantized file's own grid (the first of ``AUTO_GRIDS`` holding it) and snaps a
+    file with performed timing onto ``PERFORMED_GRID`` (sixteenth notes). See :class:`MidiNotes`
+    for what is counted.
+    """
+    path = Path(path)
+    if grid is not None and grid not in GRIDS:
+        raise InputError(f"grid {grid!r}: expected one of {', '.join(map(str, GRIDS))} (divisions per quarter)")
+    rows, tpq, sigs, unclosed = _midi_events(path)
+    on_t, off_t, pitch = rows[:, 0], rows[:, 1], rows[:, 2]
+    own = _own_grid(on_t, off_t, tpq) if grid is None else None
+    snapped = own is None
+    g = own or grid or PERFORMED_GRID
+    on = np.rint(on_t * g / tpq).astype(np.int64)
+    off = np.rint(off_t * g / tpq).astype(np.int64)
+    # one note per (onset, pitch), the longest; when snapping, only notes struck at the very same tick
+    same_key = on_t if snapped else on
+    order = np.lexsort((-off_t, pitch, same_key))
     keep = np.ones(order.size, dtype=bool)
-    keep[1:] = (on[order][1:] != on[order][:-1]) | (arr[order][1:, 2] != arr[order][:-1, 2])
-    order = order[keep]
+    keep[1:] = (same_key[order][1:] != same_key[order][:-1]) | (pitch[order][1:] != pitch[order][:-1])
+    idx = order[keep]
+    on[idx], off[idx] = _one_key_at_a_time(on[idx], off[idx], on_t[idx], pitch[idx], separate=snapped)
+    idx = idx[np.lexsort((pitch[idx], on[idx]))]
+    tol = _tolerance(tpq, g)
+    on_shift = np.abs(on[idx] * tpq / g - on_t[idx])
+    off_shift = np.abs(off[idx] * tpq / g - off_t[idx])
     time_sigs = sorted({(round(t * MIDI_GRID / tpq) / MIDI_GRID, int(n), int(d)) for t, n, d in sigs})
-    return on[order] / MIDI_GRID, (off[order] - on[order]) / MIDI_GRID, arr[order, 2], time_sigs
+    return MidiNotes(
+        onset=on[idx] / g,
+        duration=(off[idx] - on[idx]) / g,
+        pitch=pitch[idx],
+        time_sigs=time_sigs,
+        grid=g,
+        snapped=snapped,
+        asked=grid is not None,
+        read=int(rows.shape[0]),
+        duplicates=int(rows.shape[0] - idx.size),
+        unclosed=unclosed,
+        onsets_moved=int((on_shift > tol).sum()),
+        max_onset_shift=float(on_shift.max() / tpq),
+        offsets_moved=int((off_shift > tol).sum()),
+        max_offset_shift=float(off_shift.max() / tpq),
+    )
+
+
+def _one_key_at_a_time(
+    on: np.ndarray, off: np.ndarray, raw_on: np.ndarray, pitch: np.ndarray, *, separate: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid onsets/offsets of distinct notes with the notes of one pitch one after the other.
+
+    With ``separate`` (snapped timing) a repeat snapped onto or before the previous onset of its
+    pitch moves to the next grid point. Always, a note ends no later than the next onset of its
+    pitch (a piano key sounds once at a time; overlapping tied notes of one pitch do not read
+    back), and lasts at least one grid step.
+    """
+    on, off = on.copy(), off.copy()
+    order = np.lexsort((raw_on, pitch))
+    if separate:
+        for a, b in itertools.pairwise(order):
+            if pitch[a] == pitch[b]:
+                on[b] = max(on[b], on[a] + 1)
+    for a, b in itertools.pairwise(order):
+        if pitch[a] == pitch[b]:
+            off[a] = min(off[a], on[b])
+    return on, np.maximum(off, on + 1)
 
 
 def split_unnotatable(table: ScoreTable, piece_bar_grid: Callable) -> tuple[np.ndarray, ...]:
@@ -125,34 +333,55 @@ def split_unnotatable(table: ScoreTable, piece_bar_grid: Callable) -> tuple[np.n
     )
 
 
-def piece_from_midi(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A contract piece (no labels) from a quantized MIDI file (module docstring)."""
+def piece_from_midi(path: str | os.PathLike, grid: int | None = None) -> tuple[dict[str, np.ndarray], MidiNotes]:
+    """A contract piece (no labels) from a MIDI file (module docstring), and the notes as read (:func:`read_midi`)."""
     from overseer.engraving.data.labels import piece_from_table
     from overseer.engraving.data.scores import table_from_arrays
 
-    onset, duration, pitch, time_sigs = read_midi(path)
-    bars = nt.bars(float((onset + duration).max()), changes=time_sigs)
-    table, _ = table_from_arrays(onset, duration, pitch, *bars, split_at_barlines=True)
-    grid = {"bar_start": bars[0], "bar_dur": bars[1], "ts_num": bars[2], "ts_den": bars[3]}
-    onset, duration, pitch, tie_prev, tie_next = split_unnotatable(table, lambda b: nt.bar_grid(grid, b))
+    notes = read_midi(path, grid)
+    bars = nt.bars(float((notes.onset + notes.duration).max()), changes=notes.time_sigs)
+    table, _ = table_from_arrays(notes.onset, notes.duration, notes.pitch, *bars, split_at_barlines=True)
+    grid_of = {"bar_start": bars[0], "bar_dur": bars[1], "ts_num": bars[2], "ts_den": bars[3]}
+    onset, duration, pitch, tie_prev, tie_next = split_unnotatable(table, lambda b: nt.bar_grid(grid_of, b))
     table, source = table_from_arrays(onset, duration, pitch, *bars, split_at_barlines=False)
     table.tie_prev, table.tie_next = tie_prev[source], tie_next[source]
-    return piece_from_table(table)
+    return piece_from_table(table), notes
 
 
-def read_piece(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A contract piece from a score or a MIDI file; an InputError for a missing or unsupported file."""
+def _read_input(path: str | os.PathLike, grid: int | None) -> tuple[dict[str, np.ndarray], MidiNotes | None]:
+    """The piece of a score or MIDI file and, for MIDI, the notes as read; InputError for anything else."""
     path = Path(path)
-    if not path.is_file():
+    known = SCORE_SUFFIXES + MIDI_SUFFIXES
+    if path.is_dir():
+        found = sum(1 for p in path.iterdir() if p.suffix.lower() in known)
+        held = f"it holds {found} score or MIDI files: engrave them one at a time" if found else "it holds none"
+        raise InputError(f"a folder, not a score or MIDI file ({held})", path=path)
+    if not path.exists():
         raise InputError("no such file", path=path)
+    if not path.is_file():
+        raise InputError("not a regular file", path=path)
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
-        return piece_from_midi(path)
+        return piece_from_midi(path, grid)
     if suffix not in SCORE_SUFFIXES:
-        raise InputError(
-            f"not a score or MIDI file (expected one of {', '.join(SCORE_SUFFIXES + MIDI_SUFFIXES)})", path=path
-        )
-    return piece_from_score(path)
+        raise InputError(f"not a score or MIDI file (expected one of {', '.join(known)})", path=path)
+    return piece_from_score(path), None
+
+
+def read_piece(path: str | os.PathLike, *, grid: int | None = None) -> dict[str, np.ndarray]:
+    """A contract piece from a score or a MIDI file; an InputError for a missing or unsupported file.
+
+    ``grid`` is MIDI's (:func:`read_midi`); moved or dropped MIDI notes are told in a :class:`QuantizeWarning`.
+    """
+    piece, notes = _read_input(path, grid)
+    _warn(path, notes)
+    return piece
+
+
+def _warn(path: str | os.PathLike, notes: MidiNotes | None) -> None:
+    message = notes.warning() if notes is not None else None
+    if message:
+        warnings.warn(f"{path}: {message}", QuantizeWarning, stacklevel=3)
 
 
 # --- prediction --------------------------------------------------------------------------------------------
@@ -167,8 +396,11 @@ def model_predict_fn(
 
     try:
         model = load_model(model_dir, device=device)
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise InputError(f"cannot load the engraving model ({exc})", path=model_dir) from exc
+    except pickle.UnpicklingError as exc:  # torch's text suggests weights_only=False: not for a file we did not write
+        reason = "model.pt is not a saved state dict"
+        raise InputError(f"cannot load the engraving model ({reason})", path=model_dir) from exc
+    except Exception as exc:  # json, the config, the state dict: re-raised with the reason
+        raise InputError(f"cannot load the engraving model ({_reason(exc)})", path=model_dir) from exc
 
     def predict(piece: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return predict_piece(model, piece, max_notes=max_notes)
@@ -192,6 +424,40 @@ def check_predictions(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray])
 # --- the whole thing -----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def staged_output(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out_dir``; its files move into ``out_dir`` only if the block succeeds.
+
+    ``out_dir`` is created then (with its parents), never before, and its other files stay: a
+    failure leaves no folder, no empty folder and no half-written file behind. An ``out_dir`` that
+    is a file, or a place that cannot be written, is an :class:`InputError`.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("the output folder is a file", path=out_dir)
+    base = next(p for p in (out_dir.absolute(), *out_dir.absolute().parents) if p.exists())
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name or 'out'}.", dir=base))
+    except OSError as exc:
+        raise InputError(f"cannot write the output folder ({exc.strerror or exc})", path=out_dir) from exc
+    try:
+        yield tmp
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, out_dir / item.name)
+        except OSError as exc:
+            raise InputError(f"cannot write the output folder ({exc.strerror or exc})", path=out_dir) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _final(value: Path | list[Path], tmp: Path, out_dir: Path) -> Path | list[Path]:
+    if isinstance(value, list):
+        return [out_dir / p.relative_to(tmp) for p in value]
+    return out_dir / value.relative_to(tmp)
+
+
 def engrave_piece(
     piece: dict[str, np.ndarray],
     predict_fn: PredictFn,
@@ -206,17 +472,38 @@ def engrave_piece(
 ) -> dict:
     """Predict, post-process and export one piece (module docstring); returns what was written.
 
-    The result holds the written paths (``musicxml``, ``mei``, ``svg``) and counts: notes, bars,
-    rests, the most voices of one bar and staff, grace notes without a principal note (dropped),
-    octave brackets and clef changes.
+    The files are written through :func:`staged_output`: on any failure nothing is left in (or as)
+    ``out_dir``; older ``page-k.svg`` files beyond the pages written are removed. An export that
+    does not read back raises :class:`~overseer.engraving.export.ExportError` naming the file it
+    would have written.
+
+    The result holds the written paths (``musicxml``, ``mei``, ``svg``) and counts: notes (written
+    noteheads: a note tied across a barline counts twice), sounding_notes (a tied chain counts
+    once: the notes partitura reads back), bars, rests, the most voices of one bar and staff, grace
+    notes without a principal note (dropped), octave brackets and clef changes.
     """
+    unknown = sorted(set(formats) - set(export.FORMATS))
+    if unknown or not formats:
+        raise InputError(f"formats {sorted(formats)}: expected some of {', '.join(export.FORMATS)}")
+    if int(pages) < 0:
+        raise InputError(f"pages {pages}: expected a whole number >= 0 (0: no SVG pages)")
     pred = predict_fn(piece)
     check_predictions(piece, pred)
     res = pp.postprocess(piece, pred, threshold=threshold, min_clef_run=min_clef_run)
-    written = export.export_score(piece, res, out_dir, name, formats=formats, pages=pages, svg_options=svg_options)
+    out_dir = Path(out_dir)
+    with staged_output(out_dir) as tmp:
+        try:
+            staged = export.export_score(piece, res, tmp, name, formats=formats, pages=pages, svg_options=svg_options)
+        except export.ExportError as exc:
+            raise export.ExportError(str(exc).replace(str(tmp), str(out_dir))) from exc
+    written = {key: _final(value, tmp, out_dir) for key, value in staged.items()}
+    for old in out_dir.glob("page-*.svg"):
+        if old not in written["svg"] and old.stem.removeprefix("page-").isdigit():
+            old.unlink()
     return {
         **written,
         "notes": int(piece["onset"].size),
+        "sounding_notes": int((~np.asarray(piece["tie_prev"], dtype=bool)).sum()),
         "bars": int(piece["bar_start"].size),
         "rests": int(res["rest_onset"].size),
         "max_voices": int(res["voice"].max()),
@@ -230,19 +517,23 @@ def engrave_pieces(
     model: EngravingGNN,
     named_pieces: Iterable[tuple[str, dict[str, np.ndarray]]],
     out_dir: str | os.PathLike,
-    cfg: Mapping[str, Any],
+    *,
+    formats: Sequence[str] = export.FORMATS,
+    pages: int = 2,
+    threshold: float = 0.5,
+    min_clef_run: int = 4,
+    svg_options: dict | None = None,
 ) -> dict[str, dict]:
-    """Engrave prepared pieces with ``model``, one folder ``out_dir/<name>`` each, options from the
-    ``export.gnn`` params (``formats``, ``pages``, ``threshold``, ``min_clef_run``); returns, per
-    piece, the files written and its note count."""
+    """Engrave prepared pieces with ``model``, one folder ``out_dir/<name>`` each (:func:`engrave_piece`,
+    whose keyword arguments these are); returns, per piece, the files written and its note count."""
     from overseer.engraving.predict import predict_piece
 
     written = {}
     for name, piece in named_pieces:
         result = engrave_piece(
             piece, lambda p: predict_piece(model, p), Path(out_dir) / name, name,
-            formats=tuple(cfg["formats"]), pages=int(cfg["pages"]),
-            threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
+            formats=tuple(formats), pages=int(pages), svg_options=svg_options,
+            threshold=float(threshold), min_clef_run=int(min_clef_run),
         )  # fmt: skip
         written[name] = {"files": sorted(p.name for p in (Path(out_dir) / name).iterdir()), "notes": result["notes"]}
     return written
@@ -257,18 +548,26 @@ def engrave(
     name: str | None = None,
     device: str | None = None,
     max_notes: int | None = None,
+    grid: int | None = None,
     **options: object,
 ) -> dict:
     """Engrave one score or MIDI file into ``out_dir`` as ``<name>.musicxml``, ``<name>.mei``, ``page-k.svg``.
 
     ``predict_fn`` replaces the model saved in ``model_dir`` (tests, other models); ``name``
-    defaults to the file's stem; ``device``/``max_notes`` go to the model's prediction; ``options``
-    (``formats``, ``pages``, ``svg_options``, ``threshold``, ``min_clef_run``) to
-    :func:`engrave_piece`, whose result is returned.
+    defaults to the file's stem; ``device``/``max_notes`` go to the model's prediction; ``grid``
+    to :func:`read_midi` (MIDI input only: a performed file is snapped to sixteenths unless
+    another grid is given; moved or dropped notes are told in a :class:`QuantizeWarning`);
+    ``options`` (``formats``, ``pages``, ``svg_options``, ``threshold``, ``min_clef_run``) to
+    :func:`engrave_piece`, whose result is returned, with ``midi`` (:meth:`MidiNotes.summary`)
+    for MIDI input. The input is read, and the model loaded, before anything is written.
     """
-    piece = read_piece(path)
+    piece, notes = _read_input(path, grid)
+    _warn(path, notes)
     if predict_fn is None:
         if model_dir is None:
             raise ValueError("engrave needs a model_dir or a predict_fn")
         predict_fn = model_predict_fn(model_dir, device=device, max_notes=max_notes)
-    return engrave_piece(piece, predict_fn, out_dir, name or Path(path).stem, **options)
+    result = engrave_piece(piece, predict_fn, out_dir, name or Path(path).stem, **options)
+    if notes is not None:
+        result["midi"] = notes.summary()
+    return result

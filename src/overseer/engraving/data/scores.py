@@ -37,9 +37,10 @@ Bars: ``bar_start`` is where the measure starts, ``bar_dur`` its length as notat
 senza-misura) are absent: a score with no readable time signature at all is refused; a later
 additive change leaves the previous signature in force (bar lengths stay as notated).
 
-Bad input is an :class:`~overseer.errors.InputError` naming the file and the reason: unreadable
-or unparseable file, no notes, not two staves, no time signature, a denominator that is not a
-power of two, a non-grace note of zero length.
+Bad input is an :class:`~overseer.errors.InputError` naming the file and the reason: unreadable,
+empty or unparseable file (the parser's exception type and text), a .krn without a ``**kern``
+spine, no notes, not two staves, no time signature, a denominator that is not a power of two, a
+non-grace note of zero length.
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def load_score_table(path: str | os.PathLike, part: str | int | None = None) -> 
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read score ({exc.strerror or exc})", path=path) from exc
+    if not raw.strip():
+        raise InputError("empty file", path=path)
+    if suffix == ".krn" and b"**kern" not in raw:
+        raise InputError("not a Humdrum kern file (no **kern spine)", path=path)
     parts, key_known = _parse(path)
     staffed = _staffed_parts(parts, part, path)
     table = _table(staffed, path)
@@ -170,6 +175,7 @@ def _parse_mei(path: Path) -> tuple[list, bool]:
     """
     import partitura
     import partitura.io.importmei as importmei
+    import verovio
 
     saved = importmei.VEROVIO_AVAILABLE
     try:
@@ -177,9 +183,11 @@ def _parse_mei(path: Path) -> tuple[list, bool]:
         return list(partitura.load_score(str(path), force_note_ids="keep", quiet=True).parts), True
     except Exception:  # noqa: BLE001 - the plain route fails on files without xml:ids: use verovio's
         importmei.VEROVIO_AVAILABLE = saved
+        verovio.enableLog(verovio.LOG_OFF)  # its errors go to the terminal; the exception tells the reason
         return list(partitura.load_score(str(path), force_note_ids="keep", quiet=True).parts), False
     finally:
         importmei.VEROVIO_AVAILABLE = saved
+        verovio.enableLog(verovio.LOG_ERROR)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,10 @@ def write_checked(path: str | os.PathLike, data: bytes, expected: NoteTable) -> 
     try:
         with atomic_file(path) as tmp:
             tmp.write_bytes(data)
-            check_readback(tmp, expected)
+            try:
+                check_readback(tmp, expected)
+            except ExportError as exc:  # named by the file it was to be, not by its temporary name
+                raise ExportError(str(exc).replace(str(tmp), str(path))) from exc
         done = True
     finally:
         if not done:
