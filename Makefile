@@ -25,8 +25,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two workers keep both cores busy (most tests wait on one single-threaded process); tests that share a
+# built project carry one xdist_group, so it is built once, in one worker.
+TEST_WORKERS ?= 2
+
 test: lint
-	PATH="$(BIN):$$PATH" $(BIN)/pytest
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --port 5000

@@ -1,11 +1,18 @@
-"""A throw-away copy of the project, with tiny params, for end-to-end `dvc repro` runs."""
+"""A throw-away copy of the project, with tiny params, for end-to-end `dvc repro` runs.
+
+Building a chain is what costs (each stage a process importing MLflow, TensorFlow or Great
+Expectations): a chain that several tests read is built once per test run (``seismic_built``), and
+a test that changes the project works on its own copy (``copy_project``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -53,7 +60,8 @@ def make_project(root: Path, overrides: dict | None = None) -> tuple[Path, dict]
         set_param(params, keys, value)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("OVERSEER_")},  # a developer's settings
+        "OVERSEER_PROGRESS": "0",  # run-time setting (see overseer.settings): no progress bars in logs
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow-test.db'}",
         "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -67,9 +75,81 @@ def make_project(root: Path, overrides: dict | None = None) -> tuple[Path, dict]
     return root, env
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read a session-built project run in one xdist worker, so it is built once."""
+    for item in items:
+        for name in SHARED_BUILDS:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> tuple[Path, dict]:
     return make_project(tmp_path)
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def commit_all(root: Path, env: dict, message: str) -> str:
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", message], root, env)
+    return run(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
+
+
+@dataclass(frozen=True)
+class BuiltProject:
+    """A project copy after one `dvc repro` of a chain, committed before and after the run."""
+
+    root: Path
+    env: dict
+    params_commit: str  # HEAD while the stages ran: what their runs' ``git.commit`` tag says
+    ran: frozenset[str]  # the stages the build ran
+    server: tuple[str, Path] | None  # (uri, artifacts folder) of the MLflow server it logged to, if any
+
+
+def copy_project(built: BuiltProject, dest: Path) -> tuple[Path, dict]:
+    """A private copy of ``built`` (work tree, git, DVC cache, sqlite MLflow store) at ``dest``."""
+    shutil.copytree(built.root, dest, symlinks=True)
+    env = dict(built.env)
+    uri = env.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith("sqlite:///"):
+        env["MLFLOW_TRACKING_URI"] = uri.replace(str(built.root), str(dest))
+    return dest, env
+
+
+# The seismic chain that test_seismic_pipeline and test_scale_out read: exhaustive selection over the
+# synthetic survey's 11 attributes, small enough to build in about a minute and a half.
+SEISMIC_SMALL = {
+    ("ingest", "seismic", "default", "shape"): [40, 40, 80],
+    ("select_attributes", "sem_iter"): 50,
+    ("select_attributes", "max_rows_per_facies"): 300,
+    ("train_rf", "tree_counts"): [10, 20, 40],
+}
+SEISMIC_TARGETS = ("export@rf", "evaluate@rf")
+SHARED_BUILDS = ("seismic_built",)  # session fixtures that build a chain
+
+
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``mlflow server`` for the whole test run, or None where no TCP port can be bound."""
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seismic_built(tmp_path_factory: pytest.TempPathFactory, team_server: tuple[str, Path] | None) -> BuiltProject:
+    """The seismic chain built once, logging to the team server (a sqlite store where there is none)."""
+    root, env = make_project(tmp_path_factory.mktemp("seismic-built"), SEISMIC_SMALL)
+    if team_server is not None:
+        env["MLFLOW_TRACKING_URI"] = team_server[0]
+    commit = commit_all(root, env, "small seismic params")
+    ran = ran_stages(run(["dvc", "repro", *SEISMIC_TARGETS], root, env).stdout)
+    commit_all(root, env, "small seismic run")
+    return BuiltProject(root, env, commit, frozenset(ran), team_server)
 
 
 def free_port(host: str = "127.0.0.1") -> int | None:
@@ -84,11 +164,12 @@ def free_port(host: str = "127.0.0.1") -> int | None:
         return None
 
 
-@pytest.fixture
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real ``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts in a temp dir).
+@contextlib.contextmanager
+def start_mlflow_server(base: Path):
+    """Run ``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts under ``base``).
 
-    Yields ``(uri, artifacts_dir)``; the server's process group is stopped at teardown.
+    Yields ``(uri, artifacts_dir)``, or None where no TCP port can be bound; the server's process
+    group is stopped on exit.
     """
     import signal
     import time
@@ -96,8 +177,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
 
     port = free_port()
     if port is None:
-        pytest.skip("cannot bind a TCP port on 127.0.0.1 for an MLflow server")
-    base = tmp_path_factory.mktemp("mlflow-server")
+        yield None
+        return
     artifacts = base / "artifacts"
     log = (base / "server.log").open("w")
     cmd = [
@@ -124,8 +205,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.5)
         yield uri, artifacts
     finally:
-        import contextlib
-
         with contextlib.suppress(ProcessLookupError):  # the server and its uvicorn/job-runner children
             os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -7,23 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_project, run
+from conftest import BuiltProject, make_project, run
 
 pytestmark = pytest.mark.slow
 
-SMALL = {
-    ("ingest", "seismic", "default", "shape"): [40, 40, 80],
-    ("select_attributes", "sem_iter"): 50,
-    ("select_attributes", "max_rows_per_facies"): 300,
-    ("train_rf", "tree_counts"): [10, 20, 40],
-}
+# the user-data chains stop at evaluation: export is the same code as in the shared build
+THROUGH_EVALUATION = ("evaluate@rf",)
 
 
-def test_seismic_chain(tmp_path: Path) -> None:
-    root, env = make_project(tmp_path, SMALL)
-    result = run(["dvc", "repro", "export@rf", "evaluate@rf"], root, env)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"ingest@seismic", "validate@seismic", "select_attributes", "train_rf", "evaluate@rf", "export@rf"}
+def test_seismic_chain(seismic_built: BuiltProject) -> None:
+    root = seismic_built.root
+    assert seismic_built.ran == {
+        "ingest@seismic", "validate@seismic", "select_attributes", "train_rf", "evaluate@rf", "export@rf"
+    }  # fmt: skip
 
     selection = json.loads((root / "reports/seismic/selection/selection.json").read_text())
     assert selection["combinations_evaluated"] == 2**11 - 1 and selection["search"] == "exhaustive"
@@ -91,7 +87,7 @@ def test_seismic_chain_on_user_segy(tmp_path: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["ingest"]["seismic"]["volumes"] = paths
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["dvc", "repro", "export@rf", "evaluate@rf"], root, env)
+    run(["dvc", "repro", *THROUGH_EVALUATION], root, env)
 
     selection = json.loads((root / "reports/seismic/selection/selection.json").read_text())
     assert "noise" not in selection["best_combination"] and "truth" not in selection
@@ -127,7 +123,7 @@ def test_seismic_chain_on_well_logs(tmp_path: Path) -> None:
     root, env = make_project(tmp_path, overrides)
     (root / "data/raw/seismic/logs").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(root / "data/raw/seismic/logs/wells.csv", index=False)
-    run(["dvc", "repro", "export@rf", "evaluate@rf"], root, env)
+    run(["dvc", "repro", *THROUGH_EVALUATION], root, env)
     holdout = pd.read_parquet(root / "data/prepared/seismic/holdout.parquet")
     train = pd.read_parquet(root / "data/prepared/seismic/train.parquet")
     assert set(holdout["well"]).isdisjoint(train["well"])
