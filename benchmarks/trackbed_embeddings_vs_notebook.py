@@ -137,13 +137,14 @@ def macro_f1(model_path: Path, eval_files: list[Path], batch_size: int) -> float
 
 def run_ours(cfg: dict[str, Any], train_files: list[Path], eval_files: list[Path], workdir: Path) -> dict[str, Any]:
     """train_cnn: embeddings once, head on embeddings, joined model; evaluated from disk."""
-    from overseer.trackbed.train import save_model, train_cnn
+    from overseer.trackbed.model import save_keras
+    from overseer.trackbed.train import train_cnn
 
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = train_cnn(cfg, train_files, workdir)
     seconds = time.perf_counter() - start
-    model_path = save_model(result.model, workdir / "ours.keras")
+    model_path = save_keras(result.model, workdir / "ours.keras")
     return {
         "seconds": seconds,
         "epochs": len(result.history),

@@ -14,7 +14,7 @@ from overseer.tracking import log_artifacts, log_history, log_run_time, numeric,
 
 def main() -> None:
     from overseer.trackbed.data.tfrecord import list_tfrecords
-    from overseer.trackbed.model import model_card
+    from overseer.trackbed.model import model_card, save_keras
     from overseer.trackbed.train import train_cnn
 
     cfg = stage.load_params("train_cnn")
@@ -28,7 +28,7 @@ def main() -> None:
         mlflow.log_metrics({**numeric(summary), "val_accuracy": summary["best_val_categorical_accuracy"]})
         log_run_time(mlflow, "train_cnn", run_time)
         with atomic_dir(TRACKBED.trained_model) as tmp:
-            result.model.save(tmp / "model.keras")
+            save_keras(result.model, tmp / "model.keras")  # byte-deterministic .keras
             write_json(tmp / "config.json", model_card(cfg, result.weights_used))
         curves = plot_training_curves(result.history)
         history = result.history.to_csv(index=False)

@@ -1,11 +1,20 @@
-"""Saving and loading the facies classifier with skops (no pickle: loading checks every type)."""
+"""Saving and loading the facies classifier with skops (no pickle: loading checks every type).
+
+skops names the arrays in its zip after Python object ids (``<id(obj)>.npy``, ``"__id__"`` in
+``schema.json``) and stamps each member with the time of the save, and a tree's node array carries
+uninitialised padding bytes; :func:`save_model` renumbers the ids in order of appearance, zeros the
+padding and fixes the times, so the same forest always gives the same bytes.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+from overseer.deterministic import renumber, walk_dicts, write_zip
 from overseer.errors import InputError
 from overseer.io import atomic_file, write_json
 
@@ -28,13 +37,62 @@ def pip_requirements() -> list[str]:
     return [f"scikit-learn=={found['scikit-learn']}", f"skops=={found['skops']}"]
 
 
+SCHEMA = "schema.json"
+
+
+def deterministic_skops(data: bytes, dest: str | os.PathLike) -> Path:
+    """Write the ``.skops`` archive ``data`` (``skops.io.dumps``) to ``dest`` without what varies
+    between two dumps of the same object: member ``<id>.npy``/``<uuid>.bin`` files become
+    ``<n>.npy``/``<n>.bin`` (``n`` by first mention in ``schema.json``), every ``"__id__"`` its
+    rank of first appearance, uninitialised padding inside structured arrays zeros, and member
+    times a fixed date. ``skops.io.load`` reads it as before."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = set(archive.namelist())
+        schema = json.loads(archive.read(SCHEMA))
+        replace = {n: fixed for n in members if n.endswith(".npy") and (fixed := _zero_padding(archive.read(n)))}
+    renumber(schema, "__id__")
+    rename: dict[str, str] = {}
+
+    def rename_file(node: dict) -> None:
+        name = node.get("file")
+        if isinstance(name, str) and name in members:
+            if name not in rename:
+                rename[name] = f"{len(rename) + 1}{Path(name).suffix}"
+            node["file"] = rename[name]
+
+    walk_dicts(schema, rename_file)
+    replace[SCHEMA] = json.dumps(schema, indent=2).encode()  # skops' own layout: json.dumps(state, indent=2)
+    return write_zip(data, dest, rename=rename, replace=replace)
+
+
+def _zero_padding(npy: bytes) -> bytes | None:
+    """The ``.npy`` file ``npy`` again with the padding bytes of its structured dtype zeroed, or
+    ``None`` when there is no padding. A tree's node array (``sklearn.tree._tree.Tree`` state) is a
+    C struct: 57 bytes of fields in 64, the rest whatever the allocator left there."""
+    import numpy as np
+
+    array = np.load(io.BytesIO(npy), allow_pickle=False)
+    dtype = array.dtype
+    if dtype.names is None or sum(dtype.fields[n][0].itemsize for n in dtype.names) == dtype.itemsize:
+        return None
+    clean = np.zeros(array.shape, dtype=dtype)
+    for name in dtype.names:  # field by field: a whole-record copy would carry the padding over
+        clean[name] = array[name]
+    out = io.BytesIO()
+    np.save(out, clean, allow_pickle=False)  # as skops writes it
+    return out.getvalue()
+
+
 def save_model(model: Any, path: str | os.PathLike) -> Path:
-    """Write ``model`` as a ``.skops`` file and its version note ``<name>.versions.json`` beside it."""
+    """Write ``model`` as a ``.skops`` file (byte-deterministic: :func:`deterministic_skops`) and
+    its version note ``<name>.versions.json`` beside it."""
     import skops.io
 
     target = Path(path)
     with atomic_file(target, suffix=".skops") as tmp:
-        skops.io.dump(model, tmp)
+        deterministic_skops(skops.io.dumps(model), tmp)
     write_json(target.with_suffix(".versions.json"), versions())
     return target
 

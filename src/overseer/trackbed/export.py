@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,9 @@ import numpy as np
 
 from overseer.io import atomic_dir
 from overseer.trackbed.data.schema import CLASSES
+from overseer.trackbed.model import save_keras
+
+log = logging.getLogger(__name__)
 
 
 def onnx_predict(onnx_path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
@@ -22,6 +28,85 @@ def onnx_predict(onnx_path: str | os.PathLike, images: np.ndarray) -> np.ndarray
 
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: images.astype(np.float32)})[0]
+
+
+@contextlib.contextmanager
+def _variables_in_model_order(model: keras.Model) -> Iterator[None]:
+    """While exporting ``model``, list the variables its functions use in ``model.variables`` order.
+
+    Keras' ``ExportArchive`` collects them from each traced function's ``variables``, which TF
+    keeps in an identity-hashed set: their order, and with it the SavedModel's object graph and
+    checkpoint, changes from one process to the next. This reorders that one private helper's
+    result; when the helper is not there (another Keras) the export runs as is, not deterministic.
+    """
+    try:
+        from keras.src.export import saved_model_export_archive as archive_module
+
+        original = archive_module._list_variables_used_by_fns
+    except (ImportError, AttributeError):
+        log.warning("keras %s: SavedModel variables keep TF's run-dependent order", keras.__version__)
+        yield
+        return
+    rank: dict[int, int] = {}
+    for i, variable in enumerate(model.variables):
+        for handle in (variable, getattr(variable, "_value", None)):
+            if handle is not None:
+                rank.setdefault(id(handle), i)
+
+    def key(v: Any) -> tuple[int, str]:
+        return rank.get(id(v), len(rank)), str(getattr(v, "name", ""))
+
+    def ordered(fns: Any) -> tuple[list, list]:
+        trainable, non_trainable = original(fns)
+        return sorted(trainable, key=key), sorted(non_trainable, key=key)
+
+    archive_module._list_variables_used_by_fns = ordered
+    try:
+        yield
+    finally:
+        archive_module._list_variables_used_by_fns = original
+
+
+def _content_fingerprint_uuid(saved_model_dir: Path) -> None:
+    """Replace the random ``uuid`` TF writes into ``fingerprint.pb`` by one derived from the
+    fingerprint's content hashes (same 128-bit decimal form), so the same model gives the same file."""
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    path = saved_model_dir / "fingerprint.pb"
+    if not path.is_file():
+        return
+    fingerprint = fingerprint_pb2.FingerprintDef.FromString(path.read_bytes())
+    if not fingerprint.uuid:
+        return
+    fingerprint.ClearField("uuid")
+    digest = hashlib.sha256(fingerprint.SerializeToString(deterministic=True)).digest()
+    fingerprint.uuid = str(int.from_bytes(digest[:16], "big"))
+    path.write_bytes(fingerprint.SerializeToString(deterministic=True))
+
+
+def fix_seed_states(model: keras.Model) -> int:
+    """Set the state of every random-seed generator in ``model`` (Dropout's) to zeros; return how many.
+
+    A ``.keras`` file does not store these states, so ``load_model`` draws each one afresh and the
+    SavedModel checkpoint (which does store them) would differ on every export. Inference never
+    uses them."""
+    fixed = 0
+    for variable in model.variables:
+        if variable.path.split("/")[-1] == "seed_generator_state":
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+            fixed += 1
+    return fixed
+
+
+def export_saved_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """``model.export(path, format="tf_saved_model")``, byte-identical from one process to the next
+    for the same weights (variables in model order, content-derived fingerprint ``uuid``). Two
+    exports in one process still differ: TF numbers traced functions with a process-wide counter."""
+    target = Path(path)
+    with _variables_in_model_order(model), contextlib.redirect_stdout(io.StringIO()):
+        model.export(os.fspath(target), format="tf_saved_model", verbose=False)
+    _content_fingerprint_uuid(target)
+    return target
 
 
 def check_onnx(model: keras.Model, onnx_path: Path, images: np.ndarray, atol: float = 1e-4) -> dict[str, Any]:
@@ -42,12 +127,14 @@ def export_trackbed(
     """Write ``model.keras``, ``saved_model/``, ``model.onnx``, ``classes.json`` and ``config.json``
     into ``out_dir`` (all or nothing) and return the ONNX agreement check."""
     model = keras.models.load_model(Path(model_path), compile=False)
+    fix_seed_states(model)
     model.predict(check_images[:1], verbose=0)  # ONNX export needs a model that has been called
     with atomic_dir(out_dir) as tmp:
-        model.save(tmp / "model.keras")
-        # the converters print pages of graph details; keep the stage log readable
+        save_keras(model, tmp / "model.keras")
+        export_saved_model(model, tmp / "saved_model")
+        # the converter prints pages of graph details; keep the stage log readable. Not
+        # byte-deterministic: tf2onnx's optimisers name folded constants in a run-dependent order
         with contextlib.redirect_stdout(io.StringIO()):
-            model.export(os.fspath(tmp / "saved_model"), format="tf_saved_model", verbose=False)
             model.export(os.fspath(tmp / "model.onnx"), format="onnx", verbose=False)
         check = check_onnx(model, tmp / "model.onnx", check_images)
         (tmp / "classes.json").write_text(json.dumps(list(CLASSES), indent=2) + "\n")

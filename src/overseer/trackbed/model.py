@@ -8,9 +8,11 @@ Dropout(0.3) -> Dense 64/32/16 relu -> Dense 5 softmax``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from overseer.deterministic import KERAS_EPOCH, renumber, write_zip
+from overseer.io import atomic_file
 from overseer.repo import file_digest
 from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
 
@@ -140,3 +144,32 @@ def model_card(train_cfg: dict, weights_used: str) -> dict:
         "weights_used": weights_used,
         "input": {"shape": [IMAGE_SIZE, IMAGE_SIZE, 3], "dtype": "float32", "range": [0, 255], "channels": "RGB"},
     }
+
+
+def deterministic_keras(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy the ``.keras`` archive ``src`` to ``dest`` without what varies between two saves of
+    the same model: ``metadata.json``'s ``date_saved`` becomes :data:`KERAS_EPOCH` (the key stays:
+    ``keras.saving.KerasFileEditor`` shows it), the ``shared_object_id`` values in ``config.json``
+    (``id()`` of objects shared between layers, e.g. one dtype policy) become 1, 2, ... in order of
+    appearance, and member times a fixed date. ``keras.models.load_model`` reads it as before."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as archive:
+        metadata = json.loads(archive.read("metadata.json"))
+        config = json.loads(archive.read("config.json"))
+    if "date_saved" in metadata:
+        metadata["date_saved"] = KERAS_EPOCH
+    renumber(config, "shared_object_id")
+    # Keras writes both with a plain json.dumps
+    replace = {"metadata.json": json.dumps(metadata).encode(), "config.json": json.dumps(config).encode()}
+    return write_zip(src, dest, replace=replace)
+
+
+def save_keras(model: keras.Model, path: str | os.PathLike) -> Path:
+    """``model.save(path)`` as a ``.keras`` file, atomically and byte-deterministic (the same
+    weights always give the same bytes: :func:`deterministic_keras`)."""
+    with tempfile.TemporaryDirectory(prefix="overseer-keras-") as work, atomic_file(path, suffix=".keras") as tmp:
+        raw = Path(work) / "model.keras"
+        model.save(raw)
+        deterministic_keras(raw, tmp)
+    return Path(path)

@@ -23,7 +23,6 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from overseer.io import atomic_file
 from overseer.splits import stratified_split
 from overseer.trackbed.data.schema import CLASSES
 from overseer.trackbed.model import build_backbone, build_head, compile_for_training, join
@@ -225,10 +224,3 @@ def train_cnn(cfg: Mapping[str, Any], train_files: Sequence[str | os.PathLike], 
         timings["fine_tune"] = time.perf_counter() - start
         model.trainable = False  # saved for inference
     return TrainResult(model, history, backbone.weights_used, int((~is_val).sum()), int(is_val.sum()), timings)
-
-
-def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save a ``.keras`` file atomically."""
-    with atomic_file(path, suffix=".keras") as tmp:
-        model.save(tmp)
-    return Path(path)
