@@ -25,12 +25,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two workers keep both cores busy (most tests wait on one single-threaded process); tests that share a
-# built project carry one xdist_group, so it is built once, in one worker.
+# Two workers keep both cores busy (most tests wait on one single-threaded process). loadfile keeps a
+# test file in one worker: the tests that read a session-built project share one file, so it is built
+# once. (loadgroup would be finer, but pytest-xdist 3.8's group suffix has no effect under pytest 9.)
 TEST_WORKERS ?= 2
 
 test: lint
-	PATH="$(BIN):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --port 5000

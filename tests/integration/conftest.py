@@ -2,7 +2,9 @@
 
 Building a chain is what costs (each stage a process importing MLflow, TensorFlow or Great
 Expectations): a chain that several tests read is built once per test run (``seismic_built``), and
-a test that changes the project works on its own copy (``copy_project``).
+a test that changes the project works on its own copy (``copy_project``). `make test` runs two
+pytest-xdist workers with ``--dist loadfile``: the readers of a shared build live in one file, so
+one worker builds it once.
 """
 
 from __future__ import annotations
@@ -75,15 +77,6 @@ def make_project(root: Path, overrides: dict | None = None) -> tuple[Path, dict]
     return root, env
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read a session-built project run in one xdist worker, so it is built once."""
-    for item in items:
-        for name in SHARED_BUILDS:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(name))
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> tuple[Path, dict]:
     return make_project(tmp_path)
@@ -121,8 +114,8 @@ def copy_project(built: BuiltProject, dest: Path) -> tuple[Path, dict]:
     return dest, env
 
 
-# The seismic chain that test_seismic_pipeline and test_scale_out read: exhaustive selection over the
-# synthetic survey's 11 attributes, small enough to build in about a minute and a half.
+# The seismic chain that test_seismic_pipeline reads (all its readers are in that one file: see Makefile):
+# exhaustive selection over the synthetic survey's 11 attributes, built in about a minute and a half.
 SEISMIC_SMALL = {
     ("ingest", "seismic", "default", "shape"): [40, 40, 80],
     ("select_attributes", "sem_iter"): 50,
@@ -130,7 +123,6 @@ SEISMIC_SMALL = {
     ("train_rf", "tree_counts"): [10, 20, 40],
 }
 SEISMIC_TARGETS = ("export@rf", "evaluate@rf")
-SHARED_BUILDS = ("seismic_built",)  # session fixtures that build a chain
 
 
 @pytest.fixture(scope="session")

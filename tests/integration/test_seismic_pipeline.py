@@ -1,18 +1,26 @@
-"""`dvc repro` of the seismic chain end to end on a small synthetic survey."""
+"""The seismic chain built once by `dvc repro` (``seismic_built``, logging to a real MLflow server): its
+outputs, then scaling out — a DVC remote, the team tracking server, queued DVC experiments.
+
+Every test that reads the build is in this file, so that `--dist loadfile` runs them in one worker and
+the chain is built once; a test that changes the project works on its own copy (see
+docs/scaling-out.md for the user guide these tests back).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BuiltProject, make_project, run
+from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, ran_stages, run
 
 pytestmark = pytest.mark.slow
 
-# the user-data chains stop at evaluation: export is the same code as in the shared build
-THROUGH_EVALUATION = ("evaluate@rf",)
+CHAIN = {"ingest@seismic", "validate@seismic", "select_attributes", "train_rf", "evaluate@rf", "export@rf"}
+MODEL_NAME = "seismic-facies-rf"
 
 
 def test_seismic_chain(seismic_built: BuiltProject) -> None:
@@ -42,91 +50,181 @@ def test_seismic_chain(seismic_built: BuiltProject) -> None:
     assert {"model.skops", "config.json", "selection.json", "facies"} <= {p.name for p in exported.iterdir()}
 
 
-def _user_segy_survey(root: Path) -> dict:
-    """Three SEG-Y attribute volumes (one of them noise), an amplitude volume and picks."""
-    from overseer.seismic.data.grid import Grid
-    from overseer.seismic.data.segy import write_segy
-
-    rng = np.random.default_rng(0)
-    shape = (20, 20, 40)
-    grid = Grid.regular(shape, inline_start=500, crossline_start=20, sample_interval_ms=4.0)
-    facies = np.zeros(shape, np.int8)
-    facies[:, :, 14:28] = 1
-    facies[:10, :, 28:] = 2
-    survey = root / "data/raw/seismic/survey"
-    survey.mkdir(parents=True)
-    paths = {}
-    for name, gain in (("sweetness", (0.0, 3.0, -3.0)), ("envelope", (0.0, -2.0, 2.5)), ("noise", (0.0, 0.0, 0.0))):
-        data = (rng.normal(size=shape) + np.take(gain, facies)).astype(np.float32)
-        paths[name] = f"data/raw/seismic/survey/{name}.sgy"
-        write_segy(data, grid, root / paths[name])
-    write_segy(rng.normal(size=shape).astype(np.float32), grid, survey / "amplitude.sgy")
-    il, xl, s = np.meshgrid(np.arange(0, 20), np.arange(0, 20, 3), np.arange(1, 40, 5), indexing="ij")
-    il, xl, s = il.ravel(), xl.ravel(), s.ravel()
-    import pandas as pd
-
-    pd.DataFrame(
-        {"inline": grid.inlines[il], "crossline": grid.crosslines[xl], "time_ms": s * 4.0, "facies": facies[il, xl, s]}
-    ).to_csv(survey / "picks.csv", index=False)
-    return paths
+def _skipped(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if "didn't change, skipping" in line}
 
 
-def test_seismic_chain_on_user_segy(tmp_path: Path) -> None:
-    overrides = {
-        ("ingest", "seismic", "source"): "volumes",
-        ("ingest", "seismic", "facies"): ["shale", "sand", "carbonate"],
-        ("ingest", "seismic", "picks"): "data/raw/seismic/survey/picks.csv",
-        ("ingest", "seismic", "amplitude"): "data/raw/seismic/survey/amplitude.sgy",
-        ("select_attributes", "sem_iter"): 30,
-        ("train_rf", "tree_counts"): [10, 20, 30],
+def _digests(root: Path, *folders: str) -> dict[str, str]:
+    """md5 of every file under ``folders``, keyed by its path relative to ``root``."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+        for folder in folders
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file()
     }
-    root, env = make_project(tmp_path, overrides)
-    paths = _user_segy_survey(root)
-    import yaml
-
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["ingest"]["seismic"]["volumes"] = paths
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["dvc", "repro", *THROUGH_EVALUATION], root, env)
-
-    selection = json.loads((root / "reports/seismic/selection/selection.json").read_text())
-    assert "noise" not in selection["best_combination"] and "truth" not in selection
-    from overseer.seismic.data.segy import read_segy
-
-    facies, grid = read_segy(root / "models/seismic/facies/facies.sgy")
-    assert facies.shape == (20, 20, 40) and int(grid.inlines[0]) == 500 and int(grid.crosslines[0]) == 20
-    assert set(np.unique(facies)) <= {0, 1, 2}
-    metrics = json.loads((root / "reports/seismic/eval/metrics.json").read_text())
-    assert metrics["macro"]["f1"] > 0.8  # two informative attributes separate three facies well
 
 
-def test_seismic_chain_on_well_logs(tmp_path: Path) -> None:
-    import pandas as pd
+def _runs(uri: str, experiment: str = "seismic") -> list:
+    import mlflow
 
-    rng = np.random.default_rng(2)
-    rows = []
-    for well in "ABCDEF":
-        for depth in np.arange(1500.0, 1600.0, 0.5):
-            facies = int(depth >= 1550)
-            rows.append(
-                {"well": well, "depth": depth, "gr": rng.normal(50 + 40 * facies, 8), "dt": rng.normal(80, 5),
-                 "facies": ["shale", "sand"][facies]}
-            )  # fmt: skip
-    overrides = {
-        ("ingest", "seismic", "source"): "volumes",
-        ("ingest", "seismic", "facies"): ["shale", "sand"],
-        ("ingest", "seismic", "well_logs"): "data/raw/seismic/logs/wells.csv",
-        ("train_rf", "folds"): 3,
-        ("train_rf", "tree_counts"): [10, 20, 30],
-        ("select_attributes", "sem_iter"): 30,
-    }
-    root, env = make_project(tmp_path, overrides)
-    (root / "data/raw/seismic/logs").mkdir(parents=True)
-    pd.DataFrame(rows).to_csv(root / "data/raw/seismic/logs/wells.csv", index=False)
-    run(["dvc", "repro", *THROUGH_EVALUATION], root, env)
-    holdout = pd.read_parquet(root / "data/prepared/seismic/holdout.parquet")
-    train = pd.read_parquet(root / "data/prepared/seismic/train.parquet")
-    assert set(holdout["well"]).isdisjoint(train["well"])
-    metrics = json.loads((root / "reports/seismic/eval/metrics.json").read_text())
-    assert metrics["n_items"] == len(holdout) and metrics["macro"]["f1"] > 0.8
-    assert (root / "models/seismic/facies/NO_VOLUME.txt").exists()
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def test_remote_push_then_clone_pull_reproduces_nothing(tmp_path: Path, seismic_built: BuiltProject) -> None:
+    """`dvc push` to a (local-directory) remote; a fresh clone `dvc pull`s and has nothing to re-run."""
+    assert seismic_built.ran == CHAIN
+    origin, env = copy_project(seismic_built, tmp_path / "origin")
+
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "storage", str(remote)], origin, env)  # committed: clones get it
+    commit_all(origin, env, "small seismic run, remote")
+    run(["dvc", "push"], origin, env)
+    assert any(p.is_file() for p in (remote / "files" / "md5").rglob("*")), "nothing pushed"
+    assert "in sync" in run(["dvc", "status", "--cloud", "--with-deps", *SEISMIC_TARGETS], origin, env).stdout
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    assert not (clone / "models/seismic/train").exists()  # cached outputs travel through the remote only
+    assert str(remote) in run(["dvc", "remote", "list"], clone, env).stdout
+    # only the seismic chain ran in this copy: pull (and check) its stages and everything upstream
+    run(["dvc", "pull", "--with-deps", *SEISMIC_TARGETS], clone, env)
+    status = run(["dvc", "status", "--with-deps", *SEISMIC_TARGETS], clone, env).stdout
+    assert "Data and pipelines are up to date." in status
+
+    # the clone reports to the same MLflow store: a repro that recomputes nothing logs no run
+    runs_before = {r.info.run_id for r in _runs(env["MLFLOW_TRACKING_URI"])}
+    assert len(runs_before) >= len(CHAIN)
+    repro = run(["dvc", "repro", *SEISMIC_TARGETS], clone, env)
+    assert ran_stages(repro.stdout) == set(), repro.stdout
+    assert _skipped(repro.stdout) == CHAIN, repro.stdout
+    assert {r.info.run_id for r in _runs(env["MLFLOW_TRACKING_URI"])} == runs_before
+
+    # the pulled outputs are byte for byte the originals
+    cached = ("data/prepared/seismic", "models/seismic")
+    pulled, original = _digests(clone, *cached), _digests(origin, *cached)
+    assert "models/seismic/export/model.skops" in pulled and "models/seismic/facies/facies.npy" in pulled
+    assert pulled == original
+
+
+def test_runs_and_model_versions_land_on_tracking_server(tmp_path: Path, seismic_built: BuiltProject) -> None:
+    """MLFLOW_TRACKING_URI=http://...: every stage's run and every export's model version is on the server."""
+    import mlflow
+
+    if seismic_built.server is None:
+        pytest.skip("cannot bind a TCP port on 127.0.0.1 for an MLflow server")
+    uri, artifacts = seismic_built.server
+    root, commit = seismic_built.root, seismic_built.params_commit
+    assert not (root / "mlflow.db").exists() and not (root / "mlflow-test.db").exists()
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("seismic")
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # proxied by the server
+    runs = client.search_runs([experiment.experiment_id])
+    by_stage = {r.data.tags["overseer.stage"]: r for r in runs}
+    assert len(runs) == len(CHAIN) and set(by_stage) == CHAIN
+    for stage, found in by_stage.items():
+        assert found.info.status == "FINISHED", stage
+        assert found.info.run_name.startswith(f"seismic/{stage} [{commit[:7]}]")
+        assert found.data.tags["git.commit"] == commit and found.data.tags["dvc.experiment"] == "workspace"
+    train = by_stage["train_rf"]
+    assert train.data.params["train_rf.tree_counts"] == "[10, 20, 40]"
+    assert "input.md5.data/prepared/seismic/train.parquet" in train.data.tags
+
+    first_export = by_stage["export@rf"].info.run_id
+    (version,) = client.search_model_versions(f"name='{MODEL_NAME}'")
+    assert version.version == "1" and version.run_id == first_export
+    assert json.loads((root / "reports/runtime/export@rf.json").read_text())["registered_model_version"] == 1
+    assert any(artifacts.rglob("MLmodel")), "the model's files went to the server's artifact store"
+    # what a deployment does: fetch the version through the server. models:/ URIs resolve through the
+    # global registry URI whatever `registry_uri=` says (seen with MLflow 3.17 after other tests ran
+    # in the process), so point it at the server for this block and restore it after.
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/1", dst_path=str(tmp_path / "download"))
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    restored = mlflow.sklearn.load_model(local)
+    assert hasattr(restored, "predict")
+
+    # a second export (from a copy of the project: the shared build stays as built) is a second version,
+    # linked to the second export run
+    root, env = copy_project(seismic_built, tmp_path / "project")
+    assert ran_stages(run(["dvc", "repro", "--force", "--single-item", "export@rf"], root, env).stdout) == {"export@rf"}
+    exports = client.search_runs([experiment.experiment_id], "tags.`overseer.stage` = 'export@rf'")
+    second_export = ({r.info.run_id for r in exports} - {first_export}).pop()
+    versions = {v.version: v.run_id for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
+    assert versions == {"1": first_export, "2": second_export}
+    assert json.loads((root / "reports/runtime/export@rf.json").read_text())["registered_model_version"] == 2
+
+
+def _wait_for_queue(root: Path, env: dict, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], root, env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queued experiments still pending after {timeout:.0f} s:\n{status}")
+        time.sleep(3)
+
+
+def test_queued_experiments_log_to_one_store(tmp_path: Path, seismic_built: BuiltProject) -> None:
+    """`dvc exp run --queue` + `dvc queue start -j 2`: both experiments' runs land in <repo>/mlflow.db."""
+    root, env = copy_project(seismic_built, tmp_path / "project")
+    del env["MLFLOW_TRACKING_URI"]  # the project's default store: sqlite:///<repo>/mlflow.db
+    with (root / ".gitignore").open("a") as fh:
+        fh.write("mlflow.db\n")
+    assert ran_stages(run(["dvc", "repro", "export@rf"], root, env).stdout) == set()  # the copy is up to date
+    # the baseline's train_rf in this store: the experiments' runs name what changed since it
+    forced = run(["dvc", "repro", "--force", "--single-item", "train_rf"], root, env).stdout
+    assert ran_stages(forced) == {"train_rf"}
+    baseline = commit_all(root, env, "small seismic baseline")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    assert len(_runs(store)) == 1
+
+    depths = {4: None, 8: None}
+    for depth in depths:
+        run(["dvc", "exp", "run", "--queue", "-S", f"train_rf.max_depth={depth}", "export@rf"], root, env)
+    try:
+        run(["dvc", "queue", "start", "-j", "2"], root, env)
+        status = _wait_for_queue(root, env)
+    finally:
+        run(["dvc", "queue", "stop", "--kill"], root, env, check=False)
+    if status.count("Success") != 2:
+        failed = [line.split()[1] for line in status.splitlines()[1:] if "Failed" in line]
+        logs = "".join(run(["dvc", "queue", "logs", name], root, env, check=False).stdout for name in failed)
+        raise AssertionError(f"queued experiments did not all succeed:\n{status}\n{logs[-6000:]}")
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root, env).stdout)
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            (revision,) = experiment["revs"]
+            depth = revision["data"]["params"]["params.yaml"]["data"]["train_rf"]["max_depth"]
+            depths[depth] = experiment["name"]
+    assert None not in depths.values(), shown
+
+    runs = _runs(store)
+    assert len(runs) == 1 + 2 * 2  # the baseline's train_rf, then train_rf + export@rf per experiment
+    by_experiment: dict[str, dict[str, object]] = {}
+    for found in runs:
+        by_experiment.setdefault(found.data.tags["dvc.experiment"], {})[found.data.tags["overseer.stage"]] = found
+    assert set(by_experiment) == {"workspace", *depths.values()}
+    for depth, name in depths.items():
+        stages = by_experiment[name]
+        assert set(stages) == {"train_rf", "export@rf"}, name  # only what the new param invalidates
+        assert stages["train_rf"].data.params["train_rf.max_depth"] == str(depth)
+        assert stages["train_rf"].info.run_name.startswith(f"seismic/train_rf [{name}]")
+        assert f"train_rf.max_depth={depth}" in stages["train_rf"].data.tags["overseer.changed"]
+        assert stages["train_rf"].data.tags["git.commit"] == baseline  # the commit the experiment started from
+    assert not list((root / ".dvc").rglob("mlflow.db")), "a run wrote a store inside DVC's temp workspace"
+
+    import mlflow
+
+    versions = mlflow.MlflowClient(store).search_model_versions(f"name='{MODEL_NAME}'")
+    exports = {by_experiment[name]["export@rf"].info.run_id for name in depths.values()}
+    assert {v.run_id for v in versions} == exports and len(versions) == 2
