@@ -7,6 +7,7 @@ import pandas as pd
 from overseer import stage
 from overseer.io import atomic_dir, read_json, write_artifacts
 from overseer.paths import SEISMIC_META, SEISMIC_SELECTION, SEISMIC_TRAIN_TABLE, SEISMIC_TRUTH
+from overseer.settings import load_settings
 from overseer.tracking import log_artifacts, stage_run
 
 # select_attributes params passed to the selector as they are (``seed`` becomes its random_state)
@@ -26,14 +27,16 @@ def main() -> None:
     from overseer.seismic.selection import GMMAttributeSelector
     from overseer.splits import cap_per_class
 
-    cfg, meta = stage.load_params("select_attributes"), read_json(SEISMIC_META)
+    cfg, settings, meta = stage.load_params("select_attributes"), load_settings(), read_json(SEISMIC_META)
     truth = read_json(SEISMIC_TRUTH) if SEISMIC_TRUTH.exists() else None
     # a seeded subsample per facies bounds the cost; the GMMs need hundreds of points, not millions
     table = cap_per_class(pd.read_parquet(SEISMIC_TRAIN_TABLE), "facies", int(cfg["max_rows_per_facies"]), cfg["seed"])
-    with stage_run("seismic", "select_attributes", inputs=[SEISMIC_TRAIN_TABLE]) as mlflow:
+    tags = settings.tags("n_jobs", "progress")  # run-time settings: the scores do not depend on them
+    with stage_run("seismic", "select_attributes", inputs=[SEISMIC_TRAIN_TABLE], tags=tags) as mlflow:
         selector = GMMAttributeSelector(
-            **{key: cfg[key] for key in SELECTOR_PARAMS}, random_state=int(cfg["seed"]), n_jobs=-1
-        ).fit(table[meta["attributes"]], table["facies"])
+            **{key: cfg[key] for key in SELECTOR_PARAMS}, random_state=int(cfg["seed"]),
+            n_jobs=settings.n_jobs, progress=settings.progress,
+        ).fit(table[meta["attributes"]], table["facies"])  # fmt: skip
         summary = selection_summary(selector, truth)
         scores = selector.scores_.sort_values("score", ascending=False).to_csv(index=False)
         with atomic_dir(SEISMIC_SELECTION) as tmp:

@@ -5,23 +5,110 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from overseer.errors import InputError
 
+if TYPE_CHECKING:
+    from overseer.seismic.predict import SeismicModel
+    from overseer.settings import Settings
+
 
 def _predict(args: argparse.Namespace) -> None:
-    if args.family != "trackbed":
-        raise InputError(f"predict: no exported model family {args.family!r} yet (families: trackbed)")
+    if args.family == "seismic":
+        _predict_seismic(args)
+        return
     from overseer.io import atomic_file
     from overseer.trackbed.predict import predict
 
-    table = predict(args.model, args.paths, batch_size=args.batch_size)
+    table = predict(args.model or "models/trackbed/export", args.paths, batch_size=args.batch_size)
     if args.out:
         with atomic_file(args.out) as tmp:
             table.to_csv(tmp, index=False)
     for row in table.itertuples(index=False):
         truth = f"\t(true {row.true_class})" if isinstance(row.true_class, str) else ""
         print(f"{row.item}\t{row[1]}\t{row.confidence:.3f}{truth}")
+
+
+def _predict_seismic(args: argparse.Namespace) -> None:
+    """Well-log tables → CSV (to --out, else standard output); attribute volumes → a facies folder."""
+    from pathlib import Path
+
+    from overseer.seismic.predict import is_table_path, is_volume_argument
+
+    tables = [p for p in args.paths if is_table_path(p)]
+    volumes = [p for p in args.paths if is_volume_argument(p)]
+    other = [p for p in args.paths if p not in tables and p not in volumes]
+    if other:
+        raise InputError(
+            "expected well-log tables (.csv, .parquet) or attribute volumes (.sgy, .segy, .npy; NAME=PATH names one)",
+            path=other[0],
+        )
+    if tables and volumes:
+        raise InputError(
+            f"give well-log tables or attribute volumes, not both (tables {tables}, volumes {volumes})",
+            path=tables[0],
+        )
+    if args.out and tables and Path(args.out).is_dir():
+        raise InputError("--out is a folder; for well-log tables it names the CSV file to write", path=args.out)
+    if volumes and not args.out:
+        args.out = "facies"
+    if volumes:  # before the model loads: a wrong --out costs nothing
+        from overseer.seismic.predict import check_out_dir
+
+        check_out_dir(args.out)
+
+    from overseer.seismic.predict import load_seismic_model
+    from overseer.settings import load_settings
+
+    settings = load_settings()
+    model = load_seismic_model(args.model or "models/seismic/export")  # once: every table and chunk uses it
+    if tables:
+        _predict_seismic_tables(model, tables, args.out, settings.progress)
+    else:
+        _predict_seismic_volumes(model, volumes, args, settings)
+
+
+def _predict_seismic_tables(model: SeismicModel, tables: list[str], out: str | None, progress: bool) -> None:
+    from overseer.io import atomic_file
+    from overseer.seismic.predict import predict_tables
+
+    table = predict_tables(model, tables, progress=progress)
+    counts = table.groupby(["well", "facies"], sort=True).size()
+    summary = [f"{well}: " + ", ".join(f"{name} {n}" for name, n in per.droplevel(0).items())
+               for well, per in counts.groupby(level=0)]  # fmt: skip
+    if out:
+        with atomic_file(out) as tmp:
+            table.to_csv(tmp, index=False)
+        print(f"predicted {len(table)} samples of {table['well'].nunique()} wells into {out}")
+        print("\n".join(summary))
+    else:  # the CSV is the output; the summary goes to standard error
+        table.to_csv(sys.stdout, index=False)
+        print(f"predicted {len(table)} samples of {table['well'].nunique()} wells", file=sys.stderr)
+
+
+def _predict_seismic_volumes(
+    model: SeismicModel, volumes: list[str], args: argparse.Namespace, settings: Settings
+) -> None:
+    from overseer.seismic.predict import predict_volumes, volume_sources
+
+    sources, ignored = volume_sources(volumes, model.features)
+    for name in ignored:
+        print(
+            f"overseer: note: volume {name!r} is not one of the model's attributes {model.features}; ignored",
+            file=sys.stderr,
+        )
+    result = predict_volumes(
+        model, sources, args.out, probabilities=args.probabilities,
+        chunk_voxels=settings.chunk_voxels, n_jobs=settings.n_jobs, progress=settings.progress,
+        iline_byte=args.iline_byte, xline_byte=args.xline_byte,
+    )  # fmt: skip
+    counts = ", ".join(f"{name} {n}" for name, n in result["facies_counts"].items())
+    print(f"predicted {result['voxels']} voxels ({result['grid']}): {counts}")
+    print(f"  {result['facies_path']}")
+    for path in result["probability_paths"].values():
+        print(f"  {path}")
+    print(f"  {result['legend_path']}")
 
 
 def _tune(args: argparse.Namespace) -> None:
@@ -59,6 +146,24 @@ def _compare(args: argparse.Namespace) -> None:
         baseline=args.baseline,
     )
     print(f"comparison report: {path}")
+
+
+PREDICT_DESCRIPTION = """\
+Classify new inputs with an exported model.
+
+trackbed: images (files, folders) or TFRecord files -> class and confidence per image.
+
+seismic (--model models/seismic/export by default):
+  well-log tables (CSV or Parquet) -> CSV of well, depth, facies and p_<facies> per facies; the
+    model's logs are found by name (any order, case-insensitive; other columns are ignored).
+  attribute volumes (SEG-Y or .npy, one grid, one per attribute named by its file stem or
+    NAME=PATH) -> the --out folder (default facies/): facies.npy (int8 ids) or facies.sgy (the
+    input's headers), with --probabilities p_<facies>.npy/.sgy (float32), and the legend
+    facies.json; predicted in bounded-memory chunks (OVERSEER_CHUNK_VOXELS, OVERSEER_N_JOBS).
+
+Bad input (a missing log or volume, volumes on different grids, NaN voxels, ...) is reported with
+the file and exit status 2; on any failure nothing is written.
+"""
 
 
 MIDI_GRIDS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48)  # overseer.engraving.engrave.GRIDS (not imported: numpy, torch)
@@ -139,12 +244,42 @@ def _check(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="overseer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="classify inputs with an exported model")
-    predict.add_argument("family", choices=["trackbed"])
-    predict.add_argument("paths", nargs="+", help="image files, image folders or TFRecord files")
-    predict.add_argument("--model", default="models/trackbed/export", help="exported model folder")
-    predict.add_argument("--out", help="also write the predictions as CSV")
-    predict.add_argument("--batch-size", type=int, default=32)
+    predict = commands.add_parser(
+        "predict",
+        help="classify inputs with an exported model",
+        description=PREDICT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("family", choices=["trackbed", "seismic"])
+    predict.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="trackbed: image files, image folders or TFRecord files; seismic: well-log tables (.csv, .parquet) "
+        "or attribute volumes (.sgy, .segy, .npy; NAME=PATH when the file stem is not the attribute's name)",
+    )
+    predict.add_argument("--model", metavar="DIR", help="exported model folder (default models/<family>/export)")
+    predict.add_argument(
+        "--out",
+        help="trackbed: also write the predictions as CSV; seismic tables: the CSV (default: standard output); "
+        "seismic volumes: the output folder (default: facies)",
+    )
+    predict.add_argument("--batch-size", type=int, default=32, help="trackbed: images per batch")
+    predict.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="seismic volumes: also one float32 probability volume per facies (tables always have p_<facies> columns)",
+    )
+    predict.add_argument(
+        "--iline-byte",
+        type=int,
+        help="seismic SEG-Y: trace header byte of inline numbers (default: as trained, or 189)",
+    )
+    predict.add_argument(
+        "--xline-byte",
+        type=int,
+        help="seismic SEG-Y: trace header byte of crossline numbers (default: as trained, or 193)",
+    )
     predict.set_defaults(handler=_predict)
 
     engrave = commands.add_parser(

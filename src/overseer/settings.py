@@ -13,10 +13,12 @@ first found wins, from
 Each setting, as ``key`` in the local file / variable (default; the params key it replaced):
 
 - ``progress`` / ``OVERSEER_PROGRESS`` (true; ``train_gnn.progress``): train_gnn's progress bar over epochs
+  and select_attributes' bar over combinations
 - ``torch_threads`` / ``OVERSEER_TORCH_THREADS`` (1; ``train_gnn.threads``): torch CPU threads while
   train_gnn trains, 0: torch's own (on two shared cores one thread is fastest, see benchmarks/)
 - ``n_jobs`` / ``OVERSEER_N_JOBS`` (2; ``train_rf.n_jobs``): train_rf's forest threads in cross-validation,
-  the final fit and the volume prediction; -1: all cores (the saved model does not record it)
+  the final fit and the volume prediction, and select_attributes' worker processes; -1: all cores (the
+  saved model does not record it; the selection's scores do not depend on it)
 - ``chunk_voxels`` / ``OVERSEER_CHUNK_VOXELS`` (2000000; ``train_rf.chunk_voxels``): voxels per chunk of
   train_rf's volume prediction: bounded memory for volumes larger than RAM
 - ``cache_dir`` / ``OVERSEER_CACHE_DIR`` (.cache/engraving; ``ingest.engraving.cache_dir``): the parse
