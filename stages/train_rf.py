@@ -33,7 +33,8 @@ def main() -> None:
         with atomic_dir(SEISMIC.trained_model) as tmp:
             save_model(result.pipeline, tmp / "model.skops")
             (tmp / "cv.csv").write_text(result.cv.to_csv(index=False))
-            write_json(tmp / "config.json", {"train_rf": cfg, "features": features, **summary})
+            inputs = {"inputs": meta.get("inputs")}  # how ingest encoded well logs (null: volumes), for predict
+            write_json(tmp / "config.json", {"train_rf": cfg, "features": features, **summary, **inputs})
         with atomic_dir(SEISMIC_FACIES) as tmp:
             stats = predict_prepared_survey(result.pipeline, SEISMIC_VOLUMES, meta, features, tmp, cfg, **options)
         prediction, run_time = split_run_time(stats or {})

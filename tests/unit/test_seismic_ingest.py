@@ -159,13 +159,39 @@ def test_well_logs_hold_out_whole_wells(tmp_path: Path) -> None:
                 }
             )
     pd.DataFrame(rows).to_csv(tmp_path / "logs.csv", index=False)
-    cfg = {**BASE, "source": "volumes", "facies": ["shale", "sand"], "well_logs": str(tmp_path / "logs.csv")}
+    # the file holds integer codes: a mapping code -> name says so (a list of names would refuse them)
+    facies = {0: "shale", 1: "sand"}
+    cfg = {**BASE, "source": "volumes", "facies": facies, "well_logs": str(tmp_path / "logs.csv")}
     ingest_seismic(cfg, tmp_path / "out")
     train = pd.read_parquet(tmp_path / "out" / "train.parquet")
     holdout = pd.read_parquet(tmp_path / "out" / "holdout.parquet")
     assert set(train["well"]).isdisjoint(holdout["well"]) and len(set(holdout["well"])) == 1
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["attributes"] == ["gr", "rho"] and not meta["has_volumes"]
+    assert meta["facies"] == ["shale", "sand"] and meta["inputs"]["facies"] == {
+        "names": ["shale", "sand"],
+        "codes": [0, 1],
+    }
+    with pytest.raises(InputError, match=r"logs\.csv, record line 2: facies '0' in column 'facies' is an integer code"):
+        ingest_seismic({**cfg, "facies": ["shale", "sand"]}, tmp_path / "refused")
+
+
+def test_picks_with_a_facies_mapping_get_ids_in_mapping_order(tmp_path: Path) -> None:
+    cfg = _user_survey(tmp_path, "npy")
+    picks = pd.read_csv(cfg["picks"])
+    picks["facies"] = picks["facies"].map({0: 7, 1: 3})  # the interpreter's own codes
+    picks.to_csv(cfg["picks"], index=False)
+    ingest_seismic({**cfg, "facies": {7: "shale", 3: "sand"}}, tmp_path / "out")
+    train = pd.read_parquet(tmp_path / "out" / "train.parquet")
+    assert set(train["facies"]) == {0, 1} and json.loads((tmp_path / "out" / "meta.json").read_text())["inputs"] is None
+    assert train.loc[train["facies"] == 1, "informative"].mean() > train.loc[train["facies"] == 0, "informative"].mean()
+
+
+def test_fraction_zero_holds_no_block_out(tmp_path: Path) -> None:
+    cfg = _user_survey(tmp_path, "npy")
+    report = ingest_seismic({**cfg, "holdout": {**cfg["holdout"], "fraction": 0}}, tmp_path / "out")
+    assert pd.read_parquet(tmp_path / "out" / "holdout.parquet").empty and report["rows"]["holdout"] == {}
+    assert sum(report["rows"]["train"].values()) == 12 * 4 * 5
 
 
 def test_holdout_mask_keeps_every_facies_on_both_sides() -> None:

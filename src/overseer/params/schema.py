@@ -13,15 +13,17 @@ from pydantic_core import PydanticCustomError
 
 from overseer.params.types import (
     ClassWeight,
+    ColumnNames,
     ConvAggr,
     CvScheme,
+    Duplicates,
     ExoticTuplets,
     ExportFormat,
+    FaciesNames,
     Fraction,
     HeteroAggr,
     MaxFeature,
     MissingLogs,
-    Names,
     NonNegativeFloat,
     NonNegativeInt,
     PairMode,
@@ -80,8 +82,17 @@ class Kuwahara(Section):
 
 class Holdout(Section):
     block_size: PositiveInt
-    fraction: Fraction
+    fraction: Rate  # 0: nothing held out (holdout.parquet empty)
+    wells: ColumnNames | None = None  # well logs: these wells are held out (fraction unused)
     seed: Seed
+
+
+class LogColumns(Section):
+    """``ingest.seismic.columns``: the well-log table's columns (matched case-insensitively)."""
+
+    well: Text = None
+    depth: Text = None
+    facies: Text = None
 
 
 class SeismicDefault(Section):
@@ -97,16 +108,35 @@ class IngestSeismic(Section):
     amplitude: PathText | None = None
     iline_byte: TraceByte
     xline_byte: TraceByte
-    facies: Names = None
+    facies: FaciesNames = None
     picks: PathText | None = None
     well_logs: PathText | None = None
     missing_logs: MissingLogs = None
+    columns: LogColumns | None = None
+    categorical: ColumnNames | None = None
+    drop: ColumnNames | None = None
+    duplicates: Duplicates = None
     kuwahara: Kuwahara | None = None
     holdout: Holdout
     default: SeismicDefault = None
 
     @model_validator(mode="after")
     def _source_complete(self) -> IngestSeismic:
+        if self.source == "default" and self.well_logs:
+            raise PydanticCustomError(
+                "ignored", "given while source: default (the synthetic survey ignores it): set source: volumes "
+                "to train on the well logs, or well_logs: null", {"at": "well_logs"},
+            )  # fmt: skip
+        if self.holdout.wells and not self.well_logs:
+            raise PydanticCustomError(
+                "ignored", "names held-out wells, but there are no well_logs (picks are held out by blocks of "
+                "inlines: holdout.block_size, holdout.fraction)", {"at": "holdout.wells"},
+            )  # fmt: skip
+        both = {c.strip().lower() for c in self.categorical or ()} & {c.strip().lower() for c in self.drop or ()}
+        if both:
+            raise PydanticCustomError(
+                "overlap", "columns {got} are in both categorical and drop", {"at": "categorical", "got": sorted(both)}
+            )
         if self.source == "default":
             if self.default is None:
                 raise _missing("default", "with source: default (shape, dt_ms, noise, seed)")

@@ -87,11 +87,40 @@ Seed = Annotated[int, Field(ge=0)]  # NumPy refuses negative seeds
 Text = Annotated[str, Field(min_length=1)]
 PathText = Text  # a file or folder, relative to the repository root
 Names = Annotated[list[Text], Field(min_length=1), AfterValidator(_unique)]
+ColumnNames = Annotated[list[Text], AfterValidator(_unique)]  # columns of a user's table (may be empty)
+
+
+def _facies_codes(value: Any) -> Any:
+    """``ingest.seismic.facies`` as a mapping from the file's codes to names (``{1: SS, 2: CSiS}``):
+    judged here, then its names are judged as ``Names``; a list passes through to ``Names``."""
+    if not isinstance(value, dict):
+        return value
+    _check(bool(value), "empty", "must name at least one facies, got {got}", got="{}")
+    for code, name in value.items():
+        ok = (isinstance(code, int) and not isinstance(code, bool)) or (isinstance(code, str) and code.strip())
+        _check(ok, "facies_code", "facies code {got} must be a whole number or text", got=_show(code))
+        _check(
+            isinstance(name, str) and bool(name.strip()), "facies_name",
+            "facies code {code}: the name must be non-empty text, got {got}", code=_show(code), got=_show(name),
+        )  # fmt: skip
+    lowered = [name.strip().lower() for name in value.values()]
+    repeated = sorted({name for name in value.values() if lowered.count(name.strip().lower()) > 1})
+    _check(
+        not repeated, "unique",
+        "each facies once: {got} named by more than one code (that would merge facies; recode the file instead)",
+        got=", ".join(map(repr, repeated)),
+    )  # fmt: skip
+    return list(value.values())
+
+
+# a list of names (the file holds the names) or a mapping code → name (the file holds the codes)
+FaciesNames = Annotated[Names, BeforeValidator(_facies_codes)]
 TraceByte = Annotated[int, Field(ge=1, le=240)]  # first byte of a SEG-Y trace header field (segy.py checks which)
 
 # enumerations: the code that reads each key, and its constant
 CvScheme = Literal["blocked", "random"]  # seismic.forest.SCHEMES
-MissingLogs = Literal["error", "drop"]  # seismic.data.picks.read_well_logs
+MissingLogs = Literal["error", "drop"]  # seismic.data.well_logs.MISSING
+Duplicates = Literal["error", "first", "mean"]  # seismic.data.well_logs.DUPLICATES
 Silence = Literal["gap", "rest"]  # engraving.data.graph.SILENCE_RULES
 ExoticTuplets = Literal["unknown", "skip"]  # engraving.data.ingest.ingest_engraving
 ConvAggr = Literal["mean", "sum", "add", "max", "min", "mul"]  # torch_geometric SAGEConv(aggr=...)

@@ -6,9 +6,15 @@ polygon files), or a well-log table instead of picks. Optional 3D adaptive Kuwah
 the attributes comes before extraction.
 
 The held-out table is split off here, once, by spatial blocks of inlines (picks) or by whole
-wells (logs): neighbouring voxels are correlated, so a random voxel split would leak. Nothing
-downstream — attribute selection, cross-validation, model choice — ever sees it; only
-evaluate@rf does.
+wells (logs: ``holdout.wells`` names them, else a ``fraction`` of the wells is drawn):
+neighbouring voxels are correlated, so a random voxel split would leak. Nothing downstream —
+attribute selection, cross-validation, model choice — ever sees it; only evaluate@rf does.
+``fraction: 0`` (and no named wells) holds nothing out: ``holdout.parquet`` is then an empty
+table with the training table's columns.
+
+Well logs are read as they come (:mod:`overseer.seismic.data.well_logs`: named columns, facies
+codes, categorical and dropped columns, repeated depths); what was applied is recorded as
+``inputs`` in ``meta.json`` so that prediction applies the same to new wells.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +38,6 @@ from overseer.seismic.data.picks import (
     TABLE_COLUMNS,
     read_picks_csv,
     read_polygons,
-    read_well_logs,
     save_training_table,
     training_table,
 )
@@ -48,6 +53,7 @@ from overseer.seismic.data.volumes import (
     read_volumes,
     save_volumes,
 )
+from overseer.seismic.data.well_logs import FaciesCodes, load_well_logs
 
 log = logging.getLogger(__name__)
 AMPLITUDE = "amplitude"  # stored beside the attributes for plots; never a candidate attribute
@@ -71,6 +77,40 @@ def holdout_mask(groups: np.ndarray, facies: np.ndarray, fraction: float, seed: 
         f"cannot hold out {n_out} of {unique.size} blocks/wells so that every facies is on both sides; "
         "pick facies in more places, change ingest.seismic.holdout.block_size, or its seed"
     )
+
+
+def holdout_wells_mask(
+    wells: np.ndarray, named: Sequence[str], facies: np.ndarray, facies_names: Sequence[str], path: Any = None
+) -> np.ndarray:
+    """Rows of the wells ``named`` (``ingest.seismic.holdout.wells``; matched as written, else
+    case-insensitively): every named well must exist and every facies keep training rows."""
+    known = list(dict.fromkeys(str(w) for w in wells))
+    folded = {w.strip().lower(): w for w in known}
+    chosen = []
+    for name in named:
+        well = str(name) if str(name) in known else folded.get(str(name).strip().lower())
+        if well is None:
+            raise InputError(
+                f"ingest.seismic.holdout.wells: no well {name!r} in the well logs; wells: {known}", path=path
+            )
+        chosen.append(well)
+    mask = np.isin(wells.astype(str), chosen)
+    if mask.all():
+        raise InputError(
+            f"ingest.seismic.holdout.wells holds out every well ({known}); leave some to train on", path=path
+        )
+    present = np.unique(facies)
+    untrained = [facies_names[f] for f in present if not np.any(facies[~mask] == f)]
+    if untrained:
+        raise InputError(
+            f"ingest.seismic.holdout.wells {chosen}: facies {untrained} occur only in those wells, so nothing "
+            "could learn them; hold out other wells",
+            path=path,
+        )
+    unseen = [facies_names[f] for f in present if not np.any(facies[mask] == f)]
+    if unseen:
+        log.warning("held-out wells %s have no rows of facies %s: evaluation cannot score them", chosen, unseen)
+    return mask
 
 
 def _default_survey(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,8 +182,39 @@ def _survey_grid(files: list[Any], iline_byte: int, xline_byte: int) -> Grid | N
     return segy_grid(segy[0], iline_byte, xline_byte) if segy else None
 
 
+def _read_logs(cfg: Mapping[str, Any], facies: FaciesCodes) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    """The well-log training table, its recorded ``inputs`` and the repeated-depth count."""
+    logs = load_well_logs(
+        cfg["well_logs"],
+        facies=facies,
+        columns=cfg.get("columns") or {},
+        categorical=cfg.get("categorical") or (),
+        drop=cfg.get("drop") or (),
+        missing=str(cfg.get("missing_logs") or "error"),
+        duplicates=str(cfg.get("duplicates") or "error"),
+    )
+    return logs.table, logs.inputs, logs.duplicates
+
+
+def _read_picks(path: str | os.PathLike, grid: Grid, facies: FaciesCodes) -> pd.DataFrame:
+    """Picks with facies ids 0..M-1: names (or ids) of a list, or the integer codes of a mapping."""
+    reader = read_polygons if Path(path).is_dir() else read_picks_csv
+    if facies.codes is None:
+        return reader(path, grid, list(facies.names))
+    text = [c for c in facies.codes if not isinstance(c, int)]
+    if text:
+        raise InputError(
+            f"ingest.seismic.facies: picks name facies by id or name, so a mapping's codes must be integers, got {text}"
+        )
+    picks = reader(path, grid, dict(zip(facies.codes, facies.names, strict=True)))
+    position = {code: i for i, code in enumerate(facies.codes)}
+    picks["facies"] = picks["facies"].map(position).astype(np.int32)
+    return picks
+
+
 def _user_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    facies_names = list(cfg["facies"])
+    facies = FaciesCodes.from_param(cfg["facies"])
+    facies_names = list(facies.names)
     paths = dict(cfg.get("volumes") or {})
     data: dict[str, Any] = {"facies_names": facies_names, "truth": None, "facies_model": None, "amplitude": None}
     data["sources"] = {name: source_label(path) for name, path in paths.items()}
@@ -162,16 +233,29 @@ def _user_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
     else:
         data.update(attributes={}, grid=None, segy_template=None)
     if cfg.get("well_logs"):
-        data["logs"] = read_well_logs(cfg["well_logs"], missing=str(cfg["missing_logs"]), facies_names=facies_names)
+        data["logs"], data["inputs"], data["duplicates"] = _read_logs(cfg, facies)
         return data
     if not paths:
         raise InputError("ingest.seismic: give attribute `volumes` with `picks`, or a `well_logs` table")
     picks_path = cfg.get("picks")
     if not picks_path:
         raise InputError("ingest.seismic.picks: a picks CSV or a folder of polygon files is required with volumes")
-    reader = read_polygons if Path(picks_path).is_dir() else read_picks_csv
-    data["picks"] = reader(picks_path, data["grid"], facies_names)
+    data["picks"] = _read_picks(picks_path, data["grid"], facies)
     return data
+
+
+def _check_source(cfg: Mapping[str, Any]) -> None:
+    """Keys that the chosen source would silently ignore are errors."""
+    if cfg["source"] == "default" and cfg.get("well_logs"):
+        raise InputError(
+            f"ingest.seismic.well_logs is {cfg['well_logs']!r} but source is default (the synthetic survey, which "
+            "would ignore it): set source: volumes to train on the well logs, or well_logs: null"
+        )
+    if (cfg.get("holdout") or {}).get("wells") and not (cfg["source"] != "default" and cfg.get("well_logs")):
+        raise InputError(
+            "ingest.seismic.holdout.wells names held-out wells, but there are no well_logs (picks are held out by "
+            "blocks of inlines: holdout.block_size, holdout.fraction)"
+        )
 
 
 def _require_finite(attributes: Mapping[str, np.ndarray], grid: Grid, sources: Mapping[str, str], why: str) -> None:
@@ -221,6 +305,7 @@ def _kuwahara(attributes: Mapping[str, np.ndarray], radius: int) -> dict[str, np
 def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
     """Write ``volumes/`` (float32 memory-mappable store), ``train.parquet``, ``holdout.parquet`` and
     ``meta.json`` (+ ``truth.json`` for the synthetic survey) into ``out_dir``, all or nothing."""
+    _check_source(cfg)
     data = _default_survey(cfg["default"]) if cfg["source"] == "default" else _user_data(cfg)
     attributes = data["attributes"]
     sources = data.get("sources", {})
@@ -230,10 +315,11 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
         _require_finite(attributes, data["grid"], sources, why)
         attributes = _kuwahara(attributes, int(kuwahara["radius"]))
     hold = cfg["holdout"]
+    fraction = float(hold["fraction"])
     if "logs" in data:
         table = data["logs"]
         groups, split_by = table["well"].to_numpy(), "well"
-        candidates = [c for c in table.columns if c not in ("well", "depth", "facies")]
+        candidates = list(data["inputs"]["features"])
     else:
         _check_picked_finite(attributes, data["picks"], data["grid"], sources)
         table = training_table(attributes, data["picks"])
@@ -242,12 +328,22 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
             f"blocks of {hold['block_size']} inlines",
         )
         candidates = list(attributes)
-    held = holdout_mask(groups, table["facies"].to_numpy(), float(hold["fraction"]), int(hold["seed"]))
+    facies_ids = table["facies"].to_numpy()
+    if hold.get("wells"):
+        held = holdout_wells_mask(groups, hold["wells"], facies_ids, data["facies_names"], path=cfg.get("well_logs"))
+    elif fraction == 0:
+        log.info("ingest.seismic.holdout.fraction is 0: every %s trains, holdout.parquet is empty", split_by)
+        held = np.zeros(len(table), dtype=bool)
+    else:
+        held = holdout_mask(groups, facies_ids, fraction, int(hold["seed"]))
 
     counts = {
         split: {data["facies_names"][f]: int(n) for f, n in part["facies"].value_counts().sort_index().items()}
         for split, part in (("train", table[~held]), ("holdout", table[held]))
     }
+    holdout = {"split_by": split_by, "fraction": fraction, "seed": int(hold["seed"])}
+    if "logs" in data:
+        holdout["wells"] = sorted(set(groups[held].astype(str)))
     meta = {
         "source": "synthetic" if cfg["source"] == "default" else ("well_logs" if "logs" in data else "volumes"),
         "facies": data["facies_names"],
@@ -258,8 +354,10 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
         "iline_byte": int(cfg["iline_byte"]),
         "xline_byte": int(cfg["xline_byte"]),
         "grid": data["grid"].to_json() if data["grid"] is not None else None,
-        "holdout": {"split_by": split_by, "fraction": float(hold["fraction"]), "seed": int(hold["seed"])},
+        "holdout": holdout,
         "kuwahara": bool(kuwahara.get("enabled")),
+        # well logs: what prediction must apply to a new table (well_logs.prepare_log_table); else null
+        "inputs": data.get("inputs"),
     }
     with atomic_dir(out_dir) as tmp:
         if attributes:
@@ -274,4 +372,7 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
         write_json(tmp / "meta.json", meta)
         if data["truth"] is not None:
             write_json(tmp / "truth.json", data["truth"])
-    return {"source": meta["source"], "attributes": candidates, "rows": counts, "holdout": meta["holdout"]}
+    report = {"source": meta["source"], "attributes": candidates, "rows": counts, "holdout": meta["holdout"]}
+    if "duplicates" in data:
+        report["duplicates"] = data["duplicates"]
+    return report

@@ -1,6 +1,7 @@
 """Training data: picked voxels (a CSV of points, or polygons drawn on slices, as AASPI's
 define_training_data produces them), the training table extracted from the attribute volumes at
-those voxels, and well-log tables as an alternative training table.
+those voxels. Well-log tables, the alternative training table, are read in
+:mod:`overseer.seismic.data.well_logs` (:func:`read_well_logs` here forwards there).
 
 Facies are given as ``facies_names``: a sequence (facies id = position, from 0) or a mapping
 id → name. Picks may name a facies by id or by name (case-insensitive).
@@ -158,10 +159,11 @@ def resolve_duplicates(
     *,
     path: Any = None,
     labels: Sequence[Any] | None = None,
+    facies_names: FaciesNames | None = None,
 ) -> pd.DataFrame:
     """Picks without duplicate voxels: repeats with the same facies are dropped (first kept) with a
     warning; one voxel with two facies is an ``InputError`` naming both rows (``labels[i]``, else
-    the DataFrame index)."""
+    the DataFrame index) and both facies (by name when ``facies_names`` are given)."""
     keys = _voxel_keys(picks, shape)
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
@@ -176,9 +178,12 @@ def resolve_duplicates(
         first, second = int(order[j - 1]), int(order[j])
         name = (lambda i: labels[i]) if labels is not None else (lambda i: f"row {picks.index[i]}")
         row = picks.iloc[second]
+        a, b = int(picks["facies"].iloc[first]), int(row["facies"])
+        lookup = facies_lookup(facies_names) if facies_names is not None else {}
+        named = f", that is {lookup.get(a, a)} and {lookup.get(b, b)}" if lookup else ""
         raise InputError(
             f"voxel inline {row['inline']} crossline {row['crossline']} sample {row['sample']} is picked as facies "
-            f"{picks['facies'].iloc[first]} ({name(first)}) and facies {row['facies']} ({name(second)}); "
+            f"{a} ({name(first)}) and facies {b} ({name(second)}){named}; "
             f"{np.unique(sorted_keys[clash]).size} voxels have conflicting picks",
             path=path,
             record=name(second),
@@ -235,7 +240,7 @@ def read_picks_csv(path: str | os.PathLike, grid: Grid, facies_names: FaciesName
     facies = _facies_ids(frame[columns["facies"]], lookup, path, labels)
     il_idx, xl_idx, s_idx = grid.index_of(inline, crossline, **{vertical: values}, path=path, rows=labels)
     picks = _pick_frame(grid, il_idx, xl_idx, s_idx, facies)
-    picks = resolve_duplicates(picks, grid.shape, path=path, labels=labels)
+    picks = resolve_duplicates(picks, grid.shape, path=path, labels=labels, facies_names=lookup)
     return picks.reset_index(drop=True)
 
 
@@ -362,6 +367,7 @@ def read_polygons(
         grid.shape,
         path=Path(path_or_dir) if isinstance(path_or_dir, str | os.PathLike) else None,
         labels=[f"polygon file {name}" for name in sources],
+        facies_names=lookup,
     )
     return picks.sort_values(["facies", "il_idx", "xl_idx", "s_idx"], kind="stable").reset_index(drop=True)
 
@@ -429,83 +435,9 @@ def save_training_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------- well logs
-def read_well_logs(
-    path: str | os.PathLike,
-    facies_col: str = "facies",
-    well_col: str = "well",
-    depth_col: str = "depth",
-    *,
-    missing: str = "error",
-    facies_names: FaciesNames | None = None,
-    na_values: Sequence[str] = ("-999.25",),
-) -> pd.DataFrame:
-    """A well-log training table from CSV: ``well``, ``depth`` (float64), ``facies`` (int32) and every
-    other column as a float32 log.
+def read_well_logs(path: str | os.PathLike, *args: Any, **kwargs: Any) -> pd.DataFrame:
+    """A well-log training table from CSV: :func:`overseer.seismic.data.well_logs.read_well_logs`
+    (kept here for its callers; well-log reading lives in :mod:`overseer.seismic.data.well_logs`)."""
+    from overseer.seismic.data.well_logs import read_well_logs as read
 
-    Empty cells, ``NaN``/``NA`` and ``na_values`` (LAS's null -999.25 by default) are missing:
-    ``missing="error"`` raises an ``InputError`` naming the first line and column; ``"drop"`` drops
-    those rows and logs how many. A value that is present but not a number is always an error, as
-    are unknown facies (names or ids of ``facies_names`` when given, else integer ids) and a
-    repeated (well, depth).
-    """
-    if missing not in ("error", "drop"):
-        raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
-    path = Path(path)
-    frame = _read_csv(path, na_values, lower=False)  # log names keep their case: they name attributes
-    actual = {c.lower(): c for c in frame.columns}
-    wanted = {"well": well_col, "depth": depth_col, "facies": facies_col}
-    absent = [name for name in wanted.values() if name.strip().lower() not in actual]
-    cols = {key: actual.get(name.strip().lower(), name) for key, name in wanted.items()}
-    if absent:
-        raise InputError(f"missing columns {absent}; found {list(frame.columns)}", path=path)
-    logs = [c for c in frame.columns if c not in cols.values()]
-    if not logs:
-        raise InputError("no log columns besides well, depth and facies", path=path)
-    if frame.empty:
-        raise InputError("no rows (the file has a header only)", path=path)
-    is_missing = frame.isna().to_numpy()
-    if is_missing.any():
-        rows_missing = is_missing.any(axis=1)
-        if missing == "error":
-            i, j = np.argwhere(is_missing)[0]
-            raise InputError(
-                f"missing value in column {frame.columns[j]!r} (missing='drop' drops such rows)",
-                path=path,
-                record=_LineLabels(frame.index)[int(i)],
-            )
-        per_column = {c: int(n) for c, n in zip(frame.columns, is_missing.sum(axis=0), strict=True) if n}
-        log.warning(
-            "%s: dropped %d of %d rows with missing values %s", path, rows_missing.sum(), len(frame), per_column
-        )
-        frame = frame.loc[~rows_missing]
-        if frame.empty:
-            raise InputError("every row has a missing value", path=path)
-    labels = _LineLabels(frame.index)
-    if facies_names is not None:
-        facies = _facies_ids(frame[cols["facies"]], facies_lookup(facies_names), path, labels)
-    else:
-        values = _numeric(frame, cols["facies"], path, labels)
-        if np.any(values != np.rint(values)):
-            i = int(np.flatnonzero(values != np.rint(values))[0])
-            raise InputError(f"facies {values[i]:g} is not an integer id", path=path, record=labels[i])
-        facies = values.astype(np.int32)
-    table = pd.DataFrame(
-        {
-            "well": frame[cols["well"]].astype(str).str.strip().to_numpy(),
-            "depth": _numeric(frame, cols["depth"], path, labels),
-            "facies": facies,
-        }
-    )
-    for name in logs:
-        table[name] = _numeric(frame, name, path, labels).astype(np.float32)
-    repeated = table.duplicated(subset=["well", "depth"]).to_numpy()
-    if repeated.any():
-        second = int(np.flatnonzero(repeated)[0])
-        same = (table["well"] == table["well"].iloc[second]) & (table["depth"] == table["depth"].iloc[second])
-        first = int(np.flatnonzero(same.to_numpy())[0])
-        raise InputError(
-            f"well {table['well'].iloc[first]!r} has depth {table['depth'].iloc[first]:g} twice ({labels[int(first)]})",
-            path=path,
-            record=labels[int(second)],
-        )
-    return table
+    return read(path, *args, **kwargs)
