@@ -6,7 +6,9 @@ TensorFlow SavedModel and ONNX file of a tiny stand-in for the trackbed network 
 head on a two-layer backbone; the ResNet would take minutes). export@cnn runs in two fresh
 processes: that is what a forced re-run of the stage does, and TF and tf2onnx name traced
 functions and graph nodes with process-wide counters, so two exports in one process differ by design.
-The ONNX file is only checked to load and agree: tf2onnx does not write it deterministically.
+tf2onnx numbers the constants it folds in a run-dependent order (``const_fold_opt__38`` in one
+process, ``__39`` in the next, even for the tiny network); the export canonicalises the graph, and
+the canonicaliser itself is checked on a hand-built graph given in two orders under two namings.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from overseer.deterministic import ZIP_EPOCH, renumber, write_zip
+from overseer.deterministic import ZIP_EPOCH, canonical_onnx, renumber, write_zip
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +58,102 @@ def test_renumber_keeps_shared_ids_equal() -> None:
     tree = {"__id__": 9001, "kids": [{"__id__": 42}, {"__id__": 9001, "x": {"__id__": 7}}], "other": 42}
     assert renumber(tree, "__id__") == {9001: 1, 42: 2, 7: 3}
     assert tree == {"__id__": 1, "kids": [{"__id__": 2}, {"__id__": 1, "x": {"__id__": 3}}], "other": 42}
+
+
+def small_onnx(order: list[str], rename: dict[str, str], shared: bool) -> bytes:
+    """Y = Softmax(Relu(X @ W + B) + ReduceSum(X * S)) and Z = Gemm(X, W, B), as an ONNX model.
+
+    ``order`` lists the nodes (any topological order), ``rename`` renames intermediate values,
+    initializers and nodes, ``shared``: whether MatMul/Add and Gemm use the same W and B
+    initializers or two equal copies. Unless ``order`` starts with MatMul, Gemm's attributes and
+    the initializers are listed in reverse."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def n(name: str) -> str:
+        return rename.get(name, name)
+
+    rng = np.random.default_rng(0)
+    w, b, s = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=3)
+    tensors = {"W": w, "B": b, "S": s, "axes": np.array([1], np.int64)}
+    if not shared:
+        tensors |= {"W2": w, "B2": b}
+    initializers = [
+        numpy_helper.from_array(v if v.dtype == np.int64 else v.astype(np.float32), n(k)) for k, v in tensors.items()
+    ]
+    wg, bg = ("W", "B") if shared else ("W2", "B2")
+    nodes = {
+        "mm": helper.make_node("MatMul", ["X", n("W")], [n("a")], name=n("mm")),
+        "add": helper.make_node("Add", [n("a"), n("B")], [n("b")], name=n("add")),
+        "relu": helper.make_node("Relu", [n("b")], [n("c")], name=n("relu"), doc_string=f"id {id(rename)}"),
+        "mul": helper.make_node("Mul", ["X", n("S")], [n("d")], name=n("mul")),
+        "sum": helper.make_node("ReduceSum", [n("d"), n("axes")], [n("e")], name=n("sum"), keepdims=1),
+        "join": helper.make_node("Add", [n("c"), n("e")], [n("f")], name=n("join")),
+        "soft": helper.make_node("Softmax", [n("f")], ["Y"], name=n("soft"), axis=1),
+        "gemm": helper.make_node("Gemm", ["X", n(wg), n(bg)], ["Z"], name=n("gemm"), alpha=1.0, beta=1.0, transB=0),
+    }
+    if order[0] != "mm":  # make_node sorts them by name; a converter need not
+        attributes = list(nodes["gemm"].attribute)[::-1]
+        nodes["gemm"].ClearField("attribute")
+        nodes["gemm"].attribute.extend(attributes)
+    graph = helper.make_graph(
+        [nodes[k] for k in order],
+        "small",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 4]) for name in ("Y", "Z")],
+        initializers if order[0] == "mm" else initializers[::-1],
+        value_info=[helper.make_tensor_value_info(n("c"), TensorProto.FLOAT, ["batch", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # as tf2onnx
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_canonical_onnx_ignores_node_order_and_names() -> None:
+    import onnx
+    import onnxruntime as ort
+
+    one = small_onnx(["mm", "add", "relu", "mul", "sum", "join", "soft", "gemm"], {}, shared=True)
+    rename = {k: f"tf2onnx_{k}__{i}" for i, k in enumerate(["a", "b", "c", "d", "e", "f", "W", "B", "S", "axes"])}
+    rename |= {k: f"node_{k}_7" for k in ["mm", "add", "relu", "mul", "sum", "join", "soft", "gemm"]}
+    rename |= {"W2": "const_fold_opt__12", "B2": "const_fold_opt__3"}
+    two = small_onnx(["gemm", "mul", "sum", "mm", "add", "relu", "join", "soft"], rename, shared=False)
+    assert one != two
+    canonical = [canonical_onnx(onnx.ModelProto.FromString(raw)) for raw in (one, two)]
+    assert canonical[0].SerializeToString() == canonical[1].SerializeToString()
+    # and once canonical, it stays as it is
+    assert canonical_onnx(canonical[0]).SerializeToString() == canonical[0].SerializeToString()
+
+    model = canonical[0]
+    onnx.checker.check_model(model)
+    graph = model.graph
+    assert [v.name for v in graph.input] == ["X"] and [v.name for v in graph.output] == ["Y", "Z"]
+    assert all(node.name == f"{node.op_type}_{i}" and not node.doc_string for i, node in enumerate(graph.node))
+    # equal W (and B) copies became one, named by content
+    assert len(graph.initializer) == 4 and all(t.name.startswith("const_") for t in graph.initializer)
+    assert [t.name for t in graph.initializer] == sorted(t.name for t in graph.initializer)
+    relu = next(node for node in graph.node if node.op_type == "Relu")
+    assert [v.name for v in graph.value_info] == list(relu.output)
+    gemm = next(node for node in graph.node if node.op_type == "Gemm")
+    assert [a.name for a in gemm.attribute] == ["alpha", "beta", "transB"]
+
+    x = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    for raw, again in zip((one, two), canonical, strict=True):
+        before = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, {"X": x})
+        after = ort.InferenceSession(again.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x})
+        for expected, got in zip(before, after, strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_canonical_onnx_rejects_a_cycle() -> None:
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Add", ["X", "q"], ["p"]), helper.make_node("Relu", ["p"], ["q"])]
+    value = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])
+    out = helper.make_tensor_value_info("p", TensorProto.FLOAT, [1])
+    model = helper.make_model(helper.make_graph(nodes, "loop", [value], [out]))
+    with pytest.raises(ValueError, match="cycle"):
+        canonical_onnx(model)
 
 
 # ---------------------------------------------------------------- seismic: skops
@@ -176,9 +274,7 @@ def test_export_is_identical_across_processes_and_loads(tiny_cnn: tuple, tmp_pat
     export_in_fresh_process(model_path, images_path, tmp_path / "two")
     one, two = digest_tree(tmp_path / "one"), digest_tree(tmp_path / "two")
     assert {"model.keras", "model.onnx", "saved_model/saved_model.pb", "saved_model/fingerprint.pb"} <= one.keys()
-    # model.onnx is left out: tf2onnx's optimisers visit the graph in a run-dependent order, so the
-    # names of the constants they fold (const_fold_opt__N) and the node order vary (see issue 10)
-    assert sorted(k for k in one.keys() | two.keys() if one.get(k) != two.get(k) and k != "model.onnx") == []
+    assert sorted(k for k in one.keys() | two.keys() if one.get(k) != two.get(k)) == []
 
     expected = model.predict(images, verbose=0)
     loaded = keras.models.load_model(tmp_path / "one" / "model.keras", compile=False)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from overseer.deterministic import canonical_onnx
 from overseer.io import atomic_dir
 from overseer.trackbed.data.schema import CLASSES
 from overseer.trackbed.model import save_keras
@@ -109,6 +111,26 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike) -> Path:
     return target
 
 
+def export_onnx(model: keras.Model, path: str | os.PathLike) -> Path:
+    """``model.export(path, format="onnx")`` (tf2onnx), byte-identical from one process to the
+    next for the same weights: tf2onnx names the constants it folds (``const_fold_opt__N``) and
+    orders nodes in a run-dependent way, so the converted graph is rewritten by
+    :func:`~overseer.deterministic.canonical_onnx` (content-named constants, canonical node order,
+    sequential names; the input ``image`` and the output keep their names) before it is written."""
+    import onnx
+
+    target = Path(path)
+    with tempfile.TemporaryDirectory(prefix="overseer-onnx-") as work:
+        raw = Path(work) / "model.onnx"
+        # the converter prints pages of graph details; keep the stage log readable
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.export(os.fspath(raw), format="onnx", verbose=False)
+        canonical = canonical_onnx(onnx.load(raw))
+    onnx.checker.check_model(canonical)
+    target.write_bytes(canonical.SerializeToString(deterministic=True))
+    return target
+
+
 def check_onnx(model: keras.Model, onnx_path: Path, images: np.ndarray, atol: float = 1e-4) -> dict[str, Any]:
     """Compare Keras and ONNX Runtime probabilities on the same images; raise if they disagree."""
     keras_probs = np.asarray(model.predict(images, verbose=0))
@@ -132,11 +154,8 @@ def export_trackbed(
     with atomic_dir(out_dir) as tmp:
         save_keras(model, tmp / "model.keras")
         export_saved_model(model, tmp / "saved_model")
-        # the converter prints pages of graph details; keep the stage log readable. Not
-        # byte-deterministic: tf2onnx's optimisers name folded constants in a run-dependent order
-        with contextlib.redirect_stdout(io.StringIO()):
-            model.export(os.fspath(tmp / "model.onnx"), format="onnx", verbose=False)
-        check = check_onnx(model, tmp / "model.onnx", check_images)
+        # checked as written: the canonicalised file is the one users get
+        check = check_onnx(model, export_onnx(model, tmp / "model.onnx"), check_images)
         (tmp / "classes.json").write_text(json.dumps(list(CLASSES), indent=2) + "\n")
         (tmp / "config.json").write_text(json.dumps({**config, "onnx_check": check}, indent=2, default=str) + "\n")
     return check
