@@ -7,7 +7,15 @@ import sys
 from overseer import stage
 from overseer.io import atomic_dir, write_artifacts
 from overseer.metrics import write_report
-from overseer.paths import ENGRAVING, SEISMIC, SEISMIC_FACIES, SEISMIC_HOLDOUT_TABLE, TRACKBED, TRACKBED_EVAL_FILES
+from overseer.paths import (
+    ENGRAVING,
+    SEISMIC,
+    SEISMIC_FACIES,
+    SEISMIC_HOLDOUT_TABLE,
+    SEISMIC_TRAIN_TABLE,
+    TRACKBED,
+    TRACKBED_EVAL_FILES,
+)
 from overseer.tracking import log_artifacts, stage_run
 
 
@@ -28,17 +36,22 @@ def cnn() -> None:
 
 def rf() -> None:
     from overseer.seismic.evaluate import evaluate_forest
+    from overseer.settings import load_settings
 
     cfg, model, out = stage.load_params("evaluate", "rf"), SEISMIC.trained_model, SEISMIC.eval_report
-    with stage_run("seismic", "evaluate@rf", inputs=[model, SEISMIC_FACIES, SEISMIC_HOLDOUT_TABLE]) as mlflow:
-        evaluation = evaluate_forest(SEISMIC.prepared, model, SEISMIC_FACIES, cfg)
+    inputs = [model, SEISMIC_FACIES, SEISMIC_HOLDOUT_TABLE, SEISMIC_TRAIN_TABLE]  # train: CV when nothing is held out
+    settings = load_settings()  # n_jobs: the forest threads of that CV, a run-time setting, not a param
+    with stage_run("seismic", "evaluate@rf", inputs=inputs, tags=settings.tags("n_jobs")) as mlflow:
+        evaluation = evaluate_forest(SEISMIC.prepared, model, SEISMIC_FACIES, cfg, n_jobs=settings.n_jobs)
         report, recovery = evaluation.report, evaluation.recovery
         with atomic_dir(out) as tmp:
             write_report(report, tmp)
-            write_artifacts(tmp, evaluation.artifacts)
+            write_artifacts(tmp, {**evaluation.artifacts, "metrics.json": evaluation.metrics()})  # labelled summary
         mlflow.log_metrics({**report.flat_metrics("eval_"), **{f"eval_{k}": v for k, v in recovery.items()}})
+        mlflow.set_tag("evaluation", evaluation.evaluation)
         log_artifacts(mlflow, [out], artifact_path="eval")
-        print(f"held-out: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f}; truth recovery {recovery}")
+        print(f"{evaluation.evaluation}: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f} on "
+              f"{int(report.confusion.sum())} rows; truth recovery {recovery}")  # fmt: skip
 
 
 def gnn() -> None:

@@ -35,7 +35,7 @@ def main() -> None:
     with stage_run("seismic", "select_attributes", inputs=[SEISMIC_TRAIN_TABLE], tags=tags) as mlflow:
         selector = GMMAttributeSelector(
             **{key: cfg[key] for key in SELECTOR_PARAMS}, random_state=int(cfg["seed"]),
-            n_jobs=settings.n_jobs, progress=settings.progress,
+            n_jobs=settings.n_jobs, progress=settings.progress, facies_names=meta["facies"],  # messages name facies
         ).fit(table[meta["attributes"]], table["facies"])  # fmt: skip
         summary = selection_summary(selector, truth)
         scores = selector.scores_.sort_values("score", ascending=False).to_csv(index=False)

@@ -19,11 +19,12 @@ from overseer.tracking import log_artifacts, log_run_time, stage_run
 
 
 def main() -> None:
-    from overseer.seismic.forest import train_forest
+    from overseer.seismic.forest import check_source, model_config, train_forest
     from overseer.seismic.model_io import save_model
     from overseer.seismic.predict_volume import predict_prepared_survey
 
     cfg, settings, meta = stage.load_params("train_rf"), load_settings(), read_json(SEISMIC_META)
+    check_source(cfg, meta["source"])  # well_features: well logs only
     features = read_json(SEISMIC_SELECTION_JSON)["best_combination"] if cfg["use_selected"] else meta["attributes"]
     table = pd.read_parquet(SEISMIC_TRAIN_TABLE)  # blocked folds: inline/crossline blocks, or wells
     options = {"n_jobs": settings.n_jobs, "chunk_voxels": settings.chunk_voxels}  # run-time settings, not params
@@ -33,8 +34,7 @@ def main() -> None:
         with atomic_dir(SEISMIC.trained_model) as tmp:
             save_model(result.pipeline, tmp / "model.skops")
             (tmp / "cv.csv").write_text(result.cv.to_csv(index=False))
-            inputs = {"inputs": meta.get("inputs")}  # how ingest encoded well logs (null: volumes), for predict
-            write_json(tmp / "config.json", {"train_rf": cfg, "features": features, **summary, **inputs})
+            write_json(tmp / "config.json", model_config(cfg, result, meta))  # what predict and evaluate read
         with atomic_dir(SEISMIC_FACIES) as tmp:
             stats = predict_prepared_survey(result.pipeline, SEISMIC_VOLUMES, meta, features, tmp, cfg, **options)
         prediction, run_time = split_run_time(stats or {})

@@ -17,7 +17,7 @@ Each setting, as ``key`` in the local file / variable (default; the params key i
 - ``torch_threads`` / ``OVERSEER_TORCH_THREADS`` (1; ``train_gnn.threads``): torch CPU threads while
   train_gnn trains, 0: torch's own (on two shared cores one thread is fastest, see benchmarks/)
 - ``n_jobs`` / ``OVERSEER_N_JOBS`` (2; ``train_rf.n_jobs``): train_rf's forest threads in cross-validation,
-  the final fit and the volume prediction, and select_attributes' worker processes; -1: all cores (the
+  the final fit and the volume prediction, evaluate@rf's CV, and select_attributes' worker processes; -1: all cores (the
   saved model does not record it; the selection's scores do not depend on it)
 - ``chunk_voxels`` / ``OVERSEER_CHUNK_VOXELS`` (2000000; ``train_rf.chunk_voxels``): voxels per chunk of
   train_rf's volume prediction: bounded memory for volumes larger than RAM

@@ -5,22 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
 from overseer.errors import InputError
 from overseer.seismic.forest import (
     CV_COLUMNS,
+    HGB_DEFAULTS,
     best_tree_count,
     build_pipeline,
+    check_source,
     cross_validate,
     cross_validate_tree_counts,
     feature_columns,
     make_folds,
+    model_config,
     resolve_config,
     spatial_groups,
     train_forest,
     training_arrays,
 )
 from overseer.seismic.predict_volume import plan_chunks, predict_volume
+from overseer.seismic.well_features import model_matrix
 
 CFG = {"tree_counts": [5, 10, 20], "max_depth": 6, "folds": 5, "cv_scheme": "blocked", "block_size": 4, "n_jobs": 1}
 
@@ -406,3 +411,129 @@ def test_segy_output_with_the_real_writer(survey, tmp_path) -> None:
         assert f.bin[segyio.BinField.Format] == 8  # 1-byte integers
         traces = segyio.tools.collect(f.trace[:])
     np.testing.assert_array_equal(traces.reshape(SHAPE), np.load(out))
+
+
+# ---------------------------------------------------------------- well features, HGB, new params (issue 11)
+def well_table(n_wells: int = 6, n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Wells of beds (facies 0/1/2 in runs of 3..10 samples); gr follows facies, rows shuffled."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for w in range(n_wells):
+        facies = np.repeat(rng.integers(0, 3, n), rng.integers(3, 10, n))[:n]
+        parts.append(
+            pd.DataFrame({
+                "well": f"W{w}", "depth": 2000 + 0.5 * np.arange(n), "facies": facies,
+                "gr": (40 + 20 * facies + rng.normal(0, 12, n)).astype(np.float32),
+                "pe": (3 + 0.3 * facies + rng.normal(0, 0.4, n)).astype(np.float32),
+            })
+        )  # fmt: skip
+    return pd.concat(parts, ignore_index=True).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+WELL_CFG = {**CFG, "tree_counts": [5, 10], "folds": 3, "well_features": {"neighbours": 1, "gradients": True}}
+
+
+@pytest.fixture(scope="module")
+def well_result():
+    return train_forest(well_table(), None, WELL_CFG)
+
+
+def test_well_features_are_inside_the_pipeline(well_result) -> None:
+    assert well_result.inputs == ["well", "depth", "gr", "pe"]
+    assert list(well_result.pipeline.named_steps) == ["well_features", "scale", "forest"]
+    assert well_result.feature_names == ["gr", "pe", "gr_above1", "gr_below1", "pe_above1", "pe_below1",
+                                         "gr_gradient", "pe_gradient"]  # fmt: skip
+    assert set(well_result.importance.index) == set(well_result.feature_names)
+    assert well_result.pipeline.n_features_in_ == 4
+    config = model_config(WELL_CFG, well_result, {"facies": ["a", "b", "c"], "inputs": None})
+    assert config["features"] == well_result.inputs and config["smooth"] == {"window": 1}
+    assert config["well_features"] == {"neighbours": 1, "gradients": True}
+
+
+def test_well_features_are_refused_where_they_do_not_apply(table: pd.DataFrame) -> None:
+    with pytest.raises(InputError, match=r"train_rf.well_features needs a well-log table"):
+        train_forest(table, None, {**CFG, "well_features": {"neighbours": 1}})
+    with pytest.raises(InputError, match=r"train_rf.well_features needs cv_scheme: blocked"):
+        resolve_config({**CFG, "cv_scheme": "random", "well_features": {"gradients": True}})
+    with pytest.raises(InputError, match=r"train_rf.well_features .*source 'volumes'"):
+        check_source({"well_features": {"neighbours": 2}}, "volumes")
+    check_source({"well_features": {"neighbours": 0, "gradients": False}}, "synthetic")  # off: fine anywhere
+    check_source({"well_features": {"neighbours": 2}}, "well_logs")
+    with pytest.raises(InputError, match=r"train_rf.hgb: unknown keys \['max_iters'\]"):
+        resolve_config({"hgb": {"max_iters": [5]}})
+    with pytest.raises(InputError, match=r"train_rf.smooth.window"):
+        resolve_config({"smooth": {"window": 2}})
+
+
+def test_defaults_change_nothing_for_picks(table: pd.DataFrame, result) -> None:
+    assert list(result.pipeline.named_steps) == ["scale", "forest"] and result.inputs == result.feature_names
+    assert isinstance(result.pipeline[-1], RandomForestClassifier) and result.estimator == "random_forest"
+
+
+def test_hist_gradient_boosting_trains_and_predicts(table: pd.DataFrame) -> None:
+    cfg = {**CFG, "estimator": "hist_gradient_boosting", "hgb": {"max_iter": [10, 20], "max_leaf_nodes": 7}}
+    hgb = train_forest(table, None, cfg)
+    assert isinstance(hgb.pipeline[-1], HistGradientBoostingClassifier) and hgb.estimator == "hist_gradient_boosting"
+    assert sorted(hgb.cv["n_estimators"].unique()) == [10, 20] and hgb.best_n_estimators in (10, 20)
+    assert hgb.pipeline[-1].max_iter == hgb.best_n_estimators and hgb.pipeline[-1].class_weight == "balanced"
+    assert hgb.importance.index[0] in {"amp", "freq"} and np.isclose(hgb.importance.sum(), 1.0)
+    assert hgb.summary()["cv_macro_f1"] > 0.6
+    # warm-started CV over max_iter equals fresh fits of each
+    conf = resolve_config(cfg)
+    x, y, groups, _ = training_arrays(table, None, conf)
+    together = cross_validate(x, y, groups, conf).table
+    alone = cross_validate(x, y, groups, {**conf, "hgb": {**conf["hgb"], "max_iter": [20]}}).table
+    np.testing.assert_allclose(together[together["n_estimators"] == 20]["macro_f1"], alone["macro_f1"])
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "hist_gradient_boosting"])
+def test_skops_round_trip_gives_identical_predictions(estimator: str, tmp_path) -> None:
+    import skops.io
+
+    from overseer.seismic.model_io import save_model
+
+    cfg = {**WELL_CFG, "estimator": estimator, "hgb": {"max_iter": [10]}}
+    trained = train_forest(well_table(), None, cfg)
+    save_model(trained.pipeline, tmp_path / "model.skops")
+    untrusted = skops.io.get_untrusted_types(file=tmp_path / "model.skops")
+    assert [t for t in untrusted if not t.startswith("sklearn.")] == [
+        "overseer.seismic.well_features.WellSequenceFeatures"
+    ]
+    loaded = skops.io.load(tmp_path / "model.skops", trusted=untrusted)
+    new = well_table(n_wells=2, seed=5)
+    x = model_matrix(new, trained.inputs)
+    np.testing.assert_array_equal(loaded.predict_proba(x), trained.pipeline.predict_proba(x))
+
+
+def test_model_io_loads_the_well_features_transformer(well_result, tmp_path) -> None:
+    from overseer.seismic.model_io import load_model, save_model
+
+    save_model(well_result.pipeline, tmp_path / "model.skops")
+    load_model(tmp_path / "model.skops")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"well_features": {"neighbors": 1}},
+            "train_rf.well_features.neighbors: unknown key; did you mean neighbours?",
+        ),
+        ({"well_features": {"neighbours": -1}}, "train_rf.well_features.neighbours: must be >= 0, got -1"),
+        ({"well_features": {"gradients": "yes"}}, "train_rf.well_features.gradients: must be true or false"),
+        ({"smooth": {"window": 4}}, "train_rf.smooth.window: must be an odd number of samples (1: off), got 4"),
+        ({"smooth": {"window": 0}}, "train_rf.smooth.window: must be >= 1, got 0"),
+        ({"estimator": "xgb"}, "train_rf.estimator: must be one of random_forest | hist_gradient_boosting"),
+        ({"hgb": {"max_iter": [0]}}, "train_rf.hgb.max_iter[0]: must be >= 1, got 0"),
+        ({"hgb": {"learning_rate": 0}}, "train_rf.hgb.learning_rate: must be > 0, got 0"),
+        ({"hgb": {"max_leaf_nodes": 1}}, "train_rf.hgb.max_leaf_nodes: must be >= 2, got 1"),
+    ],
+)
+def test_params_schema_of_the_new_keys(change: dict, message: str) -> None:
+    from overseer import params
+
+    problems = params.problems(("train_rf",), change, partial=True)
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+    full = {"estimator": "hist_gradient_boosting", "hgb": dict(HGB_DEFAULTS), "smooth": {"window": 5},
+            "well_features": {"neighbours": 2, "gradients": True}}  # fmt: skip
+    assert params.problems(("train_rf",), full, partial=True) == []

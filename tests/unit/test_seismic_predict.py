@@ -25,12 +25,14 @@ from overseer.seismic.forest import build_pipeline
 from overseer.seismic.model_io import save_model
 from overseer.seismic.predict import (
     LEGEND,
+    SeismicModel,
     load_seismic_model,
     predict_table,
     predict_tables,
     predict_volumes,
     volume_sources,
 )
+from overseer.seismic.well_features import model_matrix, smooth_per_well
 
 FEATURES = ["GR", "RHOB", "DT"]
 FACIES = ["shale", "sand", "salt"]
@@ -415,3 +417,46 @@ def test_cli_without_a_model_exits_2(tmp_path: Path, capsys) -> None:
 def test_two_volumes_with_one_name_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"two volumes are named 'GR'.*name them NAME=PATH"):
         volume_sources([str(tmp_path / "a" / "GR.npy"), str(tmp_path / "b" / "GR.sgy")], FEATURES)
+
+
+# ---------------------------------------------------------------------------- well features and smoothing
+def _well_model(smooth: int) -> SeismicModel:
+    """A model trained by train_forest with well features, as its config.json describes it (built
+    here, not loaded: model_io does not trust the transformer yet, see test_seismic_forest)."""
+    from overseer.seismic.forest import model_config, train_forest
+
+    x, y = _training(0, 240)
+    table = pd.DataFrame(x, columns=FEATURES).assign(
+        well=np.repeat(["W1", "W2", "W3", "W4"], 60), depth=np.tile(1000.0 + 0.5 * np.arange(60), 4), facies=y
+    )
+    cfg = {"tree_counts": [8], "max_depth": 5, "folds": 2, "n_jobs": 1,
+           "well_features": {"neighbours": 1, "gradients": True}, "smooth": {"window": smooth}}  # fmt: skip
+    result = train_forest(table, FEATURES, cfg)
+    config = model_config(cfg, result, {"facies": FACIES, "inputs": None})
+    return SeismicModel(result.pipeline, config["features"], FACIES, [int(c) for c in result.pipeline.classes_],
+                        Path("."), None, config)  # fmt: skip
+
+
+@pytest.mark.parametrize("window", [1, 5])
+def test_table_prediction_applies_the_training_features_and_smoothing(window: int) -> None:
+    model = _well_model(window)
+    assert model.features == ["well", "depth", *FEATURES]
+    table = _logs(40)
+    out = predict_table(model, table)
+    proba = model.estimator.predict_proba(model_matrix(table, model.features))
+    np.testing.assert_allclose(out[[f"p_{f}" for f in model.class_names]].to_numpy(), proba)
+    raw = np.asarray(model.class_names, dtype=object)[proba.argmax(axis=1)]
+    expected = smooth_per_well(table["well"], table["depth"], raw, window)
+    assert out["facies"].tolist() == list(expected)
+    # rows in another order, columns renamed: the same facies per sample
+    shuffled = table.sample(frac=1.0, random_state=3).rename(columns={"well": "WELL", "depth": "Depth"})
+    again = predict_table(model, shuffled)
+    assert again["facies"].tolist() == out.loc[shuffled.index, "facies"].tolist()
+
+
+def test_a_well_feature_model_needs_a_numeric_depth() -> None:
+    model = _well_model(1)
+    table = _logs(10).astype({"depth": object})
+    table.loc[3, "depth"] = "deep"
+    with pytest.raises(InputError, match=r"depth .* must be a number"):
+        predict_table(model, table, path="logs.csv")

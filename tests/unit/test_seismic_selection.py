@@ -272,3 +272,41 @@ def test_missing_labels_sparse_input_and_no_attributes_are_clear_errors() -> Non
     x.iloc[3, 0] = np.inf
     with pytest.raises(InputError, match=r"record 3: attribute 'a0' has a non-finite value \(inf\).* no NaN or inf"):
         GMMAttributeSelector(**FAST).fit(x, y)
+
+
+# --------------------------------------------------------------------------- facies named by name
+
+
+def test_warnings_and_errors_name_facies_by_name_not_by_label() -> None:
+    """The stage fits facies ids 0..M-1 (meta.json's order) and passes the names: every message
+    names the facies ("within facies 'salt'", never "within facies '1'"); the fit keeps the ids."""
+    x, y, _ = make_selection_data(4, 2, 3, 100, seed=5)
+    ids = np.searchsorted(["facies0", "facies1", "facies2"], y)
+    names = ["background", "salt", "channel"]
+    x.loc[ids == 1, "a0"] = 7.0  # constant in one facies: an upfront warning
+    x["flag"] = (np.random.default_rng(0).random(len(x)) < 0.5).astype(float)  # binary: one per facies
+    with pytest.warns(DegenerateAttributeWarning) as record:
+        sel = GMMAttributeSelector(**FAST, facies_names=names).fit(x, ids)
+    texts = [str(w.message) for w in record]
+    assert sel.warnings_ == texts
+    assert any("'a0'" in t and "within facies 'salt'" in t for t in texts)
+    assert {name for name in names if any(f"'flag' takes only 2 distinct value(s) within facies '{name}'" in t
+                                          for t in texts)} == set(names)  # fmt: skip
+    assert not any(f"facies '{i}'" in t for t in texts for i in range(3))
+    assert list(sel.classes_) == [0, 1, 2] and set(sel.mixtures_) == {"0", "1", "2"}  # labels as fitted
+    # a mapping works too, and errors name the facies
+    keep = np.concatenate([np.flatnonzero(ids == 0), np.flatnonzero(ids == 1)[:7]])
+    with pytest.raises(InputError, match=r"facies 'salt' has 7 training samples"):
+        GMMAttributeSelector(max_clusters=2, **FAST, facies_names={0: "background", 1: "salt"}).fit(
+            x.iloc[keep, :3], ids[keep]
+        )
+    with pytest.raises(InputError, match=r"need at least 2 facies to compare, got 1 \('salt'\)"):
+        GMMAttributeSelector(**FAST, facies_names=names).fit(x, np.ones(len(x), dtype=int))
+
+
+def test_facies_names_is_a_plain_parameter() -> None:
+    from sklearn.base import clone
+
+    sel = GMMAttributeSelector(facies_names=["shale", "sand"])
+    assert clone(sel).get_params()["facies_names"] == ["shale", "sand"]
+    assert GMMAttributeSelector().get_params()["facies_names"] is None

@@ -17,6 +17,7 @@ from overseer.params.types import (
     ConvAggr,
     CvScheme,
     Duplicates,
+    Estimator,
     ExoticTuplets,
     ExportFormat,
     FaciesNames,
@@ -26,6 +27,7 @@ from overseer.params.types import (
     MissingLogs,
     NonNegativeFloat,
     NonNegativeInt,
+    OddWindow,
     PairMode,
     PathText,
     PositiveFloat,
@@ -225,6 +227,22 @@ class SelectAttributes(Section):
     seed: Seed
 
 
+class WellFeatures(Section):  # seismic.well_features.WellSequenceFeatures (well logs only)
+    neighbours: NonNegativeInt = None
+    gradients: bool = None
+
+
+class Smooth(Section):  # seismic.well_features.smooth_per_well
+    window: OddWindow = None
+
+
+class Hgb(Section):  # seismic.forest.HGB_DEFAULTS: HistGradientBoostingClassifier
+    max_iter: Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(_unique)] = None
+    learning_rate: PositiveFloat = None
+    max_leaf_nodes: Annotated[int, Field(ge=2)] = None
+    l2_regularization: NonNegativeFloat = None
+
+
 class TrainRf(Section):
     use_selected: bool
     normalise: bool = None
@@ -238,6 +256,10 @@ class TrainRf(Section):
     min_samples_leaf: PositiveInt = None
     probabilities: bool
     seed: Seed = None
+    estimator: Estimator = None
+    hgb: Hgb = None
+    well_features: WellFeatures = None
+    smooth: Smooth = None
 
 
 class FineTune(Section):

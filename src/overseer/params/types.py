@@ -127,6 +127,7 @@ ConvAggr = Literal["mean", "sum", "add", "max", "min", "mul"]  # torch_geometric
 HeteroAggr = Literal["sum", "mean", "max", "min"]  # HeteroConv(aggr=...) that keeps the width ("cat" would not)
 PairMode = Literal["cat", "cat_diff"]  # engraving.model.ModelConfig
 ExportFormat = Literal["musicxml", "mei"]  # engraving.export.FORMATS
+Estimator = Literal["random_forest", "hist_gradient_boosting"]  # seismic.forest.ESTIMATORS
 ClassWeights = ("balanced", "balanced_subsample")  # seismic.forest.CLASS_WEIGHTS, + null / "none"
 MaxFeatures = ("sqrt", "log2")  # scikit-learn's RandomForestClassifier(max_features=...)
 
@@ -158,7 +159,13 @@ def _n_jobs(value: Any) -> Any:
     return value
 
 
+def _odd_window(value: int) -> int:
+    _check(value % 2 == 1, "odd", "must be an odd number of samples (1: off), got {got}", got=_show(value))
+    return value
+
+
 ClassWeight = Annotated[Any, AfterValidator(_class_weight)]
+OddWindow = Annotated[int, Field(ge=1), AfterValidator(_odd_window)]  # seismic.well_features.check_window
 MaxFeature = Annotated[Any, AfterValidator(_max_features)]
 Jobs = Annotated[Any, AfterValidator(_n_jobs)]
 

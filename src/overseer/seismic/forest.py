@@ -14,6 +14,15 @@ scikit-learn, plus what the notes leave out:
 * The score is the shared :mod:`overseer.metrics` report; the best tree count is the one with the
   highest mean macro-F1 (ties go to the fewer trees), not accuracy, because accuracy rewards
   predicting the dominant facies everywhere.
+* Well logs only (``well_features``): the logs of the ±k neighbouring samples and each log's depth
+  gradient, per well (:class:`overseer.seismic.well_features.WellSequenceFeatures`), as the first
+  step of the saved pipeline, whose input is then ``well``, ``depth`` and the logs.
+* ``estimator: hist_gradient_boosting``: scikit-learn's ``HistGradientBoostingClassifier`` (its
+  options in ``hgb``) instead of the forest. Its candidate ``hgb.max_iter`` values are
+  cross-validated as the forest's tree counts are (one warm-started model per fold grows through
+  them; without early stopping or subsampling that is the same as a fresh fit of each), and the
+  CV rows' ``n_estimators`` is then the number of boosting iterations. Its importance is the
+  normalised total split gain per attribute (the analogue of eq. 3 for boosted trees).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -35,6 +44,16 @@ from tqdm import tqdm
 
 from overseer.errors import InputError
 from overseer.metrics import ClassificationReport, classification_report
+from overseer.seismic.well_features import (
+    KEY_COLUMNS,
+    SMOOTH_DEFAULTS,
+    WELL_FEATURE_DEFAULTS,
+    WellSequenceFeatures,
+    check_window,
+    model_inputs,
+    model_matrix,
+    well_features_enabled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +63,14 @@ WELL_COLUMN = "well"
 NON_FEATURE_COLUMNS = frozenset({"inline", "crossline", "sample", "depth", "x", "y", "z", "well", "facies"})
 SCHEMES = ("blocked", "random")
 CLASS_WEIGHTS = ("balanced", "balanced_subsample", None)
+ESTIMATORS = ("random_forest", "hist_gradient_boosting")
+# HistGradientBoostingClassifier's options (train_rf.hgb); max_iter: the candidates CV chooses from
+HGB_DEFAULTS: dict[str, Any] = {
+    "max_iter": [100, 200],
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 31,
+    "l2_regularization": 0.0,
+}
 DEFAULTS: dict[str, Any] = {
     "tree_counts": [50, 100, 200],
     "max_depth": 12,
@@ -55,7 +82,12 @@ DEFAULTS: dict[str, Any] = {
     "max_features": "sqrt",  # attributes tried per split (scikit-learn's default for classifiers)
     "min_samples_leaf": 1,
     "seed": 0,
+    "estimator": "random_forest",  # | "hist_gradient_boosting" (options in "hgb")
+    "hgb": HGB_DEFAULTS,
+    "well_features": WELL_FEATURE_DEFAULTS,  # well logs only: neighbours ±k and depth gradients per well
+    "smooth": SMOOTH_DEFAULTS,  # post-hoc running mode filter per well (window 1: off); applied by predict
 }
+NESTED = ("hgb", "well_features", "smooth")
 # how a run goes, not what it learns: accepted in a config, never recorded in the model it trains
 # (the stage takes it from overseer.settings, not from params)
 RUN_OPTIONS: dict[str, Any] = {
@@ -88,26 +120,80 @@ def build_pipeline(
     *,
     max_features: str | float | int | None = "sqrt",
     min_samples_leaf: int = 1,
+    estimator: str = "random_forest",
+    hgb: Mapping[str, Any] | None = None,
+    well_features: Mapping[str, Any] | None = None,
 ) -> Pipeline:
-    """``StandardScaler`` (when ``normalise``, rfc3d's "Normalize attribute") + ``RandomForestClassifier``.
+    """[``WellSequenceFeatures``] + ``StandardScaler`` (when ``normalise``, rfc3d's "Normalize attribute")
+    + ``RandomForestClassifier`` (or ``HistGradientBoostingClassifier``).
 
     The forest's trees split on Gini impurity (eq. 1) and vote by averaged class probability (eq. 2).
-    The last step is always named ``"forest"``; the scaler, when present, ``"scale"``.
+    With ``estimator="hist_gradient_boosting"`` the classifier is scikit-learn's histogram gradient
+    boosting with ``hgb``'s options (``HGB_DEFAULTS``), ``n_estimators`` boosting iterations
+    (``max_iter``), no early stopping (so the result does not depend on a random validation split);
+    ``max_depth``, ``max_features``, ``min_samples_leaf`` and ``n_jobs`` are the forest's and unused,
+    and ``"balanced_subsample"`` weights as ``"balanced"`` (its expected weights). When
+    ``well_features`` adds anything (:func:`~overseer.seismic.well_features.well_features_enabled`)
+    the pipeline's input is ``well`` (codes), ``depth`` and the logs, and its first step, named
+    ``"well_features"``, adds the neighbours and gradients and drops ``well`` and ``depth``.
+    The classifier step is always named ``"forest"`` (the last); the scaler, when present, ``"scale"``.
     """
     if class_weight not in CLASS_WEIGHTS:
         raise InputError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, got {class_weight!r}")
-    forest = RandomForestClassifier(
-        n_estimators=int(n_estimators),
-        criterion="gini",
-        max_depth=None if max_depth is None else int(max_depth),
-        class_weight=class_weight,
-        max_features=max_features,
-        min_samples_leaf=int(min_samples_leaf),
-        random_state=random_state,
-        n_jobs=n_jobs,
-    )
-    steps = [("scale", StandardScaler())] if normalise else []
-    return Pipeline([*steps, ("forest", forest)])
+    if estimator not in ESTIMATORS:
+        raise InputError(f"train_rf.estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
+    if estimator == "random_forest":
+        model: Any = RandomForestClassifier(
+            n_estimators=int(n_estimators),
+            criterion="gini",
+            max_depth=None if max_depth is None else int(max_depth),
+            class_weight=class_weight,
+            max_features=max_features,
+            min_samples_leaf=int(min_samples_leaf),
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )
+    else:
+        options = {**HGB_DEFAULTS, **(hgb or {})}
+        model = HistGradientBoostingClassifier(
+            max_iter=int(n_estimators),
+            learning_rate=float(options["learning_rate"]),
+            max_leaf_nodes=None if options["max_leaf_nodes"] is None else int(options["max_leaf_nodes"]),
+            l2_regularization=float(options["l2_regularization"]),
+            class_weight=None if class_weight is None else "balanced",
+            early_stopping=False,
+            random_state=random_state,
+        )
+    steps: list[tuple[str, Any]] = []
+    if well_features_enabled(well_features):
+        options = {**WELL_FEATURE_DEFAULTS, **(well_features or {})}
+        steps.append(("well_features", WellSequenceFeatures(int(options["neighbours"]), bool(options["gradients"]))))
+    steps += [("scale", StandardScaler())] if normalise else []
+    return Pipeline([*steps, ("forest", model)])
+
+
+def size_param(conf: Mapping[str, Any]) -> str:
+    """The classifier's size parameter that CV chooses: ``n_estimators`` (forest) or ``max_iter`` (HGB)."""
+    return "max_iter" if conf["estimator"] == "hist_gradient_boosting" else "n_estimators"
+
+
+def size_candidates(conf: Mapping[str, Any]) -> list[int]:
+    """The sizes CV compares, increasing: ``tree_counts`` (forest) or ``hgb.max_iter`` (HGB)."""
+    key, values = ("hgb.max_iter", conf["hgb"]["max_iter"]) if size_param(conf) == "max_iter" else (
+        "tree_counts", conf["tree_counts"])  # fmt: skip
+    values = [values] if isinstance(values, int | np.integer) else list(values)
+    counts = sorted({int(n) for n in values})
+    if not counts or counts[0] < 1:
+        raise InputError(f"{key} must be positive integers, got {values}")
+    return counts
+
+
+def pipeline_for(conf: Mapping[str, Any], size: int, n_jobs: int | None) -> Pipeline:
+    """:func:`build_pipeline` of a checked config (:func:`resolve_config`) with ``size`` trees/iterations."""
+    return build_pipeline(
+        size, conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"], n_jobs,
+        **forest_options(conf), estimator=conf["estimator"], hgb=conf["hgb"], well_features=conf["well_features"],
+    )  # fmt: skip
 
 
 def spatial_groups(table: pd.DataFrame, block_size: int, coords: Sequence[str] = ("inline", "crossline")) -> np.ndarray:
@@ -207,35 +293,37 @@ def cross_validate(
 ) -> CrossValidation:
     """rfc3d's cross-validation of every tree count, fold by fold: the one fold loop of training and tuning.
 
-    ``conf`` holds the keys of ``DEFAULTS`` (a checked config, :func:`resolve_config`). After each
-    fold, ``on_fold(fold, rows)`` gets that fold's rows (columns ``scheme`` … ``macro_f1`` of
-    ``CV_COLUMNS``, one per tree count in increasing order); an exception it raises (a pruned
-    tuning trial) ends the cross-validation and propagates.
+    ``conf`` holds the keys of ``DEFAULTS`` (a checked config, :func:`resolve_config`); the sizes
+    compared are :func:`size_candidates` (tree counts, or HGB's ``max_iter`` values, reported in the
+    ``n_estimators`` column and as ``oof`` keys). ``x`` is float32 attributes, or, with
+    ``well_features``, :func:`~overseer.seismic.well_features.model_matrix`'s well codes, depth and
+    logs (folds must then keep wells whole: blocked). After each fold, ``on_fold(fold, rows)`` gets
+    that fold's rows (columns ``scheme`` … ``macro_f1`` of ``CV_COLUMNS``, one per tree count in
+    increasing order); an exception it raises (a pruned tuning trial) ends the cross-validation and
+    propagates.
     """
     scheme, random_state = conf["cv_scheme"], conf["seed"]
-    counts = sorted({int(n) for n in conf["tree_counts"]})
-    if not counts or counts[0] < 1:
-        raise InputError(f"tree_counts must be positive integers, got {list(conf['tree_counts'])}")
-    x = np.asarray(x, dtype=np.float32)
+    counts, size = size_candidates(conf), size_param(conf)
+    x = np.asarray(x) if well_features_enabled(conf["well_features"]) else np.asarray(x, dtype=np.float32)
     y = np.asarray(y)
     classes, codes = np.unique(y, return_inverse=True)
     names = [str(c) for c in classes]
     splits = make_folds(y, groups, conf["folds"], scheme, random_state)  # facies ids, so errors name them
     oof = {n: np.full(codes.shape[0], -1, dtype=np.int64) for n in counts}
     rows = []
-    with tqdm(total=len(splits) * len(counts), desc=f"rfc3d {scheme} CV", unit="fit", leave=False) as bar:
+    what = "rfc3d" if size == "n_estimators" else "hgb"
+    with tqdm(total=len(splits) * len(counts), desc=f"{what} {scheme} CV", unit="fit", leave=False) as bar:
         for fold, (train, test) in enumerate(splits):
             # One warm-started forest per fold grows through the tree counts in increasing order: with
             # an integer random_state scikit-learn draws the same trees as a fresh fit of each count
             # (it skips the seeds of the trees already grown), so 50/100/200 costs 200 trees, not 350.
-            model = build_pipeline(
-                counts[0], conf["max_depth"], conf["normalise"], conf["class_weight"], random_state, conf["n_jobs"],
-                **forest_options(conf),
-            )  # fmt: skip
+            # (HGB likewise grows through its max_iter candidates: without early stopping or
+            # subsampling a warm-started fit adds the iterations a fresh fit would make.)
+            model = pipeline_for(conf, counts[0], conf["n_jobs"])
             model.set_params(forest__warm_start=True)
             fold_rows = []
             for n in counts:
-                model.set_params(forest__n_estimators=n)
+                model.set_params(**{f"forest__{size}": n})
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=_WARM_START_NOTE, category=UserWarning)
                     model.fit(x[train], codes[train])
@@ -319,9 +407,11 @@ class ForestResult:
     scheme: str  # "blocked" or "random": the fold scheme behind every CV number
     importance: pd.Series  # normalised Gini importance (eq. 3), sums to 1, sorted descending
     class_weights: dict[Any, float]  # facies id -> weight used in training (1.0 for all without weighting)
-    feature_names: list[str]
+    feature_names: list[str]  # what the classifier sees (with well_features: logs, neighbours, gradients)
     classes: list[Any] = field(default_factory=list)  # facies ids in the model's probability-column order
     cv_report: ClassificationReport | None = None  # pooled out-of-fold predictions of the best tree count
+    inputs: list[str] = field(default_factory=list)  # the pipeline's input columns (config.json "features")
+    estimator: str = "random_forest"  # or "hist_gradient_boosting" (best_n_estimators: its max_iter)
 
     @property
     def cv_summary(self) -> pd.DataFrame:
@@ -331,6 +421,7 @@ class ForestResult:
         """A JSON-ready digest for metrics files and run logs."""
         out: dict[str, Any] = {
             "cv_scheme": self.scheme,
+            "estimator": self.estimator,
             "best_n_estimators": self.best_n_estimators,
             "cv": {
                 int(n): {k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}
@@ -369,11 +460,68 @@ def gini_importance(pipeline: Pipeline, feature_names: Sequence[str]) -> pd.Seri
     )
 
 
+def split_gain_importance(pipeline: Pipeline, feature_names: Sequence[str]) -> pd.Series:
+    """Normalised split-gain importance of a fitted ``HistGradientBoostingClassifier`` pipeline: the
+    loss reductions of every split on each attribute, summed over all trees of all iterations and
+    classes, divided by the total (the boosted-tree analogue of :func:`gini_importance`). Sorted descending."""
+    gains = np.zeros(len(feature_names), dtype=np.float64)
+    for trees in pipeline[-1]._predictors:  # one list per iteration, one tree per class
+        for tree in trees:
+            nodes = tree.nodes[~tree.nodes["is_leaf"].astype(bool)]
+            np.add.at(gains, nodes["feature_idx"].astype(np.int64), nodes["gain"])
+    total = gains.sum()
+    if total > 0:
+        gains /= total
+    else:
+        warnings.warn("no tree made a split: every split-gain importance is 0", stacklevel=2)
+    return pd.Series(gains, index=list(feature_names), name="split_gain_importance").sort_values(
+        ascending=False, kind="stable"
+    )
+
+
+def importance(pipeline: Pipeline, feature_names: Sequence[str]) -> pd.Series:
+    """Gini importance (forest, eq. 3) or split-gain importance (HGB) of a fitted pipeline's attributes."""
+    if isinstance(pipeline[-1], HistGradientBoostingClassifier):
+        return split_gain_importance(pipeline, feature_names)
+    return gini_importance(pipeline, feature_names)
+
+
+def model_feature_names(pipeline: Pipeline, inputs: Sequence[str]) -> list[str]:
+    """What the classifier sees, by name: ``inputs``, or ``WellSequenceFeatures``' output names."""
+    if "well_features" in pipeline.named_steps:
+        return [str(n) for n in pipeline.named_steps["well_features"].get_feature_names_out(list(inputs))]
+    return [str(n) for n in inputs]
+
+
+def _check_nested(out: dict[str, Any]) -> None:
+    """The nested options of a config: ``estimator``, ``hgb``, ``well_features`` and ``smooth``."""
+    if out["estimator"] not in ESTIMATORS:
+        raise InputError(f"train_rf.estimator must be one of {list(ESTIMATORS)}, got {out['estimator']!r}")
+    wf = out["well_features"]
+    n = wf["neighbours"]
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise InputError(f"train_rf.well_features.neighbours must be a whole number >= 0, got {n!r}")
+    if not isinstance(wf["gradients"], bool | np.bool_):
+        raise InputError(f"train_rf.well_features.gradients must be true or false, got {wf['gradients']!r}")
+    if well_features_enabled(wf) and out["cv_scheme"] != "blocked":
+        raise InputError(
+            "train_rf.well_features needs cv_scheme: blocked (folds of whole wells): random folds split wells, "
+            "so a sample's neighbours and gradients would come from other folds' rows"
+        )
+    check_window(out["smooth"]["window"])
+
+
 def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``DEFAULTS`` and ``RUN_OPTIONS`` updated with the known keys of ``cfg`` (other keys, a stage's
-    own, are ignored)."""
+    own, are ignored); the nested options (``hgb``, ``well_features``, ``smooth``) key by key."""
     out = {**DEFAULTS, **RUN_OPTIONS}
-    out.update({k: v for k, v in cfg.items() if k in out})
+    out.update({k: v for k, v in cfg.items() if k in out and k not in NESTED})
+    for key in NESTED:
+        given = cfg.get(key) or {}
+        unknown = sorted(set(given) - set(DEFAULTS[key]))
+        if unknown:
+            raise InputError(f"train_rf.{key}: unknown keys {unknown}; known: {sorted(DEFAULTS[key])}")
+        out[key] = {**DEFAULTS[key], **given}
     if isinstance(out["class_weight"], str) and out["class_weight"].lower() == "none":
         out["class_weight"] = None
     if out["class_weight"] not in CLASS_WEIGHTS:
@@ -382,7 +530,17 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise InputError(f"cv_scheme must be one of {list(SCHEMES)}, got {out['cv_scheme']!r}")
     if out["max_depth"] is not None and int(out["max_depth"]) < 1:
         raise InputError(f"max_depth must be a positive integer or null, got {out['max_depth']!r}")
+    _check_nested(out)
     return out
+
+
+def check_source(cfg: Mapping[str, Any], source: str) -> None:
+    """``train_rf.well_features`` needs well logs: any other ingest ``source`` (meta.json) is an ``InputError``."""
+    if well_features_enabled(cfg.get("well_features")) and source != "well_logs":
+        raise InputError(
+            f"train_rf.well_features (neighbours/gradients along depth per well) needs well-log training data; "
+            f"ingest@seismic prepared source {source!r}: set train_rf.well_features.neighbours: 0 and gradients: false"
+        )
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
@@ -402,21 +560,30 @@ def forest_options(conf: Mapping[str, Any]) -> dict[str, Any]:
 def training_arrays(
     table: pd.DataFrame, feature_names: Sequence[str] | None, conf: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
-    """(x, y, CV groups or None, attribute names) of a training table, as train_forest fits them.
+    """(x, y, CV groups or None, the pipeline's input columns) of a training table, as train_forest fits them.
 
-    Rows with a non-finite attribute are dropped with a warning (prediction leaves such voxels
-    undefined, facies -1). ``conf`` is a checked config (:func:`resolve_config`).
+    The input columns are the attributes, after ``well`` and ``depth`` when ``conf["well_features"]``
+    adds anything (:func:`~overseer.seismic.well_features.model_inputs`; ``x`` is then
+    :func:`~overseer.seismic.well_features.model_matrix`'s float64, else float32). Rows with a
+    non-finite attribute are dropped with a warning (prediction leaves such voxels undefined, facies -1).
+    ``conf`` is a checked config (:func:`resolve_config`).
     """
     if FACIES_COLUMN not in table.columns:
         raise InputError(f"the training table needs a '{FACIES_COLUMN}' column; it has {list(table.columns)}")
     names = feature_columns(table) if feature_names is None else [str(n) for n in feature_names]
-    if not names:
+    names = model_inputs(names, conf["well_features"])  # well, depth first when well features need them
+    if not [n for n in names if n not in KEY_COLUMNS]:
         raise InputError(f"the training table has no attribute columns: {list(table.columns)}")
     missing = [n for n in names if n not in table.columns]
+    if missing and well_features_enabled(conf["well_features"]) and set(missing) & set(KEY_COLUMNS):
+        raise InputError(
+            f"train_rf.well_features needs a well-log table with columns {list(KEY_COLUMNS)}; "
+            f"the training table has {list(table.columns)}"
+        )
     if missing:
         raise InputError(f"attributes {missing} are not columns of the training table {list(table.columns)}")
     try:
-        x = table[names].to_numpy(dtype=np.float32)
+        x = model_matrix(table, names)
     except (TypeError, ValueError) as err:
         raise InputError(f"attribute columns {names} must be numeric: {err}") from err
     y = table[FACIES_COLUMN].to_numpy()
@@ -436,7 +603,8 @@ def training_arrays(
 
 
 def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: Mapping[str, Any]) -> ForestResult:
-    """rfc3d: cross-validate each tree count, refit the best on all rows, Gini importance.
+    """rfc3d: cross-validate each tree count (HGB: each ``hgb.max_iter``), refit the best on all rows,
+    Gini (HGB: split-gain) importance of what the classifier sees (:func:`model_feature_names`).
 
     ``table`` is a training table (one row per picked voxel or well-log sample, a ``facies``
     column of integer facies ids, one column per attribute); ``feature_names`` are the attributes
@@ -447,17 +615,16 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
     non-finite attribute are dropped with a warning (prediction leaves such voxels undefined, facies -1).
     """
     conf = resolve_config(cfg)
-    x, y, groups, names = training_arrays(table, feature_names, conf)
+    x, y, groups, inputs = training_arrays(table, feature_names, conf)
     scheme = conf["cv_scheme"]
     cv, oof, classes = cross_validate(x, y, groups, conf)
     best = best_tree_count(cv)
-    log.info("rfc3d: %s %d-fold CV, best tree count %d", scheme, conf["folds"], best)
-    pipeline = build_pipeline(
-        best, conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"], conf["n_jobs"],
-        **forest_options(conf),
-    )  # fmt: skip
+    log.info("%s: %s %d-fold CV, best %s %d", conf["estimator"], scheme, conf["folds"], size_param(conf), best)
+    pipeline = pipeline_for(conf, best, conf["n_jobs"])
     pipeline.fit(x, y)
-    pipeline.set_params(forest__n_jobs=None)  # a run-time setting: the model file must not record it
+    if conf["estimator"] == "random_forest":
+        pipeline.set_params(forest__n_jobs=None)  # a run-time setting: the model file must not record it
+    names = model_feature_names(pipeline, inputs)
 
     codes = np.searchsorted(classes, y)
     cv_report = classification_report(codes, oof[best], [str(c) for c in classes])
@@ -470,9 +637,23 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
         cv=cv,
         best_n_estimators=best,
         scheme=scheme,
-        importance=gini_importance(pipeline, names),
+        importance=importance(pipeline, names),
         class_weights={c.item() if hasattr(c, "item") else c: float(w) for c, w in zip(classes, weights, strict=True)},
         feature_names=names,
+        inputs=inputs,
+        estimator=conf["estimator"],
         classes=list(classes),
         cv_report=cv_report,
     )
+
+
+def model_config(cfg: Mapping[str, Any], result: ForestResult, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The trained model's ``config.json``: its ``train_rf`` params, ``features`` (the pipeline's input
+    columns, matched by name at prediction: ``well`` and ``depth`` first when ``well_features`` adds
+    anything), the training summary, ``facies`` and ingest's ``inputs`` (meta.json; null for volumes),
+    and the resolved ``well_features`` and ``smooth`` (the post-hoc filter prediction applies)."""
+    conf = resolve_config(cfg)
+    return {
+        "train_rf": dict(cfg), "features": list(result.inputs), **result.summary(), "facies": meta["facies"],
+        "inputs": meta.get("inputs"), "well_features": conf["well_features"], "smooth": conf["smooth"],
+    }  # fmt: skip

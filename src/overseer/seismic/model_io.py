@@ -20,6 +20,7 @@ from overseer.io import atomic_file, write_json
 
 # modules whose types a saved pipeline may contain (scikit-learn estimators and NumPy arrays)
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
+TRUSTED_TYPES = ("overseer.seismic.well_features.WellSequenceFeatures",)  # our own pipeline step
 
 
 def versions() -> dict[str, str]:
@@ -99,14 +100,14 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
 
 def trusted_types(path: str | os.PathLike) -> list[str]:
     """The types skops does not trust by default in ``path``, all from scikit-learn/NumPy (the
-    forest's tree storage); a type from elsewhere is refused."""
+    forest's tree storage) or our own well-sequence features step; a type from elsewhere is refused."""
     import skops.io
 
     target = Path(path)
     if not target.is_file():
         raise InputError("model file not found", path=target)
     untrusted = skops.io.get_untrusted_types(file=target)
-    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_TYPES]
     if foreign:
         raise InputError(f"refusing to load types outside scikit-learn/NumPy: {foreign}", path=target)
     return list(untrusted)

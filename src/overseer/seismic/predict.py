@@ -37,6 +37,13 @@ from tqdm import tqdm
 
 from overseer.errors import InputError
 from overseer.io import atomic_dir, write_json
+from overseer.seismic.well_features import (
+    KEY_COLUMNS,
+    check_window,
+    model_matrix,
+    needs_well_and_depth,
+    smooth_per_well,
+)
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 VOLUME_SUFFIXES = (".sgy", ".segy", ".npy")
@@ -214,9 +221,12 @@ def log_features(
     path = Path(path) if path is not None else None
     table = _prepare(model, table, path)
     keys = _find_columns(table, ["well", "depth"], path, "column")
-    columns = _find_columns(table, model.features, path, "log")
-    x = np.empty((len(table), len(model.features)), dtype=np.float32)
-    for j, name in enumerate(model.features):
+    logs = (
+        [f for f in model.features if f not in KEY_COLUMNS] if needs_well_and_depth(model.features) else model.features
+    )
+    columns = _find_columns(table, logs, path, "log")
+    x = np.empty((len(table), len(logs)), dtype=np.float64)
+    for j, name in enumerate(logs):
         raw = table[columns[name]]
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         text = ~raw.isna().to_numpy() & np.isnan(values)
@@ -240,18 +250,44 @@ def log_features(
     keys_frame = pd.DataFrame(
         {"well": table[keys["well"]].astype(str).str.strip().to_numpy(), "depth": table[keys["depth"]].to_numpy()}
     )
-    return keys_frame, x
+    if not needs_well_and_depth(model.features):
+        return keys_frame, x.astype(np.float32)
+    depth = pd.to_numeric(keys_frame["depth"], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(depth).all():
+        i = int(np.flatnonzero(~np.isfinite(depth))[0])
+        raise InputError(
+            f"depth (column {keys['depth']!r}) must be a number at every sample, got {table[keys['depth']].iloc[i]!r}; "
+            "the model's well features follow depth",
+            path=path,
+            record=_record(table, i, path),
+        )
+    frame = pd.DataFrame(x, columns=logs).assign(well=keys_frame["well"], depth=depth)
+    return keys_frame, model_matrix(frame, model.features)  # as training built it: well codes, depth, logs
+
+
+def smooth_window(model: SeismicModel) -> int:
+    """The post-hoc filter's window the model records (``config.json["smooth"]["window"]``; 1: none)."""
+    smooth = model.config.get("smooth") or {}
+    return check_window(smooth.get("window", 1)) if isinstance(smooth, dict) else 1
 
 
 def predict_table(model: SeismicModel, table: pd.DataFrame, *, path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Facies of every row of a well-log table: ``well``, ``depth``, ``facies`` (name of the most
-    probable facies, as the forest's ``predict``) and ``p_<facies>`` per facies the model knows.
-    ``path`` is the file the table came from (for messages)."""
+    probable facies, as the forest's ``predict``, then the per-well running mode filter over depth
+    the model records, :func:`overseer.seismic.well_features.smooth_per_well`) and ``p_<facies>``
+    per facies the model knows (the model's probabilities, before the filter).
+    ``path`` is the file the table came from (for messages). A model whose input starts with
+    ``well`` and ``depth`` (``train_rf.well_features``) gets them with the logs."""
     keys, x = log_features(model, table, path=path)
     proba = model.estimator.predict_proba(x)
     names = model.class_names
     out = keys.copy()
-    out["facies"] = np.asarray(names, dtype=object)[np.argmax(proba, axis=1)]
+    facies = np.asarray(names, dtype=object)[np.argmax(proba, axis=1)]
+    window = smooth_window(model)
+    if window > 1:
+        depth = pd.to_numeric(keys["depth"], errors="coerce").to_numpy(dtype=np.float64)
+        facies = smooth_per_well(keys["well"].to_numpy(), depth, facies, window)
+    out["facies"] = facies
     for k, name in enumerate(names):
         out[f"{PROBABILITY_PREFIX}{name}"] = proba[:, k]
     return out

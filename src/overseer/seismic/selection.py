@@ -40,7 +40,7 @@ import itertools
 import logging
 import math
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,25 @@ _EXHAUSTIVE_LIMIT = 20  # 2^20 − 1 combinations
 
 class DegenerateAttributeWarning(UserWarning):
     """An attribute whose variance within a facies (or a cluster) had to be floored."""
+
+
+FaciesNames = Sequence[str] | Mapping[Any, str] | None
+
+
+def facies_label(label: Any, facies_names: FaciesNames = None) -> str:
+    """How messages name the facies of ``label``: its name from ``facies_names`` (a mapping from
+    label to name, or a sequence indexed by integer labels 0..M-1, e.g. ``meta.json``'s facies),
+    else the label itself."""
+    value = label.item() if hasattr(label, "item") else label
+    if isinstance(facies_names, Mapping):
+        for key in (value, str(value)):
+            if key in facies_names:
+                return str(facies_names[key])
+    elif facies_names is not None and not isinstance(facies_names, str):
+        index = int(value) if isinstance(value, int) or str(value).isdigit() else None
+        if index is not None and 0 <= index < len(facies_names):
+            return str(facies_names[index])
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -171,20 +190,23 @@ def prepare_data(
     resolution_floor: bool,
     sem_iter: int,
     random_state: Any,
+    facies_names: FaciesNames = None,
 ) -> tuple[PreparedData, list[str]]:
     """Validate the training table and compute what all combinations share; returns the data and
-    the warnings about degenerate attributes found up front (not yet issued)."""
+    the warnings about degenerate attributes found up front (not yet issued). Errors and warnings
+    name facies by ``facies_names`` (see :func:`facies_label`)."""
     n_samples, n_attr = values.shape
     classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    shown = [facies_label(c, facies_names) for c in classes]
     if classes.size < 2:
-        found = ", ".join(repr(str(c)) for c in classes) or "none"
+        found = ", ".join(repr(name) for name in shown) or "none"
         what = "only one class" if classes.size == 1 else "no class"
         raise InputError(f"need at least 2 facies to compare, got {classes.size} ({found}): {what} to tell apart")
     required = max_clusters * (n_attr + 1)
-    for facies, count in zip(classes, counts, strict=True):
+    for facies, count in zip(shown, counts, strict=True):
         if count < required:
             raise InputError(
-                f"facies {str(facies)!r} has {count} training samples; {max_clusters} clusters over {n_attr} "
+                f"facies {facies!r} has {count} training samples; {max_clusters} clusters over {n_attr} "
                 f"attributes need at least {required} (max_clusters × (attributes + 1)) — pick more voxels, "
                 "lower max_clusters or drop attributes"
             )
@@ -217,7 +239,7 @@ def prepare_data(
     x = np.where(mask[..., None], x - offsets[:, None, :], 0.0)
     features = augmented_data(x, mask)
 
-    messages = _upfront_warnings(x, mask, counts, classes, names, floor, coarse, max_clusters, variance_floor)
+    messages = _upfront_warnings(x, mask, counts, shown, names, floor, coarse, max_clusters, variance_floor)
     rng = check_random_state(random_state)
     uniforms = rng.random_sample((sem_iter, n_facies, s_max))
     prepared = PreparedData(
@@ -240,7 +262,7 @@ def _upfront_warnings(
     x: np.ndarray,
     mask: np.ndarray,
     counts: np.ndarray,
-    classes: np.ndarray,
+    facies_shown: Sequence[str],
     names: Sequence[str],
     floor: np.ndarray,
     coarse: np.ndarray,
@@ -248,22 +270,23 @@ def _upfront_warnings(
     variance_floor: float,
 ) -> list[str]:
     """Warnings for (facies, attribute) pairs that will hit the floor: few distinct values, nearly
-    constant within the facies, or attributes that are (nearly) linearly dependent."""
+    constant within the facies, or attributes that are (nearly) linearly dependent. ``facies_shown``
+    names the facies (``classes`` order) as the messages do."""
     messages = []
     variances = (x**2).sum(axis=1) / counts[:, None]  # (M, N), x is centred per facies
-    for m, facies in enumerate(classes):
+    for m, facies in enumerate(facies_shown):
         rows = x[m, mask[m]]
         for j, name in enumerate(names):
             distinct = np.unique(rows[:, j]).size
             if distinct <= max(max_clusters, 2) or (coarse[j] and distinct <= 10):
                 messages.append(
-                    f"attribute {name!r} takes only {distinct} distinct value(s) within facies {str(facies)!r}: "
+                    f"attribute {name!r} takes only {distinct} distinct value(s) within facies {facies!r}: "
                     f"Gaussian clusters can collapse onto single values; its variances are floored at "
                     f"{floor[j]:.3g} × its overall variance"
                 )
             elif variances[m, j] < floor[j]:
                 messages.append(
-                    f"attribute {name!r} is nearly constant within facies {str(facies)!r} (variance "
+                    f"attribute {name!r} is nearly constant within facies {facies!r} (variance "
                     f"{variances[m, j]:.3g} × its overall variance); its variances are floored at {floor[j]:.3g} ×"
                     " its overall variance"
                 )
@@ -277,7 +300,7 @@ def _upfront_warnings(
                 a, b = np.unravel_index(np.argmax(off), off.shape)
                 used = [n for n, u in zip(names, usable, strict=True) if u]
                 messages.append(
-                    f"attributes of facies {str(facies)!r} are (nearly) linearly dependent (smallest eigenvalue of "
+                    f"attributes of facies {facies!r} are (nearly) linearly dependent (smallest eigenvalue of "
                     f"their correlation matrix {smallest:.2g}; most correlated pair {used[a]!r}/{used[b]!r}, "
                     f"r = {corr[a, b]:.4f}): covariances that include them are singular and are regularised by the "
                     "variance floor"
@@ -447,6 +470,10 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
     random_state : seed of the SEM draws (results do not depend on ``n_jobs`` or the search).
     n_jobs : joblib workers over batches of combinations (None = 1, −1 = all cores).
     progress : show progress bars (None: only on a terminal).
+    facies_names : how errors and warnings name the facies: a sequence indexed by integer labels
+        0..M-1 (e.g. ``meta.json``'s facies) or a mapping from label to name; labels it does not
+        name are shown as they are. Messages only: ``classes_``, ``mixtures_`` and the scores keep
+        the labels of ``y``.
 
     Fitted attributes
     -----------------
@@ -475,6 +502,7 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
         random_state: Any = 0,
         n_jobs: int | None = None,
         progress: bool | None = None,
+        facies_names: FaciesNames = None,
     ):
         self.max_clusters = max_clusters
         self.sem_iter = sem_iter
@@ -490,6 +518,7 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.progress = progress
+        self.facies_names = facies_names
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -532,6 +561,7 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
             resolution_floor=bool(self.resolution_floor),
             sem_iter=cfg.sem_iter,
             random_state=self.random_state,
+            facies_names=self.facies_names,
         )
         n_attr = len(names)
         exhaustive = self.search == "exhaustive" or (self.search == "auto" and n_attr <= self.exhaustive_max_n)
@@ -546,9 +576,9 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
         else:
             found = beam_search(prep, cfg, int(self.beam_width), self.n_jobs, self.progress)
 
-        classes = [str(c) for c in prep.classes]
+        shown = [facies_label(c, self.facies_names) for c in prep.classes]
         rows = []
-        collapsed = np.zeros((len(classes), n_attr), dtype=np.int64)
+        collapsed = np.zeros((len(shown), n_attr), dtype=np.int64)
         containing = np.zeros(n_attr, dtype=np.int64)  # evaluated combinations with each attribute
         for combos, res in found:
             collapsed += res.collapsed
@@ -579,7 +609,7 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
 
         warned = {
             (m, j)
-            for m, facies in enumerate(classes)
+            for m, facies in enumerate(shown)
             for j, name in enumerate(names)
             if _mentions(messages, name, facies)
         }
@@ -587,7 +617,7 @@ class GMMAttributeSelector(SelectorMixin, BaseEstimator):
         for m, j in zip(*np.nonzero(2 * collapsed >= containing[None, :]), strict=True):
             if (m, j) not in warned:
                 messages.append(
-                    f"attribute {names[j]!r} in facies {classes[m]!r}: mixture clusters collapsed onto it (variance "
+                    f"attribute {names[j]!r} in facies {shown[m]!r}: mixture clusters collapsed onto it (variance "
                     f"below the floor, {prep.floor[j]:.3g} × its overall variance) in {collapsed[m, j]} of the "
                     f"{containing[j]} combinations with it; those fits were rejected (fewer clusters kept) — is it "
                     "a flag or a nearly discrete log?"
