@@ -14,23 +14,24 @@ from overseer.paths import (
     SEISMIC_TRAIN_TABLE,
     SEISMIC_VOLUMES,
 )
+from overseer.seismic.feature_choice import choose_features
+from overseer.seismic.forest import check_source, model_config, train_forest
+from overseer.seismic.model_io import save_model
+from overseer.seismic.predict_volume import predict_prepared_survey
 from overseer.settings import load_settings
 from overseer.tracking import log_artifacts, log_run_time, stage_run
 
 
 def main() -> None:
-    from overseer.seismic.forest import check_source, model_config, train_forest
-    from overseer.seismic.model_io import save_model
-    from overseer.seismic.predict_volume import predict_prepared_survey
-
     cfg, settings, meta = stage.load_params("train_rf"), load_settings(), read_json(SEISMIC_META)
     check_source(cfg, meta["source"])  # well_features: well logs only
-    features = read_json(SEISMIC_SELECTION_JSON)["best_combination"] if cfg["use_selected"] else meta["attributes"]
     table = pd.read_parquet(SEISMIC_TRAIN_TABLE)  # blocked folds: inline/crossline blocks, or wells
     options = {"n_jobs": settings.n_jobs, "chunk_voxels": settings.chunk_voxels}  # run-time settings, not params
     with stage_run("seismic", "train_rf", inputs=[SEISMIC_TRAIN_TABLE], tags=settings.tags(*options)) as mlflow:
-        result = train_forest(table, features, {**cfg, **options})
-        summary = {**result.summary(), "facies": meta["facies"]}
+        # validated: the forest's CV checks the GMM selection
+        chosen = choose_features(cfg["features"], read_json(SEISMIC_SELECTION_JSON), meta["attributes"], table, cfg)
+        result = train_forest(table, features := chosen.features, {**cfg, **options})
+        summary = {**result.summary(), "facies": meta["facies"], "feature_choice": chosen.summary()}
         with atomic_dir(SEISMIC.trained_model) as tmp:
             save_model(result.pipeline, tmp / "model.skops")
             (tmp / "cv.csv").write_text(result.cv.to_csv(index=False))

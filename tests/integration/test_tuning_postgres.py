@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 PARAMS = """\
 train_rf:
-  use_selected: true
+  features: selected
   normalise: true
   max_depth: 12            # depth of the trees
   tree_counts: [4, 8]

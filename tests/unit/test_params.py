@@ -250,7 +250,7 @@ def test_tuning_judges_only_the_keys_present() -> None:
     # tests/unit/test_tuning.py tunes a train_rf of three keys; forest.DEFAULTS fills in the rest
     assert schema.problems(("train_rf",), {"max_depth": 12, "max_features": "sqrt", "seed": 0}, partial=True) == []
     assert schema.problems(("train_rf",), {"max_depth": 12}) == [
-        "train_rf.use_selected: missing key",
+        "train_rf.features: missing key",
         "train_rf.probabilities: missing key",
     ]
 

@@ -238,7 +238,7 @@ def test_the_moved_message_for_the_old_default_and_for_a_value_the_setting_refus
         "train_gnn.progress: is a run-time setting now, not a param (it cannot change results): remove it from "
         "params.yaml (true is the default; to change it, set OVERSEER_PROGRESS or progress in overseer.local.yaml)"
     ]
-    assert problems(("train_rf",), {"use_selected": True, "probabilities": False, "n_jobs": 0}) == [
+    assert problems(("train_rf",), {"features": "selected", "probabilities": False, "n_jobs": 0}) == [
         "train_rf.n_jobs: is a run-time setting now, not a param (it cannot change results): remove it from "
         "params.yaml and set OVERSEER_N_JOBS or n_jobs in overseer.local.yaml"
     ]

@@ -21,6 +21,7 @@ from overseer.params.types import (
     ExoticTuplets,
     ExportFormat,
     FaciesNames,
+    FeatureMode,
     Fraction,
     HeteroAggr,
     MaxFeature,
@@ -244,7 +245,7 @@ class Hgb(Section):  # seismic.forest.HGB_DEFAULTS: HistGradientBoostingClassifi
 
 
 class TrainRf(Section):
-    use_selected: bool
+    features: FeatureMode
     normalise: bool = None
     max_depth: PositiveInt | None = None
     tree_counts: Annotated[list[PositiveInt], Field(min_length=1)] = None

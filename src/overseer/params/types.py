@@ -119,6 +119,7 @@ TraceByte = Annotated[int, Field(ge=1, le=240)]  # first byte of a SEG-Y trace h
 
 # enumerations: the code that reads each key, and its constant
 CvScheme = Literal["blocked", "random"]  # seismic.forest.SCHEMES
+FeatureMode = Literal["validated", "selected", "all"]  # seismic.feature_choice.MODES
 MissingLogs = Literal["error", "drop"]  # seismic.data.well_logs.MISSING
 Duplicates = Literal["error", "first", "mean"]  # seismic.data.well_logs.DUPLICATES
 Silence = Literal["gap", "rest"]  # engraving.data.graph.SILENCE_RULES

@@ -51,15 +51,20 @@ def _need(path: Path, what: str, stage: str) -> Path:
 
 # --- rf ----------------------------------------------------------------------------------------
 def prepare_rf(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
-    """The training table and the selected attributes, as train_rf reads them."""
+    """The training table and the attributes train_rf trains on (``train_rf.features``, chosen once per
+    study: a validated choice is made with the current params, not per trial)."""
     import pandas as pd
 
+    from overseer.seismic.feature_choice import choose_features
+
     table = pd.read_parquet(_need(root / paths.SEISMIC_TRAIN_TABLE, "the seismic training table", "ingest@seismic"))
-    features = None
-    if params["train_rf"].get("use_selected", True):
-        selection = _need(root / paths.SEISMIC_SELECTION_JSON, "the attribute selection", "select_attributes")
-        features = json.loads(selection.read_text())["best_combination"]
-    return {"table": table, "features": features}
+    mode = params["train_rf"].get("features", "validated")
+    if mode == "all":
+        return {"table": table, "features": None}
+    selection = _need(root / paths.SEISMIC_SELECTION_JSON, "the attribute selection", "select_attributes")
+    meta = json.loads((root / paths.SEISMIC_META).read_text())
+    chosen = choose_features(mode, json.loads(selection.read_text()), meta["attributes"], table, params["train_rf"])
+    return {"table": table, "features": chosen.features}
 
 
 def score_rf(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
