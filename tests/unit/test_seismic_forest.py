@@ -477,7 +477,7 @@ def test_hist_gradient_boosting_trains_and_predicts(table: pd.DataFrame) -> None
     assert sorted(hgb.cv["n_estimators"].unique()) == [10, 20] and hgb.best_n_estimators in (10, 20)
     assert hgb.pipeline[-1].max_iter == hgb.best_n_estimators and hgb.pipeline[-1].class_weight == "balanced"
     assert hgb.importance.index[0] in {"amp", "freq"} and np.isclose(hgb.importance.sum(), 1.0)
-    assert hgb.summary()["cv_macro_f1"] > 0.6
+    assert hgb.summary()["cv_pooled_macro_f1"] > 0.6
     # warm-started CV over max_iter equals fresh fits of each
     conf = resolve_config(cfg)
     x, y, groups, _ = training_arrays(table, None, conf)

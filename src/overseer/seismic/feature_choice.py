@@ -71,7 +71,7 @@ class SetScore:
     features: list[str]
     fold_macro_f1: list[float]
     fold_accuracy: list[float]
-    pooled_macro_f1: float  # macro-F1 of all out-of-fold predictions together (train_rf's cv_macro_f1)
+    pooled_macro_f1: float  # macro-F1 of all out-of-fold predictions together (train_rf's cv_pooled_macro_f1)
     aliases: list[str] = field(default_factory=list)  # other candidate names for the same set
     gmm_score: float | None = None  # average cumulative distance (eq. 8) when the set came from the GMM search
 
