@@ -1,4 +1,5 @@
-"""Seismic facies prediction: chunked ``predict_volume`` vs. one ``predict`` on the whole array.
+"""Seismic facies prediction: chunked ``predict_volume`` with scikit-learn or the compiled forest,
+vs. one ``predict`` on the whole array.
 
 What is compared, and why
 -------------------------
@@ -7,19 +8,26 @@ n_voxels × n_attributes feature matrix and calls ``model.predict`` once; its me
 survey (the float32 matrix, plus scikit-learn's float64 n × n_classes probability sums and one
 per-tree probability array per worker thread). ``overseer.seismic.predict_volume`` reads the
 memory-mapped volumes a few inline slabs at a time (``--chunk-voxels``), so its heap memory is
-bounded by the chunk, whatever the survey size. This script measures both on the same volumes
-with the same model, each in its own subprocess so that each peak is its own:
+bounded by the chunk, whatever the survey size; its probabilities come from scikit-learn's
+``predict_proba`` or from the forest compiled for ONNX Runtime (``overseer.seismic.compiled_forest``,
+which must give the same facies on every voxel). This script measures the ways named in ``--ways``
+on the same volumes with the same model, each in its own subprocess so that each peak is its own:
 
-1. **chunked** — ``predict_volume(model, memmaps, names, out.npy, chunk_voxels)``: reads, predicts
-   and writes the int8 facies volume (memory-mapped, renamed atomically at the end).
-2. **whole** — ``x = column_stack(volumes)`` (float32), ``model.predict(x)``, saved as int8 ``.npy``.
+1. **sklearn** — ``predict_volume(model, memmaps, names, out.npy, chunk_voxels, engine="sklearn")``:
+   reads, predicts with ``model.predict_proba`` and writes the int8 facies volume (memory-mapped,
+   renamed atomically at the end).
+2. **compiled** — the same with ``engine="compiled"``: the forest compiled for ONNX Runtime and
+   checked against scikit-learn on the first chunk (the worker fails if it fell back). Its time
+   includes compiling and checking (printed separately too).
+3. **whole** — ``x = column_stack(volumes)`` (float32), ``model.predict(x)``, saved as int8 ``.npy``.
    Timed from the first read to the saved file; the predict call alone is printed too.
 
 Printed per way: wall seconds, voxels/second, peak RSS (VmHWM, which also counts the pages of the
 memory-mapped inputs and output that the process touched: file pages that the kernel can drop or
 write back at any time), and the peak of anonymous RSS (``RssAnon`` sampled every 10 ms from
 ``/proc/self/status``: the heap memory that cannot be dropped, the number that decides whether a
-survey fits), then the ratios whole/chunked, and whether both facies volumes agree voxel for voxel.
+survey fits), then the ratio of voxels/s compiled/sklearn and the ratios whole/sklearn, and in how
+many voxels each facies volume differs from the sklearn one (the requirement: none).
 
 The data: ``--attributes`` float32 volumes of about ``--voxels`` voxels (default 4 × 10^8 bytes per
 attribute), shape (n, n, ``--samples``), written as ``.npy`` memory maps to a temporary folder that
@@ -29,7 +37,8 @@ forest (``--trees`` trees of ``--max-depth``, normalised, balanced class weights
 ``--train-samples`` random voxels. The volumes were just written, so both ways read them from the
 page cache (the machine has the RAM for it); on a cold cache both would wait for the disk alike.
 
-Run from the repository root:  .venv/bin/python benchmarks/seismic_prediction.py [--voxels 2e7]
+Run from the repository root:
+    .venv/bin/python benchmarks/seismic_prediction.py [--voxels 2e7] [--ways sklearn,compiled]
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+WAYS = ("sklearn", "compiled", "whole")
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,8 +79,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-jobs", type=int, default=2, help="forest threads in both ways")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the scratch folder (default: $TMPDIR)")
-    parser.add_argument("--skip-whole", action="store_true", help="measure the chunked way only")
-    parser.add_argument("--worker", choices=["chunked", "whole"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ways", default="sklearn,compiled,whole", help="comma-separated: sklearn, compiled, whole (skipped "
+        "anyway when it would not fit in memory)",
+    )  # fmt: skip
+    parser.add_argument("--skip-whole", action="store_true", help="leave out the whole-array way")
+    parser.add_argument("--worker", choices=WAYS, help=argparse.SUPPRESS)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -191,11 +205,16 @@ def worker(args: argparse.Namespace) -> None:
     result: dict[str, Any] = {"way": args.worker, "rss_before": max_rss_bytes()}
     with PeakSampler() as sampler:
         start = time.perf_counter()
-        if args.worker == "chunked":
+        if args.worker in ("sklearn", "compiled"):
             stats = predict_volume(
-                model, volumes, names, scratch / "chunked.npy", chunk_voxels=meta["chunk_voxels"], progress=False
-            )
+                model, volumes, names, scratch / f"{args.worker}.npy", chunk_voxels=meta["chunk_voxels"],
+                progress=False, n_jobs=meta["n_jobs"], engine=args.worker,
+            )  # fmt: skip
+            if args.worker == "compiled" and stats["engine"] != "onnxruntime":
+                sys.exit(f"the compiled way fell back to {stats['engine']}")
             result["chunks"] = stats["chunks"]
+            result["engine"] = stats["engine"]
+            result["compile_seconds"] = stats["compile_seconds"]
             result["predict_seconds"] = float("nan")
         else:
             shape = tuple(meta["shape"])
@@ -214,7 +233,8 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_worker(way: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", way, "--scratch", str(scratch)]
+    cmd = [sys.executable, "-W", "error::UserWarning", str(Path(__file__).resolve()), "--worker", way]
+    cmd += ["--scratch", str(scratch)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{way} worker failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -245,24 +265,34 @@ def main() -> None:
     n_vox = math.prod(shape)
     parent = args.workdir or Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
-    need = n_vox * (4 * args.attributes + 2) * 1.1  # attribute volumes + two int8 facies volumes
+    ways = [w.strip() for w in args.ways.split(",") if w.strip()]
+    unknown = sorted(set(ways) - set(WAYS))
+    if unknown or not ways:
+        sys.exit(f"--ways: choose from {', '.join(WAYS)}; got {args.ways!r}")
+    need = n_vox * (4 * args.attributes + len(ways)) * 1.1  # attribute volumes + one int8 facies volume per way
     free = shutil.disk_usage(parent).free
     if free < need:
         sys.exit(f"need {gib(need)} GiB free in {parent}, have {gib(free)} GiB: use --voxels or --workdir")
     # the whole-array way: float32 x, float64 probability sum, one float64 per-tree array per thread
     whole_estimate = n_vox * (4 * args.attributes + 8 * args.facies * (1 + args.n_jobs) + 16)
-    skip_whole = args.skip_whole or whole_estimate > mem_available() - 2 * 2**30  # leave others 2 GiB
+    whole_fits = whole_estimate <= mem_available() - 2 * 2**30  # leave others 2 GiB
+    if "whole" in ways and (args.skip_whole or not whole_fits):
+        ways.remove("whole")
+        if not args.skip_whole:
+            print(f"whole-array way skipped: it needs about {gib(whole_estimate)} GiB")
+    import onnxruntime
 
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}"
+    )
     print(f"cores: {os.cpu_count()}, load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"MemAvailable {gib(mem_available())} GiB; disk free {gib(free)} GiB in {parent}")
     print(
         f"survey: {args.attributes} float32 attributes of shape {shape} = {n_vox:.3g} voxels "
         f"({gib(4 * n_vox)} GiB each); {args.facies} facies; forest: {args.trees} trees, max_depth "
-        f"{args.max_depth}, n_jobs {args.n_jobs}; chunk_voxels {args.chunk_voxels:,}"
+        f"{args.max_depth}, n_jobs {args.n_jobs}; chunk_voxels {args.chunk_voxels:,}; ways: {', '.join(ways)}"
     )
-    if skip_whole and not args.skip_whole:
-        print(f"whole-array way skipped: it needs about {gib(whole_estimate)} GiB")
 
     scratch = Path(tempfile.mkdtemp(prefix="seismic_prediction_", dir=parent))
     try:
@@ -272,30 +302,43 @@ def main() -> None:
         t0 = time.perf_counter()
         train_model(args, scratch, shape, names)
         print(f"trained on {args.train_samples:,} voxels in {time.perf_counter() - t0:.1f} s")
-        meta = {"names": names, "shape": list(shape), "chunk_voxels": args.chunk_voxels}
+        meta = {"names": names, "shape": list(shape), "chunk_voxels": args.chunk_voxels, "n_jobs": args.n_jobs}
         (scratch / "meta.json").write_text(json.dumps(meta))
 
-        results = [run_worker("chunked", args, scratch)]
-        if not skip_whole:
-            results.append(run_worker("whole", args, scratch))
+        results = {}
+        for way in ways:
+            results[way] = run_worker(way, args, scratch)
+            print(f"{way}: {results[way]['seconds']:.1f} s, load average {os.getloadavg()[0]:.2f}", flush=True)
 
         print()
         print(f"{'way':<8} {'seconds':>8} {'predict s':>9} {'Mvoxel/s':>9} {'peak RSS GiB':>13} {'peak anon GiB':>14}")
-        for r in results:
+        for r in results.values():
             print(
                 f"{r['way']:<8} {r['seconds']:>8.1f} {r['predict_seconds']:>9.1f} {n_vox / r['seconds'] / 1e6:>9.2f} "
                 f"{gib(r['peak_rss']):>13} {gib(r['peak_anon_rss']):>14}"
             )
-        before = gib(results[0]["rss_before"])
-        print(f"(chunked: {results[0]['chunks']} chunks; a worker's RSS before predicting: {before} GiB)")
-        if len(results) == 2:
-            c, w = results
-            print(
-                f"ratio whole/chunked: time {w['seconds'] / c['seconds']:.2f}, peak RSS "
-                f"{w['peak_rss'] / c['peak_rss']:.2f}, peak anon RSS {w['peak_anon_rss'] / c['peak_anon_rss']:.2f}"
-            )
-            diff, total = agreement(scratch / "chunked.npy", scratch / "whole.npy")
-            print(f"facies volumes differ in {diff} of {total} voxels")
+        chunked = [r for r in results.values() if "chunks" in r]
+        if chunked:
+            before = gib(chunked[0]["rss_before"])
+            print(f"(chunked ways: {chunked[0]['chunks']} chunks; a worker's RSS before predicting: {before} GiB)")
+        if "compiled" in results:
+            c = results["compiled"]
+            print(f"compiled: engine {c['engine']}; compiling + checking the forest took {c['compile_seconds']:.2f} s")
+        base = results.get("sklearn")
+        if base is not None and "compiled" in results:
+            c = results["compiled"]
+            rss, anon = c["peak_rss"] / base["peak_rss"], c["peak_anon_rss"] / base["peak_anon_rss"]
+            speed = base["seconds"] / c["seconds"]
+            print(f"ratio compiled/sklearn: voxels/s {speed:.2f}x, peak RSS {rss:.2f}, peak anon RSS {anon:.2f}")
+        if base is not None and "whole" in results:
+            w = results["whole"]
+            rss, anon = w["peak_rss"] / base["peak_rss"], w["peak_anon_rss"] / base["peak_anon_rss"]
+            slower = w["seconds"] / base["seconds"]
+            print(f"ratio whole/sklearn: time {slower:.2f}, peak RSS {rss:.2f}, peak anon RSS {anon:.2f}")
+        reference = ways[0]
+        for way in ways[1:]:
+            diff, total = agreement(scratch / f"{reference}.npy", scratch / f"{way}.npy")
+            print(f"label agreement {way} vs {reference}: {total - diff} of {total} voxels the same, {diff} differ")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
