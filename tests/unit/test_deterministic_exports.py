@@ -285,3 +285,19 @@ def test_export_is_identical_across_processes_and_loads(tiny_cnn: tuple, tmp_pat
     # still a valid fingerprint; its uuid derived from the content rather than random
     fingerprint = tf.saved_model.experimental.read_fingerprint(os.fspath(tmp_path / "one" / "saved_model"))
     assert fingerprint.saved_model_checksum and fingerprint.checkpoint_hash
+
+
+def test_svg_pages_are_the_same_bytes_on_every_render(tmp_path: Path) -> None:
+    """verovio's element ids are seeded from the score (xmlIdChecksum), not drawn at random."""
+    import engraving_scores as es
+
+    from overseer.engraving.export.render import render_svg
+
+    one = es.score(
+        es.part(
+            "P1", es.measure(1, es.attributes(staves=1, clefs=(("G", 2),)), es.note("C", 4, 4 * es.Q, kind="whole"))
+        )
+    )
+    score = es.write(tmp_path, "one.musicxml", one)
+    first, second = render_svg(score, tmp_path / "a", pages=1), render_svg(score, tmp_path / "b", pages=1)
+    assert first[0].read_bytes() == second[0].read_bytes()
