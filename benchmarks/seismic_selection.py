@@ -9,8 +9,10 @@ runs, on the same generated training table (``make_selection_data``: N attribute
 separate M facies, the first facies bimodal, the rest noise):
 
 1. **ours** — ``GMMAttributeSelector`` (exhaustive search): all combinations of one size and all
-   facies fitted as one batch of stacked arrays (k-means, 200 SEM iterations, CEM per covariance
-   model, BIC over K = 1 … J and eight Celeux–Govaert models), chunks spread over cores by joblib.
+   facies fitted as one batch (k-means, 200 SEM iterations, CEM of all covariance models at once,
+   BIC over K = 1 … J and eight Celeux–Govaert models); every E- and M-step of a facies is one
+   float64 GEMM against its shared augmented data (``gmm.SharedRowsData``), chunks spread over
+   cores by joblib.
    Timed on one core and on all (``--jobs``), the latter once including the start of joblib's
    worker processes and once with them running (as in a session that fits more than once).
 2. **straightforward** — a Python loop over combinations and facies calling
@@ -24,7 +26,9 @@ Printed: the wall time of each, the ratio, whether both chose the same overall w
 the same winner per size n, and the rank correlation of all 2^N − 1 scores. Then ours alone at
 larger N (exhaustive at N = 12, beam search at N = 16) with wall time and peak memory (peak of
 NumPy/Python allocations traced by tracemalloc in a separate one-core run, since joblib's
-workers are separate processes).
+workers are separate processes), and N = 16 exhaustive (65,535 combinations) on all cores
+(``--exhaustive-n``; with ``--sample F`` only a fraction F of each size class is timed and the
+total extrapolated from it, per size class — printed as such).
 
 Run from the repository root:  .venv/bin/python benchmarks/seismic_selection.py
 """
@@ -63,7 +67,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=-1, help="joblib workers for ours (-1: all cores)")
     parser.add_argument("--scale", type=int, nargs="*", default=[12, 16], help="larger N for ours alone")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--reference", help="CSV (combination as a|b|c, score) of an earlier version's scores")
+    parser.add_argument("--write-scores", help="write ours' head-to-head scores as such a CSV")
     parser.add_argument("--skip-memory", action="store_true", help="no one-core tracemalloc runs")
+    parser.add_argument("--exhaustive-n", type=int, default=16, help="N of the exhaustive timing (0: skip)")
+    parser.add_argument(
+        "--sample", type=float, default=1.0, help="fraction of each size class timed for --exhaustive-n (1: all)"
+    )
     return parser.parse_args()
 
 
@@ -136,6 +146,71 @@ def traced_peak_mib(x: pd.DataFrame, y: np.ndarray, max_clusters: int, seed: int
     return peak / 2**20
 
 
+def exhaustive_timing(n_attr: int, args: argparse.Namespace) -> None:
+    """Ours, exhaustive over all 2^N − 1 combinations on ``--jobs`` cores: the whole search, or a
+    random fraction ``--sample`` of every size class timed and scaled up per class."""
+    x, y, _ = make_selection_data(n_attr, args.informative, args.facies, args.per_facies, seed=args.seed)
+    total = 2**n_attr - 1
+    if args.sample >= 1.0:
+        selector = GMMAttributeSelector(
+            max_clusters=args.max_clusters,
+            search="exhaustive",
+            random_state=args.seed,
+            n_jobs=args.jobs,
+            progress=False,
+        )
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateAttributeWarning)
+            selector.fit(x, y)
+        seconds = time.perf_counter() - start
+        print(
+            f"N={n_attr} exhaustive: {len(selector.scores_)} combinations in {seconds:.1f} s "
+            f"({seconds / 60:.1f} min) on {effective_n_jobs(args.jobs)} core(s); winner "
+            f"{fmt_combo(selector.best_combination_)}, best per n: "
+            + ", ".join(f"{n}:{selector.best_per_n_.loc[n, 'score']:.3f}" for n in selector.best_per_n_.index)
+        )
+        return
+    from overseer.seismic import selection as sel_mod  # the search internals, for a sample of each size
+
+    values, labels, names, _ = sel_mod._as_table(x, y)
+    prep, _ = sel_mod.prepare_data(
+        values,
+        labels,
+        names,
+        max_clusters=args.max_clusters,
+        variance_floor=1e-3,
+        resolution_floor=True,
+        sem_iter=200,
+        random_state=args.seed,
+    )
+    cfg = sel_mod.FitConfig(args.max_clusters, sel_mod.COVARIANCE_MODELS, 200, 100, 300)
+    rng = np.random.default_rng(args.seed)
+    groups, scale = [], []
+    for n in range(1, n_attr + 1):
+        combos = np.array(list(itertools.combinations(range(n_attr), n)), dtype=np.int64)
+        keep = max(1, round(args.sample * len(combos)))
+        groups.append(combos[np.sort(rng.choice(len(combos), keep, replace=False))])
+        scale.append(len(combos) / keep)
+    start = time.perf_counter()
+    sel_mod._evaluate_many(prep, groups, cfg, args.jobs, False, "sample")
+    seconds = time.perf_counter() - start
+    timed = sum(len(g) for g in groups)
+    # per-class cost from a one-core pass over each sampled class, to weight the extrapolation
+    per_class = []
+    with threadpool_limits(limits=1):
+        for g in groups:
+            t0 = time.perf_counter()
+            sel_mod.evaluate_combinations(prep, g, cfg)
+            per_class.append(time.perf_counter() - t0)
+    factor = sum(c * f for c, f in zip(per_class, scale, strict=True)) / sum(per_class)
+    print(
+        f"N={n_attr} exhaustive, EXTRAPOLATED: {timed} of {total} combinations (fraction {args.sample} of each size) "
+        f"took {seconds:.1f} s on {effective_n_jobs(args.jobs)} core(s); scaled per size class: "
+        f"≈ {seconds * factor:.0f} s ({seconds * factor / 60:.1f} min) for all {total}"
+    )
+
+
 def fmt_combo(combo: tuple[str, ...]) -> str:
     return "(" + ", ".join(combo) + ")"
 
@@ -156,6 +231,9 @@ def main() -> None:
     ours, t_cold = run_ours(x, y, args.max_clusters, args.seed, args.jobs)  # starts the worker processes
     ours, t_ours = run_ours(x, y, args.max_clusters, args.seed, args.jobs)  # workers already running
     assert ours.scores_.equals(ours1.scores_), "ours must not depend on n_jobs"
+    if args.write_scores:
+        out = ours.scores_[["combination", "score"]].assign(combination=lambda d: d["combination"].map("|".join))
+        out.to_csv(args.write_scores, index=False, float_format="%.17g")
 
     rows = [("ours, 1 core", t_ours1, ours1.best_combination_, ours1.best_score_)]
     rows.append((f"ours, {cores} cores (incl. worker start)", t_cold, ours.best_combination_, ours.best_score_))
@@ -179,6 +257,16 @@ def main() -> None:
         ratios = f"{t_base / t_ours1:.1f}× (1 core), {t_base / t_cold:.1f}× / {t_base / t_ours:.1f}× ({cores} cores)"
         print(f"\nratio straightforward / ours: {ratios}")
         print(f"same overall winner: {set(ours.best_combination_) == set(winner['combination'])}")
+        if args.reference:
+            ref = pd.read_csv(args.reference)
+            ref["combination"] = ref["combination"].map(lambda c: tuple(c.split("|")))
+            both = ours.scores_.merge(ref, on="combination", suffixes=("", "_ref"))
+            diff = (both["score"] - both["score_ref"]).abs() / both["score_ref"].abs().clip(lower=1e-3)
+            same = ref.loc[ref["score"].idxmax(), "combination"] == ours.best_combination_
+            print(
+                f"vs reference scores ({args.reference}): {len(both)} combinations, max relative difference "
+                f"{diff.max():.1e}, winner {'same' if same else 'DIFFERENT'}"
+            )
         print(f"same winner per size n: {len(same_n)} of {len(ours_winners)} sizes (n = {', '.join(map(str, same_n))})")
         print(f"Spearman rank correlation of all {len(merged)} scores: {rho:.3f}")
         size_k = args.informative
@@ -199,6 +287,9 @@ def main() -> None:
         )
     if args.scale and not args.skip_memory:
         print("(peak MiB: NumPy/Python allocations traced during a separate one-core run)")
+    if args.exhaustive_n:
+        print()
+        exhaustive_timing(args.exhaustive_n, args)
 
 
 if __name__ == "__main__":

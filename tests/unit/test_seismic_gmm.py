@@ -240,3 +240,84 @@ def test_collinear_and_binary_data_are_regularised() -> None:
         assert np.linalg.eigvalsh(cov).min() > 0
         # no variance below the floor (1e-3 × the column's variance)
         assert np.all(np.diag(cov) >= 1e-3 * x.var(axis=0) * (1 - 1e-9))
+
+
+# --------------------------------------------------------------------------- shared-rows batches (issue 11)
+
+
+def _shared_problems(seed: int = 8, n_attr: int = 5, s: int = 90):
+    """Two groups (facies) of s samples over n_attr attributes; problems are attribute subsets."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2, s, n_attr)) * [1.0, 2.0, 0.5, 1.5, 1.0][:n_attr]
+    x[:, : s // 2, :2] += 3.0  # two clusters in the first two attributes
+    mask = np.ones((2, s), bool)
+    full = gmm.augmented_data(x, mask)
+    pair = np.zeros((n_attr, n_attr), dtype=np.int64)
+    pair[np.triu_indices(n_attr)] = np.arange(n_attr * (n_attr + 1) // 2)
+    n_pairs = n_attr * (n_attr + 1) // 2
+
+    def rows_of(combo):
+        combo = np.asarray(combo)
+        iu, ju = np.triu_indices(combo.size)
+        return np.concatenate([pair[combo[iu], combo[ju]], n_pairs + combo, [n_pairs + n_attr]])
+
+    return x, mask, full, rows_of
+
+
+@pytest.mark.parametrize("n_clusters", [2, 3])
+def test_shared_rows_data_matches_per_problem_data(n_clusters: int) -> None:
+    x, mask, full, rows_of = _shared_problems()
+    combos = [(0, 1, 3), (1, 2, 4), (0, 2, 3), (0, 1, 4)]
+    group = np.array([0, 1, 1, 0])
+    rows = np.stack([rows_of(c) for c in combos])
+    shared = gmm.SharedRowsData(full, rows, group)
+    xs = np.stack([x[g][:, list(c)] for c, g in zip(combos, group, strict=True)])
+    per = gmm.PerProblemData(gmm.augmented_data(xs, mask[group]))
+    np.testing.assert_allclose(shared.total, per.total, rtol=1e-12)
+    z = np.random.default_rng(0).integers(0, n_clusters, (4, x.shape[1]))
+    np.testing.assert_allclose(shared.moments(z, n_clusters), per.moments(z, n_clusters), rtol=1e-10, atol=1e-9)
+    coef = np.random.default_rng(1).normal(size=(4, n_clusters - 1, rows.shape[1]))
+    # per problem the E-step runs in float32, shared rows in float64
+    np.testing.assert_allclose(shared.log_odds(coef), per.log_odds(coef), rtol=1e-4, atol=1e-4)
+    # a subset (CEM compaction) gives the same rows bit for bit: no dependence on the batch
+    sub = shared.subset(np.array([1, 3]))
+    np.testing.assert_array_equal(sub.moments(z[[1, 3]], n_clusters), shared.moments(z, n_clusters)[[1, 3]])
+    np.testing.assert_array_equal(sub.log_odds(coef[[1, 3]]), shared.log_odds(coef)[[1, 3]])
+
+
+def test_joint_cem_of_all_models_equals_one_cem_per_model() -> None:
+    x, mask, full, rows_of = _shared_problems()
+    combos = [(0, 1), (1, 3), (0, 4), (2, 3)] * 2
+    group = np.repeat([0, 1], 4)
+    shared = gmm.SharedRowsData(full, np.stack([rows_of(c) for c in combos]), group)
+    floor = np.full((8, 2), 1e-3)
+    xs = np.stack([x[g][:, list(c)] for c, g in zip(combos, group, strict=True)])
+    z0 = gmm.kmeans_partition(xs, mask[group], 2)
+    joint = gmm.cem_fit_models(shared, floor, z0, 2, gmm.COVARIANCE_MODELS, 100)
+    for model, (counts, scatter, params, loglik) in zip(gmm.COVARIANCE_MODELS, joint, strict=True):
+        one = gmm.cem_fit(shared, None, None, floor, z0, 2, model, 100)
+        np.testing.assert_array_equal(counts, one[0])
+        np.testing.assert_array_equal(scatter, one[1])
+        np.testing.assert_array_equal(loglik, one[3])
+        np.testing.assert_array_equal(params.cov, one[2].cov)
+
+
+def test_kmeans_members_of_a_batch_do_not_influence_each_other() -> None:
+    x, mask, _, _ = _shared_problems()
+    both = gmm.kmeans_partition(x, mask, 2)
+    for b in range(2):
+        np.testing.assert_array_equal(both[b], gmm.kmeans_partition(x[b : b + 1], mask[b : b + 1], 2)[0])
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 12, 13, 16])
+def test_spd_inverse_and_log_determinant(n: int) -> None:
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(7, 2, n, n))
+    cov = a @ np.swapaxes(a, -1, -2) + 0.05 * np.eye(n)
+    prec, logdet = gmm._spd_inverse(cov)
+    np.testing.assert_allclose(prec, np.linalg.inv(cov), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(logdet, np.linalg.slogdet(cov)[1], rtol=1e-10, atol=1e-10)
+    bad = cov.copy()
+    bad[3, 1] = -np.eye(n)
+    with pytest.raises(np.linalg.LinAlgError):
+        gmm._spd_inverse(bad)

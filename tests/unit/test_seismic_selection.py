@@ -1,5 +1,6 @@
 """GMMAttributeSelector: truth on generated data, eq. 7–9 by hand, search, degenerate and bad input."""
 
+import itertools
 import math
 import warnings
 
@@ -310,3 +311,61 @@ def test_facies_names_is_a_plain_parameter() -> None:
     sel = GMMAttributeSelector(facies_names=["shale", "sand"])
     assert clone(sel).get_params()["facies_names"] == ["shale", "sand"]
     assert GMMAttributeSelector().get_params()["facies_names"] is None
+
+
+# --------------------------------------------------------------------------- speed path (issue 11)
+
+
+def test_scores_equal_those_of_the_implementation_before_the_shared_gemms() -> None:
+    """Best score per size n recorded with the per-problem implementation (before issue 11) on
+    the same data and seed: the shared-rows GEMMs, the joint CEM and the batched inverses change
+    only rounding (observed ≤ 1e-14 relative), so the winners are the same and the scores agree
+    within 1e-9."""
+    x, y, _ = make_selection_data(5, 2, 3, 100, seed=0)
+    sel = GMMAttributeSelector(sem_iter=40, progress=False).fit(x, y)
+    before = {
+        1: (("a3",), 2.8790680994392392),
+        2: (("a3", "a4"), 4.52033541251371),
+        3: (("a1", "a3", "a4"), 4.604255634940015),
+        4: (("a1", "a2", "a3", "a4"), 4.611209901129094),
+        5: (("a0", "a1", "a2", "a3", "a4"), 4.615339943401328),
+    }
+    for n, (combo, score) in before.items():
+        assert sel.best_per_n_.loc[n, "combination"] == combo
+        assert sel.best_per_n_.loc[n, "score"] == pytest.approx(score, rel=1e-9)
+    assert sel.best_combination_ == ("a0", "a1", "a2", "a3", "a4")
+    assert sel.best_score_ == pytest.approx(4.615339943401328, rel=1e-9)
+
+
+def test_batched_and_single_combination_fits_are_identical() -> None:
+    """A combination scores the same, bit for bit, in a batch of its size class as alone."""
+    from overseer.seismic import selection as module
+
+    x, y, _ = make_selection_data(5, 2, 3, 80, seed=3)
+    values, labels, names, _ = module._as_table(x, y)
+    prep, _ = module.prepare_data(
+        values, labels, names, max_clusters=2, variance_floor=1e-3, resolution_floor=True, sem_iter=40, random_state=0
+    )
+    cfg = module.FitConfig(2, module.COVARIANCE_MODELS, 40, 100, 300)
+    for n in (2, 3):
+        combos = np.array(list(itertools.combinations(range(5), n)))
+        batch = module.evaluate_combinations(prep, combos, cfg)
+        for i, combo in enumerate(combos):
+            alone = module.evaluate_combinations(prep, combo[None], cfg)
+            assert alone.scores[0] == batch.scores[i]
+            np.testing.assert_array_equal(alone.n_clusters[0], batch.n_clusters[i])
+            np.testing.assert_array_equal(alone.model[0], batch.model[i])
+
+
+def test_sixteen_attributes_exhaustive_on_a_tiny_sample_completes() -> None:
+    """N = 16: all 65,535 combinations (issue 11; no timing asserted)."""
+    x, y, informative = make_selection_data(16, 2, 2, 40, seed=0)
+    sel = GMMAttributeSelector(
+        search="exhaustive", sem_iter=1, cem_iter=2, kmeans_iter=2, covariance_models=("VVV",), progress=False
+    )
+    _quiet_fit(sel, x, y)
+    assert sel.search_ == "exhaustive"
+    assert len(sel.scores_) == 2**16 - 1
+    assert sel.scores_.groupby("n").size().tolist() == [math.comb(16, n) for n in range(1, 17)]
+    assert np.isfinite(sel.scores_["score"]).all()
+    assert set(sel.best_per_n_.loc[1, "combination"]) <= set(informative)

@@ -16,7 +16,8 @@ The pieces, as in the notes (Wallet and Hardisty 2019; Celeux and Govaert 1992, 
   clusters, with the most general covariance model requested; its partition seeds the CEM of
   every covariance model (a cache: the models share the SEM work).
 * CEM: E-step, each sample to its most probable cluster, M-step, until the partition stops
-  changing (at most ``cem_iter``): the final partition and mixture (eqs. 1–3, 5).
+  changing (at most ``cem_iter``): the final partition and mixture (eqs. 1–3, 5). With shared
+  data the CEMs of all covariance models run as one batch (``cem_fit_models``).
 * The number of clusters K = 1 … J and the covariance model (Celeux–Govaert family, below) are
   chosen per problem by the BIC of eq. 6, with L the classification likelihood of eq. 5 and α
   the number of training voxels (higher is better).
@@ -127,11 +128,54 @@ class GaussianMixtureFit:
 # because (x−μ)ᵀΣ⁻¹(x−μ) = Σ_{i≤j} (2 − δij) Σ⁻¹ij xi xj − 2 (Σ⁻¹μ)·x + μᵀΣ⁻¹μ.
 # An iteration is thus two batched matvecs plus work on (B, K, n, n) parameters; for K = 2 the
 # C-step is Δ < 0 and the S-step Δ < 2 log((1 − u)/u) with precomputed thresholds.
+# ``PerProblemData`` holds F per problem (float64 for the M-step, float32 for the E-step);
+# ``SharedRowsData`` holds one F over all N attributes per group of problems that share their
+# samples (the attribute combinations of one facies) and turns both products into one float64
+# GEMM per group — the layout ``selection`` uses.
 
 
 @lru_cache(maxsize=64)
 def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n)
+
+
+@lru_cache(maxsize=64)
+def _symmetric_index(n: int) -> np.ndarray:
+    """(n, n): position in the upper-triangle list (``_triu``) of entry (i, j) or (j, i)."""
+    iu, ju = _triu(n)
+    out = np.empty((n, n), dtype=np.int64)
+    out[iu, ju] = np.arange(iu.size)
+    out[ju, iu] = np.arange(iu.size)
+    return out
+
+
+def _spd_inverse(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Σ⁻¹ and log|Σ| of symmetric positive definite matrices (..., n, n): the precision and
+    log-determinant in f(x | μk, Σk) of eq. 3 (E-step, eq. 4; likelihood, eq. 5).
+
+    Up to n = 12 by the sweep operator (Gauss–Jordan without pivoting, stable for SPD): n steps,
+    each vectorised over the whole batch, the pivots multiplying to |Σ|. Larger n: LAPACK per
+    matrix (Cholesky for log|Σ|, then the inverse), which is then the faster. Raises
+    ``LinAlgError`` if a matrix is not positive definite."""
+    n = cov.shape[-1]
+    if n > 12:
+        chol = np.linalg.cholesky(cov)
+        return np.linalg.inv(cov), 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+    a = np.array(cov, dtype=np.float64, copy=True)
+    logdet = np.zeros(a.shape[:-2])
+    outer = np.empty_like(a)
+    for k in range(n):
+        v = a[..., k, :].copy()
+        d = v[..., k].copy()
+        if not (d > 0).all():
+            raise np.linalg.LinAlgError("Matrix is not positive definite")
+        logdet += np.log(d)
+        r = v / d[..., None]
+        a -= np.multiply(v[..., :, None], r[..., None, :], out=outer)
+        a[..., k, :] = r
+        a[..., :, k] = r
+        a[..., k, k] = -1.0 / d
+    return np.negative(a, out=a), logdet
 
 
 @dataclass(frozen=True)
@@ -175,17 +219,117 @@ def _moments(f: np.ndarray, z: np.ndarray, total: np.ndarray, n_clusters: int) -
     return np.concatenate([(total - rest.sum(axis=1))[:, None, :], rest], axis=1)
 
 
+class PerProblemData:
+    """Augmented data held per problem: F (B, d, S) float64 for the M-step and its float32 copy
+    for the E-step log-odds (they only decide labels). One batched matvec per problem."""
+
+    def __init__(self, f: np.ndarray, f32: np.ndarray | None = None, total: np.ndarray | None = None):
+        self.f = f
+        self.f32 = f.astype(np.float32) if f32 is None else f32
+        self.total = f.sum(axis=-1) if total is None else total
+
+    def subset(self, idx: np.ndarray) -> PerProblemData:
+        return PerProblemData(self.f[idx], self.f32[idx], self.total[idx])
+
+    def moments(self, z: np.ndarray, n_clusters: int) -> np.ndarray:
+        return _moments(self.f, z, self.total, n_clusters)
+
+    def log_odds(self, coef: np.ndarray) -> np.ndarray:
+        return coef.astype(np.float32) @ self.f32
+
+
+_GEMM_ROWS = 8  # row blocks of the shared GEMMs are padded to a multiple of this (see SharedRowsData)
+
+
+class SharedRowsData:
+    """Augmented data of problems that are column subsets of the same samples (the attribute
+    combinations of one facies): one full F_g (D, S) per group g (facies) over all N attributes,
+    D = N(N+1)/2 + N + 1, and per problem the rows (d,) of F_g that are its own F (``rows``).
+
+    Nothing per problem is stored. Per EM iteration, the cluster moments of all problems of a
+    group are one GEMM Z (P, S) @ F_gᵀ (S, D), each problem's d columns then gathered, and the
+    log-odds one GEMM C (P, D) @ F_g (D, S), each problem's coefficients scattered into its rows
+    of a zero matrix (the zeros add exact zeros); the G groups' GEMMs are one stacked matmul.
+    Row ``rank·(K−1) + k`` of group block g belongs to cluster k of the rank-th problem of g.
+
+    Both GEMMs are float64 with P (rows per group) padded to a multiple of 8: OpenBLAS then
+    computes every output row with the same summation order whatever the other rows hold, so a
+    problem's fit does not depend on its batch (float32 SGEMM does not have that property; the
+    tests check batched against single-combination fits)."""
+
+    def __init__(self, full: np.ndarray, rows: np.ndarray, group: np.ndarray, total: np.ndarray | None = None):
+        self.full = full  # (G, D, S)
+        self.full_t = np.ascontiguousarray(np.swapaxes(full, 1, 2))  # (G, S, D)
+        self.rows = np.asarray(rows, dtype=np.int64)  # (B, d)
+        self.group = np.asarray(group, dtype=np.int64)  # (B,)
+        if total is None:
+            total = np.take_along_axis(full.sum(axis=-1)[self.group], self.rows, axis=1)
+        self.total = total
+        self._setup()
+
+    def _setup(self) -> None:
+        n_groups = self.full.shape[0]
+        order = np.argsort(self.group, kind="stable")
+        sizes = np.bincount(self.group, minlength=n_groups)
+        rank = np.empty(self.group.size, dtype=np.int64)
+        rank[order] = np.arange(self.group.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        self._rank, self._largest = rank, int(sizes.max(initial=0))
+        self._layout: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+
+    def subset(self, idx: np.ndarray) -> SharedRowsData:
+        out = SharedRowsData.__new__(SharedRowsData)
+        out.full, out.full_t = self.full, self.full_t
+        out.rows, out.group, out.total = self.rows[idx], self.group[idx], self.total[idx]
+        out._setup()
+        return out
+
+    def _rows_of(self, km: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """P, the (B, K−1) flat row of every (problem, cluster) in the (G·P) stacked rows, and the
+        flat position of each of its d own entries in the (G, P, D) moment product."""
+        if km not in self._layout:
+            padded = -(-max(self._largest * km, 1) // _GEMM_ROWS) * _GEMM_ROWS
+            row = (self.group * padded + self._rank * km)[:, None] + np.arange(km)[None, :]
+            self._layout[km] = (padded, row, row[..., None] * self.full.shape[1] + self.rows[:, None, :])
+        return self._layout[km]
+
+    def moments(self, z: np.ndarray, n_clusters: int) -> np.ndarray:
+        """As ``_moments``: Σ over each cluster's samples of F (the counts, sums and second moments
+        from which the M-step takes φk, μk and Σk, eqs. 2–3), (B, K, d) float64."""
+        if n_clusters == 1:
+            return self.total[:, None, :]
+        n_groups, _, s = self.full.shape
+        km = n_clusters - 1
+        padded, row, index = self._rows_of(km)
+        stack = np.zeros((n_groups * padded, s))
+        if km == 1:
+            stack[row[:, 0]] = z == 1
+        else:
+            stack[row] = z[:, None, :] == np.arange(1, n_clusters)[None, :, None]
+        rest = (stack.reshape(n_groups, padded, s) @ self.full_t).reshape(-1)[index]
+        return np.concatenate([(self.total - rest.sum(axis=1))[:, None, :], rest], axis=1)
+
+    def log_odds(self, coef: np.ndarray) -> np.ndarray:
+        """Δ (B, K−1, S) float64, the log-odds of eq. 4 (see ``_log_odds``), from the per-problem
+        coefficients ``coef`` (B, K−1, d)."""
+        n_groups, d_full, s = self.full.shape
+        padded, row, index = self._rows_of(coef.shape[1])
+        c = np.zeros(n_groups * padded * d_full)
+        c[index] = coef
+        return (c.reshape(n_groups, padded, d_full) @ self.full).reshape(-1, s)[row]
+
+
+AugmentedData = PerProblemData | SharedRowsData
+
+
 def _statistics(moments: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts Nk (B, K), means μk (B, K, n) and raw scatters Wk = Σ_{i∈k}(x−μk)(x−μk)ᵀ (B, K, n, n)
     from the cluster moments."""
-    iu, ju = _triu(n)
-    p = iu.size
+    p = n * (n + 1) // 2
     counts = moments[..., -1]
     means = moments[..., p : p + n] / np.maximum(counts, 1.0)[..., None]
-    second = np.empty((*counts.shape, n, n))
-    second[..., iu, ju] = moments[..., :p]
-    second[..., ju, iu] = moments[..., :p]
-    scatter = second - counts[..., None, None] * (means[..., :, None] * means[..., None, :])
+    second = moments[..., _symmetric_index(n)]  # (B, K, n, n), one gather
+    second -= counts[..., None, None] * (means[..., :, None] * means[..., None, :])
+    scatter = second
     return counts, means, scatter
 
 
@@ -239,15 +383,24 @@ def _m_step(model: str, counts: np.ndarray, means: np.ndarray, scatter: np.ndarr
         cov = lam[..., None, None] * common[:, None]
     else:
         raise ValueError(f"unknown covariance model {model!r}; expected one of {COVARIANCE_MODELS}")
-    cov = np.ascontiguousarray(np.broadcast_to(cov, (b, k, n, n)))
-    chol = np.linalg.cholesky(cov)
-    logdet = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-    return _Params(counts / total, means, cov, np.linalg.inv(cov), logdet)
+    prec, logdet = _spd_inverse(cov)  # EEE: once per problem, shared by its clusters
+    shape = (b, k, n, n)
+    cov, prec = np.broadcast_to(cov, shape), np.broadcast_to(prec, shape)
+    return _Params(counts / total, means, cov, prec, np.broadcast_to(logdet, (b, k)))
 
 
-def _log_odds(f: np.ndarray, p: _Params) -> np.ndarray:
+def _log_odds(f: np.ndarray | AugmentedData, p: _Params) -> np.ndarray:
     """Δk = −2 log φk f(xi | μk, Σk) + 2 log φ0 f(xi | μ0, Σ0) (eqs. 1, 3, 4) for clusters
-    k = 1 … K−1 and every sample: (B, K−1, S), one matmul."""
+    k = 1 … K−1 and every sample: (B, K−1, S), one matmul (``f``: float32 F (B, d, S) or an
+    ``AugmentedData``)."""
+    coef = _coefficients(p)
+    if isinstance(f, np.ndarray):
+        return (coef[:, 1:] - coef[:, :1]).astype(f.dtype) @ f  # float32 F: a sample's label is all it decides
+    return f.log_odds(coef[:, 1:] - coef[:, :1])
+
+
+def _coefficients(p: _Params) -> np.ndarray:
+    """C (B, K, d): −2 log φk f(x | μk, Σk) − n log 2π = C_k · F(x) (module notes)."""
     b, k, n = p.means.shape
     iu, ju = _triu(n)
     pmu = np.einsum("bkij,bkj->bki", p.prec, p.means)
@@ -256,7 +409,7 @@ def _log_odds(f: np.ndarray, p: _Params) -> np.ndarray:
     coef[..., : iu.size] = p.prec[..., iu, ju] * np.where(iu == ju, 1.0, 2.0)
     coef[..., iu.size : iu.size + n] = -2.0 * pmu
     coef[..., -1] = (p.means * pmu).sum(axis=-1) + p.logdet - 2.0 * log_w
-    return (coef[:, 1:] - coef[:, :1]).astype(f.dtype) @ f  # float32 F: a sample's label is all it decides
+    return coef
 
 
 def _classification_loglik(counts: np.ndarray, scatter: np.ndarray, p: _Params, floor: np.ndarray) -> np.ndarray:
@@ -318,7 +471,8 @@ def kmeans_partition(x: np.ndarray, mask: np.ndarray, n_clusters: int, n_iter: i
     """Initial partition (notes, "Implementation"): Lloyd's k-means in the plane of the first two
     eigenvectors of each problem's covariance, started from K equal-count slices along the first
     eigenvector (deterministic, so a combination's fit never depends on its batch). ``x`` (B, S, n),
-    ``mask`` (B, S); returns labels (B, S)."""
+    ``mask`` (B, S); returns labels (B, S). A problem whose partition stopped changing sits at a
+    fixed point and leaves the batch (as in ``cem_fit``)."""
     n = x.shape[-1]
     counts = mask.sum(axis=1)
     mean = (x * mask[..., None]).sum(axis=1) / counts[:, None]
@@ -329,25 +483,32 @@ def kmeans_partition(x: np.ndarray, mask: np.ndarray, n_clusters: int, n_iter: i
     rank = np.argsort(np.argsort(score, axis=1, kind="stable"), axis=1, kind="stable")
     z = np.minimum(rank * n_clusters // counts[:, None], n_clusters - 1)
     centers = None
+    active = np.arange(z.shape[0])
+    y_a, mask_a, z_a = y, mask, z
     for _ in range(n_iter):
-        hot = (z[..., None] == np.arange(n_clusters)) & mask[..., None]
+        hot = (z_a[..., None] == np.arange(n_clusters)) & mask_a[..., None]
         nk = hot.sum(axis=1)
-        new_centers = (np.swapaxes(hot, 1, 2).astype(np.float64) @ y) / np.maximum(nk, 1)[..., None]
+        new_centers = (np.swapaxes(hot, 1, 2).astype(np.float64) @ y_a) / np.maximum(nk, 1)[..., None]
         if centers is not None:  # an emptied cluster keeps its centre
             new_centers = np.where(nk[..., None] > 0, new_centers, centers)
         centers = new_centers
-        sq = (centers**2).sum(axis=-1)[..., None] - 2.0 * (centers @ np.swapaxes(y, 1, 2))  # (B, K, S)
-        z_new = np.where(mask, _c_step(sq[:, 1:] - sq[:, :1]), 0)
-        if np.array_equal(z_new, z):
+        sq = (centers**2).sum(axis=-1)[..., None] - 2.0 * (centers @ np.swapaxes(y_a, 1, 2))  # (B, K, S)
+        z_new = np.where(mask_a, _c_step(sq[:, 1:] - sq[:, :1]), 0)
+        moving = (z_new != z_a).any(axis=1)
+        z[active] = z_new
+        if not moving.any():
             break
-        z = z_new
+        if moving.mean() <= 0.9:
+            active, centers = active[moving], centers[moving]
+            y_a, mask_a, z_new = y[active], mask[active], z_new[moving]
+        z_a = z_new
     return z
 
 
 def sem_partition(
-    f: np.ndarray,
-    f32: np.ndarray,
-    total: np.ndarray,
+    f: np.ndarray | AugmentedData,
+    f32: np.ndarray | None,
+    total: np.ndarray | None,
     floor: np.ndarray,
     z0: np.ndarray,
     n_clusters: int,
@@ -363,32 +524,66 @@ def sem_partition(
     draw is not admissible restarts from ``z0``.
 
     ``f`` is the augmented data (float64, for the M-step), ``f32`` its float32 copy (for the
-    E-step log-odds, which only decide labels) and ``total`` its sum over samples.
+    E-step log-odds, which only decide labels) and ``total`` its sum over samples — or ``f`` is an
+    ``AugmentedData`` (``PerProblemData``, ``SharedRowsData``) and the other two are ignored.
     ``uniforms`` (sem_iter, G, S) are the random numbers, shared by all problems of a group (a
     facies): a problem's result therefore depends only on its own data and the seed."""
+    data = _as_data(f, f32, total)
     n = floor.shape[-1]
-    thresholds = sem_thresholds(uniforms).astype(f.dtype) if n_clusters == 2 else None
+    thresholds = sem_thresholds(uniforms) if n_clusters == 2 else None
     z = z0.copy()
     best_z = z0.copy()
-    best = np.full(f.shape[0], -np.inf)
+    b, s = z0.shape
+    best = np.full(b, -np.inf)
+    n_groups = uniforms.shape[1]
+    per = b // n_groups
+    # problems group-major with as many per group: the random numbers broadcast, no gather
+    stacked = b == per * n_groups and np.array_equal(group, np.repeat(np.arange(n_groups), per))
     for it in range(uniforms.shape[0]):
-        counts, means, scatter = _statistics(_moments(f, z, total, n_clusters), n)
-        params = _m_step(model, counts, means, scatter, floor)
+        counts, means, scatter = _statistics(data.moments(z, n_clusters), n)
         valid = _admissible(counts, scatter, floor, min_size)
-        loglik = _classification_loglik(counts, scatter, params, floor)
+        if model == "VVV":
+            params, loglik = _vvv_step(counts, means, scatter, floor)
+        else:
+            params = _m_step(model, counts, means, scatter, floor)
+            loglik = _classification_loglik(counts, scatter, params, floor)
         better = valid & (loglik > best)
         best = np.where(better, loglik, best)
         best_z[better] = z[better]
-        threshold = thresholds[it][group] if thresholds is not None else None
-        drawn = _s_step(_log_odds(f32, params), threshold, uniforms[it][group])
+        delta = _log_odds(data, params)
+        if thresholds is not None and stacked:  # K = 2: Δ below 2 log((1 − u)/u)
+            drawn = (delta.reshape(n_groups, per, s) < thresholds[it][:, None, :]).reshape(b, s)
+        elif thresholds is not None:
+            drawn = delta[:, 0] < thresholds[it][group]
+        else:
+            drawn = _s_step(delta, None, uniforms[it][group])
         z = np.where(valid[:, None], drawn, z0)
     return best_z
 
 
+def _vvv_step(
+    counts: np.ndarray, means: np.ndarray, scatter: np.ndarray, floor: np.ndarray
+) -> tuple[_Params, np.ndarray]:
+    """The VVV M-step (Σk = (Wk + Nk diag(floor))/Nk, φk = Nk/N, eqs. 2–3) and the classification
+    log-likelihood of eq. 5 in one pass, for the SEM loop. For VVV tr(Σk⁻¹ (Wk + Nk diag(floor)))
+    = Nk·n, so eq. 5 is Σk Nk log φk − ½ Nk (n log 2π + log|Σk| + n) (as
+    ``_classification_loglik`` up to rounding). ``scatter`` is overwritten."""
+    n = scatter.shape[-1]
+    safe = np.maximum(counts, 1.0)
+    diag = np.arange(n)
+    scatter[..., diag, diag] += safe[..., None] * floor[:, None, :]
+    cov = np.divide(scatter, safe[..., None, None], out=scatter)
+    prec, logdet = _spd_inverse(cov)
+    weights = counts / counts.sum(axis=1, keepdims=True)
+    log_w = np.where(counts > 0, counts * np.log(np.where(counts > 0, weights, 1.0)), 0.0)
+    loglik = (log_w - 0.5 * counts * (n * (_LOG_2PI + 1.0) + logdet)).sum(axis=1)
+    return _Params(weights, means, cov, prec, logdet), loglik
+
+
 def cem_fit(
-    f: np.ndarray,
-    f32: np.ndarray,
-    total: np.ndarray,
+    f: np.ndarray | AugmentedData,
+    f32: np.ndarray | None,
+    total: np.ndarray | None,
     floor: np.ndarray,
     z: np.ndarray,
     n_clusters: int,
@@ -398,29 +593,81 @@ def cem_fit(
     """Classification EM (Celeux and Govaert 1992): M-step, E-step, each sample to its most
     probable cluster, until no partition changes (at most ``n_iter``). Returns the counts, raw
     scatters, parameters and classification log-likelihood (eq. 5) of the final partition.
+    ``f``, ``f32``, ``total`` as in ``sem_partition``.
 
     A problem whose partition stopped changing sits at a fixed point, so it leaves the batch
     (the rest is compacted once at most half of it is still moving). Padded rows have F = 0,
     hence Δ = 0 and label 0 throughout."""
+    data = _as_data(f, f32, total)
     n = floor.shape[-1]
     z = z.copy()
-    active = np.arange(f.shape[0])
-    f_a, f32_a, total_a, floor_a, z_a = f, f32, total, floor, z
+    active = np.arange(z.shape[0])
+    data_a, floor_a, z_a = data, floor, z
     for _ in range(n_iter):
-        counts, means, scatter = _statistics(_moments(f_a, z_a, total_a, n_clusters), n)
-        z_new = _c_step(_log_odds(f32_a, _m_step(model, counts, means, scatter, floor_a)))
+        counts, means, scatter = _statistics(data_a.moments(z_a, n_clusters), n)
+        z_new = _c_step(_log_odds(data_a, _m_step(model, counts, means, scatter, floor_a)))
         moving = (z_new != z_a).any(axis=1)
         z[active] = z_new
         if not moving.any():
             break
         if moving.mean() <= 0.5:
             active = active[moving]
-            f_a, f32_a, total_a, floor_a = f[active], f32[active], total[active], floor[active]
+            data_a, floor_a = data.subset(active), floor[active]
             z_new = z_new[moving]
         z_a = z_new
-    counts, means, scatter = _statistics(_moments(f, z, total, n_clusters), n)
+    counts, means, scatter = _statistics(data.moments(z, n_clusters), n)
     params = _m_step(model, counts, means, scatter, floor)
     return counts, scatter, params, _classification_loglik(counts, scatter, params, floor)
+
+
+def cem_fit_models(
+    data: SharedRowsData, floor: np.ndarray, z: np.ndarray, n_clusters: int, models: Sequence[str], n_iter: int
+) -> list[tuple[np.ndarray, np.ndarray, _Params, np.ndarray]]:
+    """``cem_fit`` (eqs. 1–3, 5) for every covariance model in ``models`` from the same start ``z``, run as one
+    batch of (model, problem) rows: per iteration one moment GEMM and one log-odds GEMM for all
+    models, the M-step per model on its rows. A row's result is that of its own ``cem_fit`` (a
+    problem that stopped changing sits at a fixed point, and leaves the batch as there)."""
+    n_models, (b, _) = len(models), z.shape
+    n = floor.shape[-1]
+    rows = np.tile(np.arange(b), n_models)  # model-major
+    joint, floor_j = data.subset(rows), floor[rows]
+    z_all = np.tile(z, (n_models, 1))
+    active = np.arange(n_models * b)
+    data_a, floor_a, z_a = joint, floor_j, z_all
+
+    def params_of(counts, means, scatter, fl, owner) -> list[tuple[slice, _Params]]:
+        bounds = np.searchsorted(owner, np.arange(n_models + 1))
+        out = []
+        for mi, model in enumerate(models):
+            sl = slice(bounds[mi], bounds[mi + 1])
+            if sl.start < sl.stop:
+                out.append((sl, _m_step(model, counts[sl], means[sl], scatter[sl], fl[sl])))
+        return out
+
+    for _ in range(n_iter):
+        counts, means, scatter = _statistics(data_a.moments(z_a, n_clusters), n)
+        parts = params_of(counts, means, scatter, floor_a, active // b)
+        coef = np.concatenate([_coefficients(p) for _, p in parts])
+        z_new = _c_step(data_a.log_odds(coef[:, 1:] - coef[:, :1]))
+        moving = (z_new != z_a).any(axis=1)
+        z_all[active] = z_new
+        if not moving.any():
+            break
+        if moving.mean() <= 0.9:  # rows are the cost (GEMM rows, M-steps); a subset is cheap
+            active = active[moving]
+            data_a, floor_a = joint.subset(active), floor_j[active]
+            z_new = z_new[moving]
+        z_a = z_new
+    counts, means, scatter = _statistics(joint.moments(z_all, n_clusters), n)
+    results = []
+    for sl, params in params_of(counts, means, scatter, floor_j, np.repeat(np.arange(n_models), b)):
+        loglik = _classification_loglik(counts[sl], scatter[sl], params, floor_j[sl])
+        results.append((counts[sl], scatter[sl], params, loglik))
+    return results
+
+
+def _as_data(f: np.ndarray | AugmentedData, f32: np.ndarray | None, total: np.ndarray | None) -> AugmentedData:
+    return f if isinstance(f, PerProblemData | SharedRowsData) else PerProblemData(f, f32, total)
 
 
 def _most_general(models: Sequence[str]) -> str:
@@ -439,7 +686,7 @@ def fit_mixtures(
     kmeans_iter: int = 300,
     uniforms: np.ndarray | None = None,
     group: np.ndarray | None = None,
-    f: np.ndarray | None = None,
+    f: np.ndarray | AugmentedData | None = None,
 ) -> MixtureBatch:
     """Fit B mixtures of up to ``max_clusters`` clusters at once (eqs. 1–6) and keep, per problem,
     the number of clusters and covariance model with the highest BIC (eq. 6).
@@ -447,7 +694,8 @@ def fit_mixtures(
     ``x`` (B, S, n) float64 with padded rows masked out by ``mask`` (B, S); ``floor`` (B, n) the
     variance floor per problem and attribute (see module docstring). ``uniforms`` (sem_iter, G, S)
     in [0, 1) and ``group`` (B,) give the SEM random numbers (default: a fresh draw per problem
-    from seed 0); ``f`` the augmented data of ``x`` (``augmented_data``) when the caller has it cached.
+    from seed 0); ``f`` the augmented data of ``x`` (``augmented_data``) when the caller has it cached,
+    or an ``AugmentedData`` (``SharedRowsData``: problems that are column subsets of shared samples).
     A fit with K ≥ 2 is a candidate only if every cluster holds n + 1 samples and none has
     collapsed (raw variance below the floor in some attribute, e.g. onto one value of a binary
     attribute): such a fit has an unbounded likelihood without the floor, and its distances
@@ -465,8 +713,8 @@ def fit_mixtures(
         n_parameters(model, 1, 1)  # validates the name
     if f is None:
         f = augmented_data(x, mask)
-    total = f.sum(axis=-1)
-    f32 = f.astype(np.float32)  # the E-step streams F every iteration: half the bytes
+    data = _as_data(f, None, None)  # per problem: float32 F for the E-step (it streams F every iteration)
+    total = data.total
     if uniforms is None:
         uniforms = np.random.default_rng(0).random((sem_iter, b, s))
         group = np.arange(b)
@@ -513,10 +761,13 @@ def fit_mixtures(
         z_start = np.where(mask, kmeans_partition(x, mask, k, kmeans_iter), 0)
         if sem_iter > 0:
             z_start = sem_partition(
-                f, f32, total, floor, z_start, k, _most_general(models), uniforms[:sem_iter], group, min_size
+                data, None, None, floor, z_start, k, _most_general(models), uniforms[:sem_iter], group, min_size
             )
-        for mi, model in enumerate(models):
-            counts, scatter, params, loglik = cem_fit(f, f32, total, floor, z_start, k, model, cem_iter)
+        if isinstance(data, SharedRowsData):
+            fits = cem_fit_models(data, floor, z_start, k, models, cem_iter)
+        else:
+            fits = [cem_fit(data, None, None, floor, z_start, k, model, cem_iter) for model in models]
+        for mi, (counts, scatter, params, loglik) in enumerate(fits):
             collapsed = _collapsed(counts, scatter, floor)
             out_collapsed |= collapsed.any(axis=1) & (counts >= min_size).all(axis=1)[:, None]
             consider(k, mi, counts, scatter, params, loglik, _admissible(counts, scatter, floor, min_size))

@@ -6,12 +6,18 @@ SEM, CEM, BIC; notes eqs. 1–6). The clusters of different facies are compared 
 Bhattacharyya distance (eq. 7); a combination scores the average cumulative distance of eq. 8;
 the best combination of each size n is O_n and the overall winner has the highest score (eq. 9).
 
-Speed: all combinations of one size n and all facies are fitted as one batch of stacked
-(combinations × facies, samples, n) arrays, chunked to bound memory, with joblib spreading the
+Speed: all combinations of one size n and all facies are fitted as one batch (facies-major:
+problem m·A + a is facies m of combination a), chunked to bound memory, with joblib spreading the
 chunks over cores. What combinations share is computed once: the standardised, per-facies
-centred attributes, their outer products (from which every combination's E- and M-steps are
-sliced) and the SEM random numbers (one stream per facies, so a combination's fit depends only on
-its data and the seed — never on its batch, the search strategy or ``n_jobs``).
+centred attributes, their augmented data F = [xi·xj (i ≤ j), x, 1] over all N attributes (one
+(D, S) matrix per facies, D = N(N+1)/2 + N + 1) and the SEM random numbers (one stream per
+facies). Each combination's own F is a row subset of its facies' F, so nothing per combination
+is copied: every M-step (cluster moments, eqs. 2–3) and E-step (log-odds of eq. 4) of a whole
+batch is one float64 GEMM per facies against the shared F (``gmm.SharedRowsData``), the CEM of
+all covariance models runs as one batch (``gmm.cem_fit_models``), and the k × k inverses and
+log-determinants are batched (``gmm._spd_inverse``). Those GEMMs give every row the same
+summation order whatever the other rows hold, so a combination's fit depends only on its data
+and the seed — never on its batch, the search strategy or ``n_jobs`` (tested bit for bit).
 
 Beyond ``exhaustive_max_n`` attributes the 2^N − 1 combinations are too many; a beam search
 keeps the ``beam_width`` best combinations of size n and extends each by one attribute.
@@ -57,11 +63,18 @@ from tqdm.auto import tqdm
 
 from overseer.errors import InputError
 from overseer.seismic.bhattacharyya import average_cumulative_distance
-from overseer.seismic.gmm import COVARIANCE_MODELS, GaussianMixtureFit, augmented_data, fit_mixtures, n_parameters
+from overseer.seismic.gmm import (
+    COVARIANCE_MODELS,
+    GaussianMixtureFit,
+    SharedRowsData,
+    augmented_data,
+    fit_mixtures,
+    n_parameters,
+)
 
 log = logging.getLogger(__name__)
 
-_CHUNK_ELEMENTS = 4_000_000  # augmented-data elements (float64) per batch: ~32 MB
+_CHUNK_ELEMENTS = 8_000_000  # (problem, sample[, attribute]) elements per batch: ~64 MB of float64
 _EXHAUSTIVE_LIMIT = 20  # 2^20 − 1 combinations
 
 
@@ -322,29 +335,31 @@ def evaluate_combinations(prep: PreparedData, combos: np.ndarray, cfg: FitConfig
     m_count, s_max = prep.mask.shape
     j = cfg.max_clusters
     rows = _feature_rows(combos, len(prep.names))
-    f = prep.features[:, rows].transpose(1, 0, 2, 3).reshape(a * m_count, rows.shape[1], s_max)
+    # problems facies-major (b = m·A + a): the shared GEMMs of each facies are one stacked matmul
+    group = np.repeat(np.arange(m_count), a)
     fit = fit_mixtures(
-        prep.x[:, :, combos].transpose(2, 0, 1, 3).reshape(a * m_count, s_max, n),
-        np.tile(prep.mask, (a, 1)),
-        np.repeat(prep.floor[combos], m_count, axis=0),
+        prep.x[:, :, combos].transpose(0, 2, 1, 3).reshape(m_count * a, s_max, n),
+        np.repeat(prep.mask, a, axis=0),
+        np.tile(prep.floor[combos], (m_count, 1)),
         max_clusters=j,
         models=cfg.models,
         sem_iter=cfg.sem_iter,
         cem_iter=cfg.cem_iter,
         kmeans_iter=cfg.kmeans_iter,
         uniforms=prep.uniforms,
-        group=np.tile(np.arange(m_count), a),
-        f=f,
+        group=group,
+        f=SharedRowsData(prep.features, np.tile(rows, (m_count, 1)), group),
     )
     offsets = prep.offsets[:, combos].transpose(1, 0, 2)  # (A, M, n): facies means back in
-    means = fit.means.reshape(a, m_count, j, n) + offsets[:, :, None, :]
-    covs = fit.covariances.reshape(a, m_count, j, n, n)
-    scores = average_cumulative_distance(means, covs, fit.active.reshape(a, m_count, j))
+    means = fit.means.reshape(m_count, a, j, n).swapaxes(0, 1) + offsets[:, :, None, :]
+    covs = fit.covariances.reshape(m_count, a, j, n, n).swapaxes(0, 1)
+    scores = average_cumulative_distance(means, covs, fit.active.reshape(m_count, a, j).swapaxes(0, 1))
     collapsed = np.zeros((m_count, len(prep.names)), dtype=np.int64)
-    facies_idx = np.broadcast_to(np.arange(m_count)[None, :, None], (a, m_count, n))
-    attr_idx = np.broadcast_to(combos[:, None, :], (a, m_count, n))
-    np.add.at(collapsed, (facies_idx, attr_idx), fit.collapsed.reshape(a, m_count, n).astype(np.int64))
-    return ChunkResult(scores, fit.n_clusters.reshape(a, m_count), fit.model.reshape(a, m_count), collapsed)
+    facies_idx = np.broadcast_to(np.arange(m_count)[:, None, None], (m_count, a, n))
+    attr_idx = np.broadcast_to(combos[None, :, :], (m_count, a, n))
+    np.add.at(collapsed, (facies_idx, attr_idx), fit.collapsed.reshape(m_count, a, n).astype(np.int64))
+    n_clusters, model = fit.n_clusters.reshape(m_count, a).T, fit.model.reshape(m_count, a).T
+    return ChunkResult(scores, n_clusters, model, collapsed)
 
 
 def _feature_rows(combos: np.ndarray, n_attr: int) -> np.ndarray:
@@ -362,7 +377,7 @@ def _feature_rows(combos: np.ndarray, n_attr: int) -> np.ndarray:
 def _chunk_starts(combos: np.ndarray, prep: PreparedData, n_workers: int) -> list[tuple[int, int]]:
     """(start, stop) rows of batches of one size that bound memory and feed every worker."""
     a, n = combos.shape
-    per_combo = prep.mask.size * (n * (n + 1) // 2 + n + 1)
+    per_combo = prep.mask.size * (n + 12)  # x (for k-means) and a dozen (problems, samples) arrays
     size = max(1, min(_CHUNK_ELEMENTS // per_combo, math.ceil(a / n_workers)))
     return [(i, min(i + size, a)) for i in range(0, a, size)]
 
@@ -641,7 +656,8 @@ def _winning_mixtures(prep: PreparedData, cfg: FitConfig, combo: np.ndarray) -> 
     """The facies mixtures of one combination, converted back to the input units."""
     m_count = prep.mask.shape[0]
     n = combo.size
-    f = prep.features[:, _feature_rows(combo[None, :], len(prep.names))[0]]
+    rows = _feature_rows(combo[None, :], len(prep.names))
+    f = SharedRowsData(prep.features, np.repeat(rows, m_count, axis=0), np.arange(m_count))
     fit = fit_mixtures(
         prep.x[:, :, combo],
         prep.mask,
