@@ -36,7 +36,10 @@ def test_seismic_chain(seismic_built: BuiltProject) -> None:
     train = json.loads((root / "reports/seismic/train/metrics.json").read_text())
     assert train["cv_scheme"] == "blocked" and set(train["cv"]) == {"10", "20", "40"}
     assert abs(sum(train["importance"].values()) - 1) < 1e-6
-    assert set(train["importance"]) == set(selection["best_combination"])
+    # train_rf.features: validated — the forest's CV checked the GMM's per-n winners and all candidates
+    choice = train["feature_choice"]
+    assert choice["mode"] == "validated" and set(train["importance"]) == set(choice["features"])
+    assert choice["validation"]["gmm_choice_features"] == selection["best_combination"]
 
     facies = np.load(root / "models/seismic/facies/facies.npy", mmap_mode="r")
     assert facies.shape == (40, 40, 80) and facies.dtype == np.int8 and facies.min() >= 0
@@ -225,6 +228,7 @@ def test_queued_experiments_log_to_one_store(tmp_path: Path, seismic_built: Buil
 
     import mlflow
 
-    versions = mlflow.MlflowClient(store).search_model_versions(f"name='{MODEL_NAME}'")
+    # the registry named explicitly: a client's registry otherwise follows the process-wide URI
+    versions = mlflow.MlflowClient(store, registry_uri=store).search_model_versions(f"name='{MODEL_NAME}'")
     exports = {by_experiment[name]["export@rf"].info.run_id for name in depths.values()}
     assert {v.run_id for v in versions} == exports and len(versions) == 2

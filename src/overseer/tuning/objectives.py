@@ -62,8 +62,11 @@ def prepare_rf(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
     if mode == "all":
         return {"table": table, "features": None}
     selection = _need(root / paths.SEISMIC_SELECTION_JSON, "the attribute selection", "select_attributes")
-    meta = json.loads((root / paths.SEISMIC_META).read_text())
-    chosen = choose_features(mode, json.loads(selection.read_text()), meta["attributes"], table, params["train_rf"])
+    attributes = []
+    if mode == "validated":  # the candidates beside the per-n winners
+        attributes = json.loads(_need(root / paths.SEISMIC_META, "the seismic meta", "ingest@seismic").read_text())
+        attributes = attributes["attributes"]
+    chosen = choose_features(mode, json.loads(selection.read_text()), attributes, table, params["train_rf"])
     return {"table": table, "features": chosen.features}
 
 
