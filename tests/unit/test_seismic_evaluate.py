@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from params_defaults import section
 
 from overseer.io import write_artifacts, write_json
 from overseer.metrics import write_report
@@ -24,24 +25,11 @@ from overseer.validation.core import ValidationFailed, validate_and_report
 from overseer.validation.seismic import validate_seismic
 
 CODES = {1: "SS", 2: "CSiS", 3: "FSiS"}
-LOGS: dict[str, Any] = {
-    "source": "volumes",
-    "volumes": {},
-    "amplitude": None,
-    "iline_byte": 189,
-    "xline_byte": 193,
-    "facies": dict(CODES),
-    "picks": None,
-    "well_logs": None,
-    "missing_logs": "error",
-    "columns": {"well": "Well Name", "depth": "Depth", "facies": "Facies"},
-    "categorical": [],
-    "drop": [],
-    "duplicates": "error",
-    "kuwahara": {"enabled": False, "radius": 1},
-    "holdout": {"block_size": 4, "fraction": 0, "wells": [], "seed": 0},
-    "default": {"shape": [48, 48, 96], "dt_ms": 4.0, "noise": 0.1, "seed": 7},
-}
+LOGS: dict[str, Any] = section(
+    "ingest", "seismic",
+    source="volumes", facies=dict(CODES), columns={"well": "Well Name", "depth": "Depth", "facies": "Facies"},
+    holdout={"block_size": 4, "fraction": 0, "wells": [], "seed": 0},
+)  # fmt: skip
 TRAIN_RF: dict[str, Any] = {  # train_rf params, small
     "use_selected": False,
     "normalise": True,

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from params_defaults import section
 
 from overseer.errors import InputError
 from overseer.params import problems
@@ -32,24 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CODES = {1: "SS", 2: "CSiS", 3: "FSiS", 4: "SiSh"}
 WELLS = ["SHRIMPLIN", "NEWBY", "CHURCHMAN BIBLE", "LUKE G U", "CROSS H CATTLE", "NOLAN", "KIMZEY A"]
 ZONES = ["A1 SH", "A1 LM", "B1 SH", "B1 LM"]
-BASE: dict[str, Any] = {
-    "source": "volumes",
-    "volumes": {},
-    "amplitude": None,
-    "iline_byte": 189,
-    "xline_byte": 193,
-    "facies": dict(CODES),
-    "picks": None,
-    "well_logs": None,
-    "missing_logs": "error",
-    "columns": {"well": "well name", "depth": "DEPTH", "facies": " Facies "},
-    "categorical": ["formation"],
-    "drop": ["RELPOS"],
-    "duplicates": "mean",
-    "kuwahara": {"enabled": False, "radius": 1},
-    "holdout": {"block_size": 4, "fraction": 0.3, "seed": 0},
-    "default": {"shape": [48, 48, 96], "dt_ms": 4.0, "noise": 0.1, "seed": 7},
-}
+BASE: dict[str, Any] = section(
+    "ingest", "seismic",
+    source="volumes", facies=dict(CODES), columns={"well": "well name", "depth": "DEPTH", "facies": " Facies "},
+    categorical=["formation"], drop=["RELPOS"], duplicates="mean",
+    holdout={"block_size": 4, "fraction": 0.3, "seed": 0},
+)  # fmt: skip
 
 
 def kansas_like(path: Path, *, n_wells: int = 7, samples: int = 64, seed: int = 0) -> pd.DataFrame:
