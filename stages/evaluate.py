@@ -11,6 +11,8 @@ from overseer.paths import (
     ENGRAVING,
     SEISMIC,
     SEISMIC_FACIES,
+    SEISMIC_GTM_EVAL_REPORT,
+    SEISMIC_GTM_MODEL,
     SEISMIC_HOLDOUT_TABLE,
     SEISMIC_TRAIN_TABLE,
     TRACKBED,
@@ -22,12 +24,16 @@ from overseer.tracking import log_artifacts, stage_run
 def cnn() -> None:
     from overseer.trackbed.data.tfrecord import list_tfrecords
     from overseer.trackbed.evaluate import evaluate_model
+    from overseer.trackbed.peek import write_eval_grids
 
     cfg, model, out = stage.load_params("evaluate", "cnn"), TRACKBED.trained_model, TRACKBED.eval_report
     with stage_run("trackbed", "evaluate@cnn", inputs=[model, TRACKBED_EVAL_FILES]) as mlflow:
-        report = evaluate_model(model / "model.keras", list_tfrecords(TRACKBED_EVAL_FILES), int(cfg["batch_size"]))
+        report = evaluate_model(
+            model / "model.keras", files := list_tfrecords(TRACKBED_EVAL_FILES), int(cfg["batch_size"])
+        )
         with atomic_dir(out) as tmp:
             write_report(report, tmp)
+            write_eval_grids(report, files, tmp)  # the notebook's peek and the most confident errors, as images
         mlflow.log_metrics(report.flat_metrics("eval_"))
         log_artifacts(mlflow, [out], artifact_path="eval")
         print(f"evaluation: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f}, "
@@ -47,11 +53,28 @@ def rf() -> None:
         with atomic_dir(out) as tmp:
             write_report(report, tmp)
             write_artifacts(tmp, {**evaluation.artifacts, "metrics.json": evaluation.metrics()})  # labelled summary
-        mlflow.log_metrics({**report.flat_metrics("eval_"), **{f"eval_{k}": v for k, v in recovery.items()}})
+        scores = {**recovery, **(evaluation.probabilities or {})}  # truth recovery, log-loss, Brier, ECE
+        mlflow.log_metrics({**report.flat_metrics("eval_"), **{f"eval_{k}": v for k, v in scores.items()}})
         mlflow.set_tag("evaluation", evaluation.evaluation)
         log_artifacts(mlflow, [out], artifact_path="eval")
         print(f"{evaluation.evaluation}: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f} on "
               f"{int(report.confusion.sum())} rows; truth recovery {recovery}")  # fmt: skip
+
+
+def gtm() -> None:
+    from overseer.seismic.gtm_evaluate import evaluate_gtm
+
+    cfg, model, out = stage.load_params("evaluate", "gtm"), SEISMIC_GTM_MODEL, SEISMIC_GTM_EVAL_REPORT
+    inputs = [model, SEISMIC_HOLDOUT_TABLE, SEISMIC_TRAIN_TABLE]  # train: CV of the PDFs when nothing is held out
+    with stage_run("seismic", "evaluate@gtm", inputs=inputs) as mlflow:
+        evaluation = evaluate_gtm(SEISMIC.prepared, model, SEISMIC.eval_report, cfg)
+        with atomic_dir(out) as tmp:
+            write_report(evaluation.report, tmp)
+            write_artifacts(tmp, {**evaluation.artifacts, "metrics.json": evaluation.metrics()})
+        mlflow.log_metrics(evaluation.flat_metrics())
+        mlflow.set_tag("evaluation", evaluation.evaluation)
+        log_artifacts(mlflow, [out], artifact_path="eval")
+        print(f"gtm, {evaluation.evaluation}:\n{evaluation.versus_forest.round(4).to_string()}")
 
 
 def gnn() -> None:
@@ -80,7 +103,7 @@ def gnn() -> None:
         print(evaluation.table.to_string())
 
 
-MODELS = {"cnn": cnn, "rf": rf, "gnn": gnn}
+MODELS = {"cnn": cnn, "rf": rf, "gtm": gtm, "gnn": gnn}
 
 if __name__ == "__main__":
     stage.run(MODELS[sys.argv[1]])

@@ -7,7 +7,18 @@ import sys
 
 from overseer import stage
 from overseer.io import atomic_dir, read_json, write_json, write_run_time
-from overseer.paths import ENGRAVING, SEISMIC, SEISMIC_FACIES, SEISMIC_SELECTION_JSON, TRACKBED, TRACKBED_EVAL_FILES
+from overseer.paths import (
+    ENGRAVING,
+    SEISMIC,
+    SEISMIC_FACIES,
+    SEISMIC_GTM_EVAL_REPORT,
+    SEISMIC_GTM_EXPORT,
+    SEISMIC_GTM_EXPORT_REPORT,
+    SEISMIC_GTM_MODEL,
+    SEISMIC_SELECTION_JSON,
+    TRACKBED,
+    TRACKBED_EVAL_FILES,
+)
 from overseer.tracking import log_artifacts, register_model, stage_run
 
 
@@ -55,6 +66,25 @@ def rf() -> None:
         print(f"exported to {out}; registry version {version}")
 
 
+def gtm() -> None:
+    from overseer.seismic.model_io import load_model, pip_requirements, trusted_types
+
+    cfg, out, train = stage.load_params("export", "gtm"), SEISMIC_GTM_EXPORT, SEISMIC_GTM_MODEL
+    with stage_run("seismic", "export@gtm", inputs=[train, SEISMIC_GTM_EVAL_REPORT]) as mlflow:
+        model = load_model(train / "model.skops")  # loads back, or the export stops here
+        with atomic_dir(out) as tmp:
+            shutil.copytree(train, tmp, dirs_exist_ok=True)  # model.skops, config.json, the probability volumes
+            shutil.copy2(SEISMIC_GTM_EVAL_REPORT / "metrics.json", tmp / "evaluation.json")  # its held-out scores
+        version = register_model(
+            "sklearn", model, cfg["registered_model_name"], pip_requirements(),
+            serialization_format="skops", skops_trusted_types=trusted_types(train / "model.skops"),
+        )  # fmt: skip
+        mlflow.log_params({"features": ",".join(read_json(train / "config.json")["features"])})
+        write_json(SEISMIC_GTM_EXPORT_REPORT, {"files": sorted(p.name for p in out.iterdir())})
+        write_run_time("export@gtm", {"registered_model_version": version})
+        print(f"exported to {out} (`overseer predict seismic --model {out}`); registry version {version}")
+
+
 def gnn() -> None:
     from overseer.engraving.engrave import engrave_pieces
     from overseer.engraving.predict import pip_requirements
@@ -86,7 +116,7 @@ def gnn() -> None:
         print(f"exported to {out}; engraved {len(written)} held-out pieces into {out / 'engraved'}; version {version}")
 
 
-MODELS = {"cnn": cnn, "rf": rf, "gnn": gnn}
+MODELS = {"cnn": cnn, "rf": rf, "gtm": gtm, "gnn": gnn}
 
 if __name__ == "__main__":
     stage.run(MODELS[sys.argv[1]])

@@ -241,3 +241,57 @@ def write_report(
 
         paths.update(write_artifacts(out, plot_report(report)))
     return paths
+
+
+@dataclass(frozen=True)
+class ProbabilityScores:
+    """How good a classifier's probabilities are, beyond its most likely class: log-loss, Brier score,
+    and top-label calibration (reliability table and expected calibration error)."""
+
+    log_loss: float  # mean −ln p(true class), probabilities clipped at 1e-15 (scikit-learn's log_loss)
+    brier: float  # mean Σ_c (p_c − [c = true])², the multi-class Brier score
+    expected_calibration_error: float  # Σ_b n_b/N |accuracy_b − confidence_b| over the bins below
+    reliability: pd.DataFrame  # per confidence bin: low, high, count, mean confidence, accuracy
+
+    def summary(self) -> dict[str, float]:
+        return {"log_loss": self.log_loss, "brier": self.brier, "ece": self.expected_calibration_error}
+
+
+def probability_scores(y_true: Sequence[int] | np.ndarray, proba: np.ndarray, bins: int = 10) -> ProbabilityScores:
+    """:class:`ProbabilityScores` of ``proba`` (n × k, column c = class c of ``0..k-1``) against labels
+    ``y_true``. Calibration is that of the top label (Guo et al. 2017, "On calibration of modern
+    neural networks", eq. 3/5): items binned by their highest probability into ``bins`` equal-width
+    bins of [0, 1], each bin's accuracy against its mean confidence."""
+    from sklearn.metrics import log_loss
+
+    true = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != true.size:
+        raise ValueError(f"proba must be n × k with n = {true.size} items, got shape {p.shape}")
+    if true.size == 0:
+        empty = pd.DataFrame(columns=["low", "high", "count", "confidence", "accuracy"])
+        return ProbabilityScores(float("nan"), float("nan"), float("nan"), empty)
+    k = p.shape[1]
+    p = p / p.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only to ~1e-7
+    onehot = np.eye(k)[true]
+    confidence, correct = p.max(axis=1), p.argmax(axis=1) == true
+    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, int(bins) - 1)
+    rows = []
+    for b in range(int(bins)):
+        members = which == b
+        n = int(members.sum())
+        rows.append({
+            "low": edges[b], "high": edges[b + 1], "count": n,
+            "confidence": float(confidence[members].mean()) if n else float("nan"),
+            "accuracy": float(correct[members].mean()) if n else float("nan"),
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    filled = table[table["count"] > 0]
+    ece = float((filled["count"] * (filled["accuracy"] - filled["confidence"]).abs()).sum() / true.size)
+    return ProbabilityScores(
+        log_loss=float(log_loss(true, p, labels=np.arange(k))),
+        brier=float(((p - onehot) ** 2).sum(axis=1).mean()),
+        expected_calibration_error=ece,
+        reliability=table,
+    )

@@ -71,3 +71,12 @@ SEISMIC_VOLUMES = SEISMIC.prepared / "volumes"
 SEISMIC_SELECTION = Path("reports/seismic/selection")
 SEISMIC_SELECTION_JSON = SEISMIC_SELECTION / "selection.json"
 SEISMIC_FACIES = Path("models/seismic/facies")
+
+# seismic GTM (train_gtm, evaluate@gtm, export@gtm): beside the forest, under gtm/
+SEISMIC_GTM_MODEL = Path("models/seismic/gtm/train")  # model.skops, config.json and the probability volumes
+SEISMIC_GTM_VOLUMES = SEISMIC_GTM_MODEL / "volumes"  # facies.npy (-1: undefined), probabilities/probability_<id>.npy
+SEISMIC_GTM_EXPORT = Path("models/seismic/gtm/export")
+SEISMIC_GTM_TRAIN_REPORT = Path("reports/seismic/gtm/train")
+SEISMIC_GTM_EVAL_REPORT = Path("reports/seismic/gtm/eval")
+SEISMIC_GTM_EXPORT_REPORT = Path("reports/seismic/gtm/export.json")
+SEISMIC_EVAL_METRICS = SEISMIC.eval_report / "metrics.json"  # the forest's held-out numbers, beside the GTM's

@@ -70,3 +70,19 @@ def plot_training_curves(history: pd.DataFrame) -> plt.Figure:
         ax.set(title=f"{name} over epochs", xlabel="Epoch", ylabel=name)
         ax.legend()
     return fig
+
+
+def plot_reliability(reliability: pd.DataFrame, title: str = "Reliability of the most likely class") -> plt.Figure:
+    """Reliability diagram (``metrics.ProbabilityScores.reliability``): accuracy against mean confidence
+    per bin, the diagonal of perfect calibration, and below it how many items fall in each bin."""
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    centres = (reliability["low"] + reliability["high"]) / 2
+    width = float((reliability["high"] - reliability["low"]).iloc[0]) if len(reliability) else 0.1
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    ax.bar(centres, reliability["accuracy"].fillna(0), width=width * 0.9, alpha=0.6, label="accuracy per bin")
+    ax.plot(reliability["confidence"], reliability["accuracy"], "o-", color="C3", label="mean confidence → accuracy")
+    ax.set(title=title, ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    counts.bar(centres, reliability["count"], width=width * 0.9, color="C0")
+    counts.set(xlabel="confidence (probability of the most likely class)", ylabel="items")
+    return fig

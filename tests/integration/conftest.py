@@ -121,8 +121,11 @@ SEISMIC_SMALL = {
     ("select_attributes", "sem_iter"): 50,
     ("select_attributes", "max_rows_per_facies"): 300,
     ("train_rf", "tree_counts"): [10, 20, 40],
+    ("train_gtm", "grid"): [10, 10],
+    ("train_gtm", "max_voxels"): 10_000,
+    ("train_gtm", "max_iter"): 40,
 }
-SEISMIC_TARGETS = ("export@rf", "evaluate@rf")
+SEISMIC_TARGETS = ("export@rf", "evaluate@rf", "export@gtm")  # export@gtm: train_gtm, evaluate@gtm too
 
 
 @pytest.fixture(scope="session")

@@ -19,15 +19,14 @@ from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, ra
 
 pytestmark = pytest.mark.slow
 
-CHAIN = {"ingest@seismic", "validate@seismic", "select_attributes", "train_rf", "evaluate@rf", "export@rf"}
+CHAIN = {"ingest@seismic", "validate@seismic", "select_attributes", "train_rf", "evaluate@rf", "export@rf",
+         "train_gtm", "evaluate@gtm", "export@gtm"}  # fmt: skip
 MODEL_NAME = "seismic-facies-rf"
 
 
 def test_seismic_chain(seismic_built: BuiltProject) -> None:
     root = seismic_built.root
-    assert seismic_built.ran == {
-        "ingest@seismic", "validate@seismic", "select_attributes", "train_rf", "evaluate@rf", "export@rf"
-    }  # fmt: skip
+    assert seismic_built.ran == CHAIN
 
     selection = json.loads((root / "reports/seismic/selection/selection.json").read_text())
     assert selection["combinations_evaluated"] == 2**11 - 1 and selection["search"] == "exhaustive"
@@ -51,6 +50,33 @@ def test_seismic_chain(seismic_built: BuiltProject) -> None:
         assert (root / "reports/seismic/eval" / name).exists(), name
     exported = root / "models/seismic/export"
     assert {"model.skops", "config.json", "selection.json", "facies"} <= {p.name for p in exported.iterdir()}
+
+
+def test_gtm_chain(seismic_built: BuiltProject) -> None:
+    """train_gtm → evaluate@gtm → export@gtm: probability volumes, the latent map, GTM beside the forest."""
+    root = seismic_built.root
+    selection = json.loads((root / "reports/seismic/selection/selection.json").read_text())
+    train = json.loads((root / "reports/seismic/gtm/train/metrics.json").read_text())
+    assert train["features"] == selection["best_combination"] and train["latent_nodes"] == 100
+    curve = __import__("pandas").read_csv(root / "reports/seismic/gtm/train/log_likelihood.csv")
+    assert len(curve) == train["em_iterations"] + 1 and curve["log_likelihood"].is_monotonic_increasing
+    assert (root / "reports/seismic/gtm/train/latent_map.png").stat().st_size > 10_000
+    volumes = root / "models/seismic/gtm/train/volumes"
+    facies = np.load(volumes / "facies.npy", mmap_mode="r")
+    total = sum(np.load(volumes / f"probabilities/probability_{c}.npy") for c in range(4))
+    assert facies.shape == (40, 40, 80) and facies.min() >= 0 and np.allclose(total, 1, atol=1e-5)
+
+    metrics = json.loads((root / "reports/seismic/gtm/eval/metrics.json").read_text())
+    forest = json.loads((root / "reports/seismic/eval/metrics.json").read_text())
+    assert metrics["evaluation"] == forest["evaluation"] == "held-out picks" and metrics["n_items"] == forest["n_items"]
+    versus = metrics["versus_forest"]
+    assert versus["accuracy"] == {"gtm": metrics["accuracy"], "forest": forest["accuracy"]}
+    assert versus["log_loss"]["forest"] == forest["probabilities"]["log_loss"]  # both scored as probabilities
+    assert metrics["accuracy"] > 0.5 and metrics["recovery"]["volume_accuracy"] > 0.5  # four facies: chance 0.25
+    for name in ("reliability.png", "probability_slices.png", "confusion_matrix.png"):
+        assert (root / "reports/seismic/gtm/eval" / name).stat().st_size > 10_000, name
+    exported = root / "models/seismic/gtm/export"
+    assert {"model.skops", "config.json", "evaluation.json", "volumes"} <= {p.name for p in exported.iterdir()}
 
 
 def _skipped(output: str) -> set[str]:

@@ -10,7 +10,7 @@ from sklearn.metrics import classification_report as sk_report
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 
-from overseer.metrics import classification_report, write_report
+from overseer.metrics import classification_report, probability_scores, write_report
 
 NAMES = ["A", "B", "C", "D"]
 
@@ -137,3 +137,33 @@ def test_write_report_files(tmp_path, labels) -> None:
     for key in ("confusion_matrix.png", "f1_per_class.png", "class_distribution.png", "fp_fn_per_class.png"):
         assert paths[key].stat().st_size > 1000
     assert not list(tmp_path.glob(".*")), "no temporary files left behind"
+
+
+def test_probability_scores_against_definitions() -> None:
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(3), size=200)
+    truth = np.array([rng.choice(3, p=p) for p in proba])  # calibrated by construction
+    scores = probability_scores(truth, proba, bins=5)
+    assert scores.log_loss == pytest.approx(log_loss(truth, proba, labels=[0, 1, 2]))
+    assert scores.brier == pytest.approx(np.mean(((proba - np.eye(3)[truth]) ** 2).sum(axis=1)))
+    table = scores.reliability
+    assert table["count"].sum() == 200 and len(table) == 5
+    conf, correct = proba.max(axis=1), proba.argmax(axis=1) == truth
+    by_hand = sum(
+        (m := (conf > lo) & (conf <= hi)).sum() / 200 * abs(correct[m].mean() - conf[m].mean())
+        for lo, hi in zip(table["low"], table["high"], strict=True)
+        if ((conf > lo) & (conf <= hi)).any()
+    )
+    assert scores.expected_calibration_error == pytest.approx(by_hand)
+    assert 0 <= scores.expected_calibration_error < 0.15  # sampled from its own probabilities
+
+
+def test_probability_scores_of_a_sure_and_right_model_and_of_a_sure_and_wrong_one() -> None:
+    right = probability_scores([0, 1, 1], np.eye(2)[[0, 1, 1]])
+    assert right.log_loss == pytest.approx(0, abs=1e-12) and right.brier == 0 and right.expected_calibration_error == 0
+    wrong = probability_scores([1, 0], np.eye(2)[[0, 1]])
+    assert wrong.brier == 2 and wrong.expected_calibration_error == 1 and wrong.log_loss > 30
+    with pytest.raises(ValueError, match="n × k"):
+        probability_scores([0, 1], np.ones((3, 2)) / 2)

@@ -231,4 +231,6 @@ def test_a_holdout_is_evaluated_as_before(tmp_path: Path) -> None:
     assert metrics["n_items"] == len(holdout) and "cv_folds.csv" not in evaluation.artifacts
     model = load_model(tmp_path / "model" / "model.skops")
     expected = holdout_report(model, holdout, config["features"], list(CODES.values())).summary()
-    assert {k: v for k, v in metrics.items() if k != "evaluation"} == expected
+    assert {k: v for k, v in metrics.items() if k not in ("evaluation", "probabilities")} == expected
+    scores = metrics["probabilities"]  # the forest's probabilities on the same rows, scored as evaluate@gtm's
+    assert set(scores) == {"log_loss", "brier", "ece"} and scores["log_loss"] > 0 and 0 <= scores["ece"] <= 1

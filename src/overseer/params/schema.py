@@ -23,6 +23,8 @@ from overseer.params.types import (
     FaciesNames,
     FeatureMode,
     Fraction,
+    GtmFeatureMode,
+    GtmLikelihood,
     HeteroAggr,
     MaxFeature,
     MissingLogs,
@@ -327,6 +329,22 @@ class TrainGnn(Section):
         return self
 
 
+LatentGrid = Annotated[list[Annotated[int, Field(ge=2)]], Field(min_length=2, max_length=2)]  # (rows, columns)
+
+
+class TrainGtm(Section):  # seismic.gtm.GTMClassifier, seismic.gtm_workflow.train_gtm
+    features: GtmFeatureMode
+    grid: LatentGrid
+    rbf_grid: LatentGrid
+    rbf_width: PositiveFloat
+    alpha: NonNegativeFloat
+    max_iter: PositiveInt
+    tol: NonNegativeFloat
+    max_voxels: PositiveInt
+    likelihood: GtmLikelihood
+    seed: Seed
+
+
 # --- evaluate, export ------------------------------------------------------------------------------
 
 
@@ -339,6 +357,10 @@ class EvaluateRf(Section):
     slice_sample: NonNegativeInt | None
 
 
+class EvaluateGtm(EvaluateRf):
+    calibration_bins: Annotated[int, Field(ge=2)]
+
+
 class EvaluateGnn(Section):
     threshold: Fraction
     min_clef_run: PositiveInt
@@ -348,10 +370,15 @@ class EvaluateGnn(Section):
 class Evaluate(Section):
     cnn: EvaluateCnn = None
     rf: EvaluateRf = None
+    gtm: EvaluateGtm = None
     gnn: EvaluateGnn = None
 
 
 class ExportRf(Section):
+    registered_model_name: Text
+
+
+class ExportGtm(Section):
     registered_model_name: Text
 
 
@@ -371,6 +398,7 @@ class ExportGnn(Section):
 
 class Export(Section):
     rf: ExportRf = None
+    gtm: ExportGtm = None
     cnn: ExportCnn = None
     gnn: ExportGnn = None
 
@@ -405,6 +433,7 @@ class ParamsFile(Section):
     validate_: Validate = Field(None, alias="validate")  # BaseModel.validate is taken
     select_attributes: SelectAttributes = None
     train_rf: TrainRf = None
+    train_gtm: TrainGtm = None
     train_cnn: TrainCnn = None
     train_gnn: TrainGnn = None
     evaluate: Evaluate = None

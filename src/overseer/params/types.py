@@ -129,6 +129,8 @@ HeteroAggr = Literal["sum", "mean", "max", "min"]  # HeteroConv(aggr=...) that k
 PairMode = Literal["cat", "cat_diff"]  # engraving.model.ModelConfig
 ExportFormat = Literal["musicxml", "mei"]  # engraving.export.FORMATS
 Estimator = Literal["random_forest", "hist_gradient_boosting"]  # seismic.forest.ESTIMATORS
+GtmFeatureMode = Literal["selected", "all"]  # seismic.gtm_workflow.FEATURE_MODES
+GtmLikelihood = Literal["bhattacharyya", "bayes"]  # seismic.gtm.LIKELIHOODS
 ClassWeights = ("balanced", "balanced_subsample")  # seismic.forest.CLASS_WEIGHTS, + null / "none"
 MaxFeatures = ("sqrt", "log2")  # scikit-learn's RandomForestClassifier(max_features=...)
 

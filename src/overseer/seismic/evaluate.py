@@ -23,7 +23,7 @@ import pandas as pd
 
 from overseer.errors import InputError
 from overseer.io import read_json
-from overseer.metrics import ClassificationReport, classification_report
+from overseer.metrics import ClassificationReport, classification_report, probability_scores
 from overseer.seismic.data.volumes import load_volumes
 from overseer.seismic.forest import (
     WELL_COLUMN,
@@ -82,10 +82,13 @@ class ForestEvaluation:
     artifacts: dict[str, Any] = field(default_factory=dict)
     evaluation: str = HELD_OUT["picks"]  # what the report scores, in words (metrics.json "evaluation")
     cv: dict[str, Any] | None = None  # how the folds of a cross-validated report were made
+    probabilities: dict[str, float] | None = None  # log-loss, Brier, ECE on held-out rows (none for a CV report)
 
     def metrics(self) -> dict[str, Any]:
-        """``metrics.json``: what was evaluated, the folds of a cross-validation, then the report's summary."""
-        return {"evaluation": self.evaluation, **({"cv": self.cv} if self.cv else {}), **self.report.summary()}
+        """``metrics.json``: what was evaluated, the folds of a cross-validation, the report's summary and
+        the probabilities' scores."""
+        extra = {"probabilities": self.probabilities} if self.probabilities else {}
+        return {"evaluation": self.evaluation, **({"cv": self.cv} if self.cv else {}), **self.report.summary(), **extra}
 
 
 @dataclass
@@ -224,8 +227,20 @@ def evaluate_forest(
         model = load_model(model_dir / "model.skops")
         report, folds = holdout_report(model, holdout, config["features"], meta["facies"], config), None
         label = HELD_OUT["wells" if WELL_COLUMN in holdout.columns else "picks"]
+        probabilities = holdout_probability_scores(model, holdout, config["features"], len(meta["facies"]))
     recovery = _volume_figures(prepared, facies_dir, meta, cfg, artifacts) if meta["has_volumes"] else {}
-    return ForestEvaluation(report, recovery, artifacts, evaluation=label, cv=folds)
+    evaluation = ForestEvaluation(report, recovery, artifacts, evaluation=label, cv=folds)
+    evaluation.probabilities = None if holdout.empty else probabilities.summary()
+    return evaluation
+
+
+def holdout_probability_scores(model: Any, holdout: pd.DataFrame, features: Sequence[str], n_facies: int) -> Any:
+    """Log-loss, Brier score and calibration (:func:`overseer.metrics.probability_scores`) of the model's
+    probabilities on the held-out rows, before any smoothing (what evaluate@gtm sets beside its own)."""
+    probs = model.predict_proba(model_matrix(holdout, list(features)))
+    full = np.zeros((len(holdout), n_facies))
+    full[:, np.asarray(model.classes_, dtype=np.int64)] = probs
+    return probability_scores(holdout["facies"].to_numpy(dtype=np.int64), full)
 
 
 def _volume_figures(

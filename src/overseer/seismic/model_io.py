@@ -20,7 +20,11 @@ from overseer.io import atomic_file, write_json
 
 # modules whose types a saved pipeline may contain (scikit-learn estimators and NumPy arrays)
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
-TRUSTED_TYPES = ("overseer.seismic.well_features.WellSequenceFeatures",)  # our own pipeline step
+TRUSTED_TYPES = (  # our own pipeline steps
+    "overseer.seismic.well_features.WellSequenceFeatures",
+    "overseer.seismic.gtm.GTMClassifier",
+    "overseer.seismic.gtm.GTM",
+)
 
 
 def versions() -> dict[str, str]:

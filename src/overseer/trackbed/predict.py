@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from overseer.errors import InputError
-from overseer.trackbed.data.images import IMAGE_SUFFIXES, read_image
+from overseer.trackbed.data.images import list_images, read_image
 from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE, decode_fields, image_from_fields
 from overseer.trackbed.data.tfrecord import is_tfrecord_source, iter_raw_records, list_tfrecords
 
@@ -48,7 +48,7 @@ def _items(paths: Sequence[str | os.PathLike]) -> Iterator[tuple[str, np.ndarray
                     name = fields["image_filename"].decode(errors="replace")
                     yield f"{file}#{index}:{name}", image_from_fields(fields), true
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = list_images(path)
             if not files:
                 raise InputError("no JPEG/PNG images or TFRecord files", path=path)
             for file in files:
