@@ -61,6 +61,8 @@ FAMILY_PATHS = {paths.family: paths for paths in (TRACKBED, SEISMIC, ENGRAVING)}
 # trackbed: TFRecord shards per split
 TRACKBED_TRAIN_FILES = TRACKBED.prepared / "train"
 TRACKBED_EVAL_FILES = TRACKBED.prepared / "eval"
+TRACKBED_PROVENANCE = TRACKBED.prepared / "provenance.csv"  # prepared shard + record -> source file and record
+TRACKBED_CV_REPORT = Path("reports/trackbed/cv")  # cv_cnn: folds, mean ± std of the head's macro-F1
 
 # seismic: the training table, its hold-out, the selection and the predicted volumes
 SEISMIC_META = SEISMIC.prepared / "meta.json"

@@ -13,8 +13,11 @@ from pydantic_core import PydanticCustomError
 
 from overseer.params.types import (
     ClassWeight,
+    CnnClassWeight,
+    CnnLoss,
     ColumnNames,
     ConvAggr,
+    CvGroups,
     CvScheme,
     Duplicates,
     Estimator,
@@ -279,6 +282,15 @@ class FineTune(Section):
         return self
 
 
+class Augment(Section):  # trackbed.train.AUGMENT_DEFAULTS, trackbed.model.build_augmentation
+    enabled: bool = None
+    flip: bool = None
+    rotation: Share = None  # × 2π either way
+    brightness: Share = None
+    contrast: Share = None
+    copies: NonNegativeInt = None  # augmented copies of each training image for the head on embeddings
+
+
 class TrainCnn(Section):
     weights: str | None  # imagenet | none (or null, random, "") | the path of a local weights file
     learning_rate: PositiveFloat
@@ -292,6 +304,10 @@ class TrainCnn(Section):
     head_units: list[PositiveInt]
     standardize_embeddings: bool = None
     seed: Seed
+    class_weight: CnnClassWeight | None = None
+    loss: CnnLoss = None
+    focal_gamma: NonNegativeFloat = None
+    augment: Augment | None = None
     fine_tune: FineTune | None = None
 
 
@@ -342,6 +358,12 @@ class TrainGtm(Section):  # seismic.gtm.GTMClassifier, seismic.gtm_workflow.trai
     tol: NonNegativeFloat
     max_voxels: PositiveInt
     likelihood: GtmLikelihood
+    seed: Seed
+
+
+class CvCnn(Section):  # trackbed.cross_validation.cross_validate_trackbed
+    folds: Annotated[int, Field(ge=2)]
+    groups: CvGroups
     seed: Seed
 
 
@@ -435,6 +457,7 @@ class ParamsFile(Section):
     train_rf: TrainRf = None
     train_gtm: TrainGtm = None
     train_cnn: TrainCnn = None
+    cv_cnn: CvCnn = None
     train_gnn: TrainGnn = None
     evaluate: Evaluate = None
     export: Export = None

@@ -131,6 +131,7 @@ ExportFormat = Literal["musicxml", "mei"]  # engraving.export.FORMATS
 Estimator = Literal["random_forest", "hist_gradient_boosting"]  # seismic.forest.ESTIMATORS
 GtmFeatureMode = Literal["selected", "all"]  # seismic.gtm_workflow.FEATURE_MODES
 GtmLikelihood = Literal["bhattacharyya", "bayes"]  # seismic.gtm.LIKELIHOODS
+CvGroups = Literal["auto", "shards", "sources", "folders", "stratified"]  # trackbed.cross_validation.fold_groups
 ClassWeights = ("balanced", "balanced_subsample")  # seismic.forest.CLASS_WEIGHTS, + null / "none"
 MaxFeatures = ("sqrt", "log2")  # scikit-learn's RandomForestClassifier(max_features=...)
 
@@ -196,3 +197,8 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --- train_cnn (trackbed) ----------------------------------------------------------------------------
+CnnClassWeight = Literal["none", "balanced"]  # trackbed.train.CLASS_WEIGHTS (null: none)
+CnnLoss = Literal["categorical_crossentropy", "focal"]  # trackbed.model.LOSSES
