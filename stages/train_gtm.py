@@ -31,7 +31,7 @@ def main() -> None:
     volumes = load_volumes(SEISMIC_VOLUMES, names=features)[0] if meta["has_volumes"] else None
     tags = settings.tags("chunk_voxels", "n_jobs")  # run-time settings: time and memory, never the result
     with stage_run("seismic", "train_gtm", inputs=[SEISMIC_TRAIN_TABLE], tags=tags) as mlflow:
-        result = train_gtm(table, volumes, features, cfg, n_jobs=settings.n_jobs)
+        result = train_gtm(table, volumes, features, cfg, n_jobs=settings.n_jobs, facies=meta["facies"])
         config = gtm_config(cfg, result, meta)
         with atomic_dir(SEISMIC_GTM_MODEL) as tmp:
             save_model(result.model, tmp / "model.skops")

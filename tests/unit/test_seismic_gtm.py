@@ -304,3 +304,21 @@ def test_latent_pdf_maps(fitted: GTMClassifier) -> None:
     np.testing.assert_allclose(grid[:3], [[-1, -1], [-1, 0], [-1, 1]])
     with pytest.raises(InputError, match="GTMClassifier"):
         latent_pdf_maps(GTM())
+
+
+def test_with_pdfs_from_keeps_the_map(data: tuple[np.ndarray, np.ndarray], fitted: GTMClassifier) -> None:
+    x, y = data
+    before = fitted.facies_pdfs_.copy()
+    half = np.arange(len(x)) % 2 == 0
+    other = fitted.with_pdfs_from(x[half], y[half])
+    assert other.gtm_ is fitted.gtm_ and other is not fitted
+    np.testing.assert_array_equal(other.unsupervised_pdf_, fitted.unsupervised_pdf_)
+    np.testing.assert_array_equal(fitted.facies_pdfs_, before)  # the original is untouched
+    r = fitted.gtm_.transform(x[half])
+    for i, c in enumerate(other.classes_):
+        np.testing.assert_allclose(other.facies_pdfs_[i], r[y[half] == c].mean(axis=0), rtol=1e-10)
+    np.testing.assert_array_equal(other.class_counts_, np.bincount(y[half]))
+    assert other.predict_proba(x[:10]).shape == (10, 3)
+    with pytest.raises(InputError, match="facies 2 has 3 labelled rows"):
+        keep = (y != 2) | (np.cumsum(y == 2) <= 3)
+        fitted.with_pdfs_from(x[keep], y[keep])

@@ -181,3 +181,13 @@ def test_model_round_trips_through_skops(trained: tuple[Path, Any]) -> None:
     loaded = load_model(folder / "model.skops")
     x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict_proba(x), result.model.predict_proba(x))
+
+
+def test_messages_name_facies(survey: Path) -> None:
+    table = pd.read_parquet(survey / "train.parquet")
+    few = pd.concat([table[table["facies"] != 3], table[table["facies"] == 3].head(4)])
+    with pytest.raises(InputError, match="facies channel has 4 labelled rows"):
+        train_gtm(few, None, FEATURES, TRAIN_GTM, facies=["background", "salt", "mtd", "channel"])
+    flat = table.assign(glcm_variance=1.0)
+    with pytest.raises(InputError, match=r"attributes \['glcm_variance'\] are constant"):
+        train_gtm(flat, None, FEATURES, TRAIN_GTM)

@@ -63,13 +63,13 @@ def sample_voxels(volumes: Mapping[str, np.ndarray], features: Sequence[str], n:
     return rows[np.isfinite(rows).all(axis=1)]
 
 
-def build_gtm(cfg: Mapping[str, Any], n_jobs: int | None = None) -> GTMClassifier:
+def build_gtm(cfg: Mapping[str, Any], n_jobs: int | None = None, facies: Sequence[str] | None = None) -> GTMClassifier:
     """The ``train_gtm`` params as a :class:`GTMClassifier` (it standardises the attributes itself: the
     map's noise is isotropic, so attributes in different units need one scale)."""
     return GTMClassifier(
         grid=tuple(cfg["grid"]), rbf_grid=tuple(cfg["rbf_grid"]), rbf_width=float(cfg["rbf_width"]),
         alpha=float(cfg["alpha"]), max_iter=int(cfg["max_iter"]), tol=float(cfg["tol"]),
-        likelihood=cfg["likelihood"], random_state=int(cfg["seed"]), n_jobs=n_jobs,
+        likelihood=cfg["likelihood"], random_state=int(cfg["seed"]), n_jobs=n_jobs, facies_names=facies,
     )  # fmt: skip
 
 
@@ -126,10 +126,12 @@ def train_gtm(
     features: Sequence[str],
     cfg: Mapping[str, Any],
     n_jobs: int | None = None,
+    facies: Sequence[str] | None = None,
 ) -> GtmResult:
     """Fit :func:`build_gtm` to a voxel sample of ``volumes`` (None: a well-log survey, the table only)
     plus the picks of ``table`` — EM on all of those rows; its log-likelihood per iteration comes back
-    as ``history``. ``n_jobs``: threads of the model's later predictions (never its result)."""
+    as ``history``. ``n_jobs``: threads of the model's later predictions (never its result); ``facies``:
+    the names its messages use (facies id = position)."""
     voxels = None if volumes is None else sample_voxels(volumes, features, cfg["max_voxels"], cfg["seed"])
     x, y = training_rows(table, features, voxels)
     flat = [f for f, spread in zip(features, np.ptp(x, axis=0), strict=True) if not spread > 0]
@@ -137,7 +139,9 @@ def train_gtm(
         raise InputError(f"attributes {flat} are constant over the voxels and picks the GTM is fitted to (after "
                          "ingest's Kuwahara filter, when it is on): they carry no information; leave them out "
                          "(train_gtm.features: all → selected) or check their volumes")  # fmt: skip
-    model = build_gtm(cfg, n_jobs).set_params(max_samples=max(len(x), 10)).fit(x, y)  # the sample is drawn above
+    model = (
+        build_gtm(cfg, n_jobs, facies).set_params(max_samples=max(len(x), 10)).fit(x, y)
+    )  # the sample is drawn above
     history = pd.DataFrame({
         "iteration": np.arange(len(model.gtm_.log_likelihood_)), "log_likelihood": model.gtm_.log_likelihood_,
     })  # fmt: skip  # iteration 0: the PCA initialisation
