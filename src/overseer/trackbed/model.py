@@ -121,19 +121,89 @@ def join(backbone: keras.Model, head: keras.Model) -> keras.Model:
     return keras.Model(inputs, head(backbone(inputs)), name="trackbed_resnet50v2")
 
 
+LOSSES = ("categorical_crossentropy", "focal")  # train_cnn.loss (params types.CnnLoss)
+
+
+def training_loss(loss: str = "categorical_crossentropy", focal_gamma: float = 2.0) -> str | keras.losses.Loss:
+    """``train_cnn.loss``: the notebook's categorical cross-entropy, or focal cross-entropy
+    (Lin et al.: ``-alpha (1 - p)^gamma log p``, which down-weights the images already classified
+    well). ``alpha`` stays Keras's 0.25: for a one-hot target it is one constant over all classes,
+    i.e. a scale of the loss that Adam does not see; class balance is ``train_cnn.class_weight``'s job."""
+    if loss == "categorical_crossentropy":
+        return "categorical_crossentropy"  # as before: the same compiled config as the notebook's
+    if loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(gamma=float(focal_gamma))
+    raise ValueError(f"train_cnn.loss: must be one of {', '.join(LOSSES)}, got {loss!r}")
+
+
 def compile_for_training(
-    model: keras.Model, learning_rate: float, decay_steps: int = 10_000, decay_rate: float = 0.9
-) -> keras.Model:
-    """Adam with exponential learning-rate decay and categorical cross-entropy, as in the notebook."""
+    model: keras.Model, learning_rate: float, decay_steps: int = 10_000, decay_rate: float = 0.9,
+    loss: str = "categorical_crossentropy", focal_gamma: float = 2.0,
+) -> keras.Model:  # fmt: skip
+    """Adam with exponential learning-rate decay and categorical cross-entropy, as in the notebook
+    (or focal cross-entropy: :func:`training_loss`)."""
     schedule = keras.optimizers.schedules.ExponentialDecay(
         initial_learning_rate=float(learning_rate), decay_steps=int(decay_steps), decay_rate=float(decay_rate)
     )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=schedule),
-        loss="categorical_crossentropy",
+        loss=training_loss(loss, focal_gamma),
         metrics=[keras.metrics.CategoricalAccuracy(name="categorical_accuracy")],
     )
     return model
+
+
+AUGMENT_LAYERS = (
+    keras.layers.RandomFlip, keras.layers.RandomRotation, keras.layers.RandomBrightness, keras.layers.RandomContrast,
+)  # fmt: skip
+
+
+def build_augmentation(
+    flip: bool = True, rotation: float = 0.05, brightness: float = 0.1, contrast: float = 0.1,
+    seed: int = 0, image_size: int = IMAGE_SIZE,
+) -> keras.Model:  # fmt: skip
+    """``train_cnn.augment``: random horizontal flip, rotation (``rotation`` × 2π either way,
+    reflected border), brightness shift and contrast change (``brightness``/``contrast`` as
+    fractions, on [0, 255] images, clipped to it), each seeded from ``seed``; a factor of 0 (or
+    ``flip: false``) leaves that layer out.
+
+    Keras's random preprocessing layers transform only when called with ``training=True``
+    (``fit``); ``predict``/``training=False`` passes the images through unchanged. The training
+    code still keeps them out of every model it returns or saves (:func:`with_augmentation`)."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    if flip:
+        x = keras.layers.RandomFlip("horizontal", seed=seed, name="random_flip")(x)
+    if rotation > 0:
+        x = keras.layers.RandomRotation(float(rotation), fill_mode="reflect", seed=seed + 1, name="random_rotation")(x)
+    if brightness > 0:
+        x = keras.layers.RandomBrightness(
+            float(brightness), value_range=(0, 255), seed=seed + 2, name="random_brightness"
+        )(x)
+    if contrast > 0:
+        x = keras.layers.RandomContrast(float(contrast), value_range=(0, 255), seed=seed + 3, name="random_contrast")(x)
+    if x is inputs:
+        x = keras.layers.Identity(name="no_augmentation")(x)
+    return keras.Model(inputs, x, name="augment")
+
+
+def with_augmentation(model: keras.Model, augmentation: keras.Model) -> keras.Model:
+    """``image -> augmentation -> model``, the model to *fit* when fine-tuning with augmentation: it
+    shares ``model``'s layers and weights, so fitting it trains ``model``, which is what is kept,
+    saved and exported (it has no augmentation layer in it)."""
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(inputs, model(augmentation(inputs)), name=f"{model.name}_augmented")
+
+
+def augmentation_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every random augmentation layer in ``model``, nested models included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, AUGMENT_LAYERS):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(augmentation_layers(layer))
+    return found
 
 
 def model_card(train_cfg: dict, weights_used: str) -> dict:

@@ -5,6 +5,26 @@ a constant, so training the head on cached embeddings is the same optimisation p
 notebook's loop, which recomputes the backbone forward pass for every image in every epoch.
 The end-to-end path (``fit_on_images``) remains for fine-tuning the top ResNet stage and for the
 benchmark that compares the two.
+
+Imbalance and augmentation (issue 16), all off by default:
+
+* ``class_weight: balanced`` -- scikit-learn's ``compute_class_weight("balanced")`` over the
+  training split's labels, as Keras ``class_weight`` in both fits (the validation loss, which
+  early stopping and the checkpoint watch, stays unweighted). A class with no training image gets
+  no weight (a warning names it): no training row needs one, and the other classes are weighted
+  as if it did not exist -- the same as ``class_weight: none`` trains on such a file.
+* ``loss: focal`` -- ``keras.losses.CategoricalFocalCrossentropy(gamma=focal_gamma)`` in both
+  fits (``model.training_loss``); the reported ``val_loss`` is then the focal loss.
+* ``augment`` -- with ``enabled: true``, fine-tuning fits ``image -> random flip/rotation/
+  brightness/contrast -> model`` (``model.with_augmentation``) and keeps ``model``, so the saved
+  and exported model has no augmentation layer; the head on embeddings gets ``copies`` augmented
+  copies of every training image, each embedded once (validation images are never augmented).
+  Quick check on the default set (random-init backbone, params.yaml's config): ``copies: 2``
+  raised the 30-epoch validation macro-F1 from 0.917 to 0.969 (best val loss 0.252 -> 0.110), but
+  the unaugmented head trained for as many optimiser steps (60 epochs) also reaches 0.969 (val loss
+  0.140): most of the gain is the extra steps, a little (val loss) the augmentation. Off by default.
+  ``class_weight: balanced`` changes nothing on that balanced set (every weight 1); ``loss: focal``
+  gave 0.935.
 """
 
 from __future__ import annotations
@@ -21,12 +41,20 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
 from tqdm import tqdm
 
 from overseer.splits import stratified_split
-from overseer.trackbed.data.schema import CLASSES
-from overseer.trackbed.model import build_backbone, build_head, compile_for_training, join
-from overseer.trackbed.pipeline import decode_record, image_dataset
+from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
+from overseer.trackbed.model import (
+    build_augmentation,
+    build_backbone,
+    build_head,
+    compile_for_training,
+    join,
+    with_augmentation,
+)
+from overseer.trackbed.pipeline import FEATURE_SPEC, decode_record, image_dataset
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +67,7 @@ class TrainResult:
     n_train: int
     n_val: int
     timings: dict[str, float] = field(default_factory=dict)
+    n_augmented: int = 0  # augmented training embeddings beside the n_train originals (augment.copies)
 
     def summary(self) -> dict[str, Any]:
         """Validation-set numbers only: the held-out evaluation set is evaluate@cnn's job."""
@@ -46,6 +75,7 @@ class TrainResult:
         return {
             "n_train": self.n_train,
             "n_val": self.n_val,
+            "n_train_augmented": self.n_augmented,
             "epochs_run": len(self.history),
             "best_epoch": int(best["epoch"]),
             "best_val_loss": float(best["val_loss"]),
@@ -79,6 +109,88 @@ def embed(
             names.extend(n.decode() for n in batch_names.numpy())
             progress.update(int(images.shape[0]))
     return np.concatenate(features), np.concatenate(labels).astype(np.int64), names
+
+
+CLASS_WEIGHTS = ("none", "balanced")  # train_cnn.class_weight (params types.CnnClassWeight)
+AUGMENT_DEFAULTS = {"flip": True, "rotation": 0.05, "brightness": 0.1, "contrast": 0.1, "copies": 0}
+
+
+def class_weights(labels: np.ndarray, mode: str | None = "none") -> dict[int, float] | None:
+    """Keras ``class_weight`` for ``train_cnn.class_weight``: None for "none" (or null); for
+    "balanced" ``n / (k * count)`` per class present (scikit-learn's ``compute_class_weight``,
+    k the number of classes present: the mean weight per training row is 1). A class absent from
+    ``labels`` gets no entry (a warning names it): no row needs one (Keras reads a missing class as
+    1.0)."""
+    mode = "none" if mode is None else str(mode)
+    if mode == "none":
+        return None
+    if mode != "balanced":
+        raise ValueError(f"train_cnn.class_weight: must be one of {', '.join(CLASS_WEIGHTS)}, got {mode!r}")
+    labels = np.asarray(labels, dtype=np.int64)
+    present = np.unique(labels)
+    absent = [name for i, name in enumerate(CLASSES) if i not in present]
+    if absent:
+        log.warning(
+            "train_cnn.class_weight: balanced: no training image of %s; weighting the %d classes present only",
+            ", ".join(absent), len(present),
+        )  # fmt: skip
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights, strict=True)}
+
+
+def augment_settings(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``train_cnn.augment`` with its defaults filled in, or None when it is not enabled."""
+    augment = cfg.get("augment") or {}
+    if not augment.get("enabled"):
+        return None
+    return {key: augment.get(key, default) for key, default in AUGMENT_DEFAULTS.items()}
+
+
+def _augmentation(settings: Mapping[str, Any], seed: int, image_size: int) -> keras.Model:
+    layers = {k: settings[k] for k in ("flip", "rotation", "brightness", "contrast")}
+    return build_augmentation(**layers, seed=int(seed), image_size=image_size)
+
+
+def record_labels(files: Sequence[str | os.PathLike]) -> np.ndarray:
+    """The labels of every record, in file order (no image decoded)."""
+    spec = {"label": FEATURE_SPEC["label"]}
+    data = tf.data.TFRecordDataset([os.fspath(f) for f in files]).map(lambda s: tf.io.parse_single_example(s, spec))
+    return np.array([int(r["label"]) for r in data.as_numpy_iterator()], dtype=np.int64)
+
+
+def _records(files: Sequence[str | os.PathLike], keep: np.ndarray) -> tf.data.Dataset:
+    """The serialised records whose file-order position is True in ``keep``."""
+    mask = tf.constant(np.asarray(keep, dtype=bool))
+    data = tf.data.TFRecordDataset([os.fspath(f) for f in files]).enumerate()
+    return data.filter(lambda i, _: tf.gather(mask, i)).map(lambda _, s: s)
+
+
+def embed_augmented(
+    backbone: keras.Model, files: Sequence[str | os.PathLike], keep: np.ndarray, batch_size: int,
+    augmentation: keras.Model, copies: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Embeddings (float32) and labels of ``copies`` augmented copies of the records selected by
+    ``keep`` (file order; the training split): copy after copy, each image in file order, every
+    copy drawn afresh from ``augmentation``'s seeded layers."""
+    image_size = int(backbone.input_shape[1])
+
+    @tf.function(reduce_retracing=True)
+    def forward(images: tf.Tensor) -> tf.Tensor:
+        return backbone(augmentation(images, training=True), training=False)
+
+    features, labels = [], []
+    with tqdm(desc="augmented embeddings", unit="img") as progress:
+        for _ in range(int(copies)):
+            data = _records(files, keep).map(
+                lambda s: decode_record(s, image_size), num_parallel_calls=tf.data.AUTOTUNE
+            )
+            for images, batch_labels, _names in data.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+                features.append(forward(images).numpy().astype(np.float32))
+                labels.append(batch_labels.numpy())
+                progress.update(int(images.shape[0]))
+    if not features:
+        return np.zeros((0, int(backbone.output_shape[-1])), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(features), np.concatenate(labels).astype(np.int64)
 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
@@ -118,6 +230,10 @@ def _history(fit: keras.callbacks.History, phase: str, first_epoch: int = 1) -> 
     return frame
 
 
+def _loss(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"loss": cfg.get("loss") or "categorical_crossentropy", "focal_gamma": float(cfg.get("focal_gamma", 2.0))}
+
+
 def train_head(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
     cfg: Mapping[str, Any], workdir: Path, *, on_epoch: EpochCallback | None = None, verbose: int = 2,
@@ -128,19 +244,22 @@ def train_head(
     The one definition of how the head is built, standardised, compiled and fit (train_cnn and the
     tuning objective both call it). ``on_epoch(epoch, head)`` runs after every epoch (from 0, the
     head with that epoch's weights); an exception it raises (a pruned trial) ends the fit and
-    propagates. ``verbose`` is Keras's (2: one line per epoch).
+    propagates. ``verbose`` is Keras's (2: one line per epoch). ``cfg``'s ``class_weight`` (over
+    ``y_train``) and ``loss``/``focal_gamma`` apply; ``x_train`` may hold augmented copies
+    (:func:`embed_augmented`), and the standardisation statistics are then theirs too.
     """
     stats = {}
     if cfg.get("standardize_embeddings", False):
         # a floor keeps dimensions that are constant over the training set finite
         stats = {"feature_mean": x_train.mean(axis=0), "feature_var": np.maximum(x_train.var(axis=0), 1e-12)}
     head = build_head(dropout=float(cfg["dropout"]), units=cfg["head_units"], **stats)
-    compile_for_training(head, cfg["learning_rate"], cfg["decay_steps"], cfg["decay_rate"])
+    compile_for_training(head, cfg["learning_rate"], cfg["decay_steps"], cfg["decay_rate"], **_loss(cfg))
     checkpoint = workdir.resolve() / "head_best.keras"
     fit = head.fit(
         x_train, _one_hot(y_train),
         validation_data=(x_val, _one_hot(y_val)),
         batch_size=int(cfg["batch_size"]), epochs=int(cfg["epochs"]), shuffle=True,
+        class_weight=class_weights(y_train, cfg.get("class_weight")),
         callbacks=_callbacks(cfg, checkpoint, on_epoch), verbose=verbose,
     )  # fmt: skip
     best = keras.models.load_model(checkpoint, compile=False)
@@ -148,18 +267,17 @@ def train_head(
 
 
 def image_split_datasets(
-    files: Sequence[str | os.PathLike], is_val: np.ndarray, batch_size: int, seed: int
+    files: Sequence[str | os.PathLike], is_val: np.ndarray, batch_size: int, seed: int, image_size: int = IMAGE_SIZE
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(image, one-hot) train and validation datasets of the records, split by ``is_val`` (file order)."""
-    mask = tf.constant(is_val)
+    is_val = np.asarray(is_val, dtype=bool)
 
     def pick(want_val: bool, shuffle: bool) -> tf.data.Dataset:
-        data = tf.data.TFRecordDataset([os.fspath(f) for f in files]).enumerate()
-        data = data.filter(lambda i, _: tf.equal(tf.gather(mask, i), want_val)).map(lambda _, s: s)
+        data = _records(files, is_val if want_val else ~is_val)
         if shuffle:
             data = data.shuffle(640, seed=seed, reshuffle_each_iteration=True)
 
-        data = data.map(decode_record, num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.map(lambda s: decode_record(s, image_size), num_parallel_calls=tf.data.AUTOTUNE)
         data = data.map(lambda im, lab, _: (im, tf.one_hot(lab, len(CLASSES))))
         return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -185,11 +303,22 @@ def fit_on_images(
     model: keras.Model, files: Sequence[str | os.PathLike], is_val: np.ndarray, cfg: Mapping[str, Any],
     epochs: int, learning_rate: float, workdir: Path, phase: str, first_epoch: int = 1,
 ) -> pd.DataFrame:  # fmt: skip
-    """The notebook's loop: every epoch runs images through the whole model (backbone included)."""
-    train_ds, val_ds = image_split_datasets(files, is_val, int(cfg["batch_size"]), int(cfg["seed"]))
-    compile_for_training(model, learning_rate, cfg["decay_steps"], cfg["decay_rate"])
-    fit = model.fit(
-        train_ds, validation_data=val_ds, epochs=int(epochs),
+    """The notebook's loop: every epoch runs images through the whole model (backbone included).
+
+    ``cfg``'s ``class_weight`` (over the training split's labels), ``loss``/``focal_gamma`` and
+    ``augment`` apply. With augmentation the fit runs on
+    :func:`~overseer.trackbed.model.with_augmentation`'s wrapper, which trains ``model``'s own
+    weights and leaves ``model`` (what is saved and exported) free of augmentation layers."""
+    image_size = int(model.input_shape[1])
+    train_ds, val_ds = image_split_datasets(files, is_val, int(cfg["batch_size"]), int(cfg["seed"]), image_size)
+    weights = None
+    if (cfg.get("class_weight") or "none") != "none":
+        weights = class_weights(record_labels(files)[~np.asarray(is_val, dtype=bool)], cfg.get("class_weight"))
+    augment = augment_settings(cfg)
+    fitted = model if augment is None else with_augmentation(model, _augmentation(augment, cfg["seed"], image_size))
+    compile_for_training(fitted, learning_rate, cfg["decay_steps"], cfg["decay_rate"], **_loss(cfg))
+    fit = fitted.fit(
+        train_ds, validation_data=val_ds, epochs=int(epochs), class_weight=weights,
         callbacks=_callbacks(cfg, workdir.resolve() / f"{phase}_best.keras"), verbose=2, shuffle=False,
     )  # fmt: skip
     return _history(fit, phase, first_epoch)
@@ -206,8 +335,19 @@ def train_cnn(cfg: Mapping[str, Any], train_files: Sequence[str | os.PathLike], 
     timings["embed"] = time.perf_counter() - start
     is_val = stratified_split(y, float(cfg["val_fraction"]), int(cfg["seed"]))
 
+    x_train, y_train = x[~is_val], y[~is_val]
+    augment = augment_settings(cfg)
+    if augment is not None and int(augment["copies"]) > 0:
+        start = time.perf_counter()
+        augmentation = _augmentation(augment, cfg["seed"], int(backbone.model.input_shape[1]))
+        x_aug, y_aug = embed_augmented(
+            backbone.model, train_files, ~is_val, int(cfg["batch_size"]), augmentation, int(augment["copies"])
+        )
+        x_train, y_train = np.concatenate([x_train, x_aug]), np.concatenate([y_train, y_aug])
+        timings["embed_augmented"] = time.perf_counter() - start
+
     start = time.perf_counter()
-    head, history = train_head(x[~is_val], y[~is_val], x[is_val], y[is_val], cfg, workdir)
+    head, history = train_head(x_train, y_train, x[is_val], y[is_val], cfg, workdir)
     timings["fit_head"] = time.perf_counter() - start
     model = join(backbone.model, head)
 
@@ -223,4 +363,5 @@ def train_cnn(cfg: Mapping[str, Any], train_files: Sequence[str | os.PathLike], 
         history = pd.concat([history, more], ignore_index=True)
         timings["fine_tune"] = time.perf_counter() - start
         model.trainable = False  # saved for inference
-    return TrainResult(model, history, backbone.weights_used, int((~is_val).sum()), int(is_val.sum()), timings)
+    n_train, n_val = int((~is_val).sum()), int(is_val.sum())
+    return TrainResult(model, history, backbone.weights_used, n_train, n_val, timings, len(x_train) - n_train)
