@@ -4,7 +4,9 @@
 finished runs per family of one stage (by default the ``evaluate@<model>`` runs, which carry the
 held-out metrics) and writes one self-contained HTML file: the runs, the params (and input digests)
 that differ between them, every metric with its delta against a baseline run, a bar chart of the
-main metrics and the runs' confusion matrices side by side. Figures are embedded as base64 PNG.
+main metrics and the runs' confusion matrices side by side, each with the evaluation figures a
+person looks at next (trackbed's most confident misclassifications, the seismic reliability diagram). Figures are
+embedded as base64 PNG.
 
 The logic is in pure functions (``select_runs``, ``params_that_differ``, ``metric_deltas``,
 ``render_html``) that take MLflow ``Run`` objects; ``compare`` wires them to a store and a file.
@@ -44,6 +46,11 @@ DEFAULT_STAGE = "evaluate"
 DEFAULT_LAST = 5
 ALL_STAGES = "all"
 CONFUSION_ARTIFACT = "confusion_matrix.csv"
+# Figures an evaluate run logs that a person looks at beside the confusion matrix, with captions.
+EVAL_FIGURES = {
+    "misclassified.png": "most confident misclassifications",  # trackbed
+    "reliability.png": "reliability of the probabilities",  # seismic forest/GTM held-out picks
+}
 # Metric names (or their ``<prefix>_`` endings) plotted as "main metrics", in this order.
 MAIN_METRICS = (
     "accuracy", "macro_f1", "weighted_f1", "categorical_accuracy", "macro_precision", "macro_recall",
@@ -68,6 +75,7 @@ class FamilyComparison:
     runs: list[Run]
     baseline_id: str
     confusions: dict[str, pd.DataFrame | str] = field(default_factory=dict)
+    figures: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> EVAL_FIGURES name -> data URI
 
 
 def stage_matches(tag: str | None, stage: str | None) -> bool:
@@ -142,25 +150,45 @@ def _latest_runs(client: MlflowClient, experiment_id: str, stage: str | None, la
     return found[:last]
 
 
+def _artifact_paths(client: MlflowClient, run_id: str, names: Iterable[str]) -> dict[str, str]:
+    """Artifact path of each of ``names`` the run logged at its root or one folder down (e.g. ``eval/``)."""
+    wanted, found = set(names), {}
+    entries = client.list_artifacts(run_id)
+    files = [e.path for e in entries if not e.is_dir]
+    for entry in (e for e in entries if e.is_dir):
+        files.extend(e.path for e in client.list_artifacts(run_id, entry.path) if not e.is_dir)
+    for path in sorted(files):
+        if Path(path).name in wanted:
+            found.setdefault(Path(path).name, path)
+    return found
+
+
 def fetch_confusion(client: MlflowClient, run: Run, workdir: str | os.PathLike) -> pd.DataFrame | str:
     """The run's logged ``confusion_matrix.csv`` (at the artifact root or one folder down, e.g.
     ``eval/``) as a frame (rows true, columns predicted), or the reason there is none."""
     run_id = run.info.run_id
     try:
-        entries = client.list_artifacts(run_id)
-        candidates = [e.path for e in entries if not e.is_dir and Path(e.path).name == CONFUSION_ARTIFACT]
-        for entry in (e for e in entries if e.is_dir):
-            candidates.extend(
-                e.path
-                for e in client.list_artifacts(run_id, entry.path)
-                if not e.is_dir and Path(e.path).name == CONFUSION_ARTIFACT
-            )
-        if not candidates:
+        path = _artifact_paths(client, run_id, [CONFUSION_ARTIFACT]).get(CONFUSION_ARTIFACT)
+        if path is None:
             return "not logged"
-        local = client.download_artifacts(run_id, sorted(candidates)[0], dst_path=str(Path(workdir) / run_id))
+        local = client.download_artifacts(run_id, path, dst_path=str(Path(workdir) / run_id))
         return pd.read_csv(local, index_col=0)
     except Exception as exc:  # noqa: BLE001 - one unreadable artifact must not stop the report
         return f"could not be read ({type(exc).__name__}: {exc})"
+
+
+def fetch_figures(client: MlflowClient, run: Run, workdir: str | os.PathLike) -> dict[str, str]:
+    """The run's logged :data:`EVAL_FIGURES` as ``data:`` URIs (those it has; none when unreadable)."""
+    run_id = run.info.run_id
+    try:
+        paths = _artifact_paths(client, run_id, EVAL_FIGURES)
+        out = {}
+        for name, path in paths.items():
+            local = client.download_artifacts(run_id, path, dst_path=str(Path(workdir) / run_id))
+            out[name] = "data:image/png;base64," + base64.b64encode(Path(local).read_bytes()).decode("ascii")
+        return out
+    except Exception:  # noqa: BLE001 - a figure is an extra: the report goes on without it
+        return {}
 
 
 def build_comparisons(
@@ -188,7 +216,8 @@ def build_comparisons(
     with tempfile.TemporaryDirectory(prefix="overseer-compare-") as work, _no_progress_bars():
         for family, runs in groups.items():
             confusions = {r.info.run_id: fetch_confusion(client, r, work) for r in runs}
-            comparisons.append(FamilyComparison(family, runs, baseline_ids[family], confusions))
+            figures = {r.info.run_id: fetch_figures(client, r, work) for r in runs}
+            comparisons.append(FamilyComparison(family, runs, baseline_ids[family], confusions, figures))
     return comparisons
 
 
@@ -513,6 +542,11 @@ def _confusion_section(comparison: FamilyComparison) -> str:
         else:
             figures.append(f"<figure><div class='missing'>{_e(found)}</div>"
                            f"<figcaption>{_e(label)}: confusion matrix {_e(found)}</figcaption></figure>")  # fmt: skip
+        for name, caption in EVAL_FIGURES.items():
+            if name in comparison.figures.get(run.info.run_id, {}):
+                src = comparison.figures[run.info.run_id][name]
+                figures.append(f"<figure><img alt='{_e(caption)} {_e(label)}' src='{src}'>"
+                               f"<figcaption>{_e(label)}: {_e(caption)}</figcaption></figure>")  # fmt: skip
     return "<h3>Confusion matrices</h3><div class='matrices'>" + "".join(figures) + "</div>"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -78,6 +80,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
         {**base, "evaluate.cnn.batch_size": "32", "evaluate.cnn.note": SCRIPT},
         {"eval_accuracy": 0.85, "eval_macro_f1": 0.75, "eval_f1_ASPHALT": 0.95}, tb_cm, work=work,
     )  # fmt: skip
+    grid = work / "grid" / "misclassified.png"  # evaluate@cnn's image grid, shown beside the confusion matrix
+    grid.parent.mkdir(parents=True)
+    plt.imsave(grid, np.zeros((4, 4, 3)))
+    client.log_artifact(ids["t_e2"], str(grid), artifact_path="eval")
     ids["t_failed"] = _log_run(
         client, tb, "trackbed", "evaluate@cnn", 3500, base, {"eval_accuracy": 0.1}, status="FAILED"
     )
@@ -215,8 +221,10 @@ def test_render_html_tables_figures_and_escaping(store: dict) -> None:
         assert heading in page
     assert SCRIPT not in page and "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    # 2 metric charts + 3 logged confusion matrices (t_e1, t_e2, s_e1); t_e3 and s_e2 did not log one
-    assert page.count("data:image/png;base64,") == 5
+    # 2 metric charts + 3 logged confusion matrices (t_e1, t_e2, s_e1) + t_e2's misclassification grid;
+    # t_e3 and s_e2 did not log a confusion matrix
+    assert page.count("data:image/png;base64,") == 6
+    assert page.count("most confident misclassifications</figcaption>") == 1
     assert page.count("confusion matrix not logged") == 2
     assert "1 param identical in every run" in page and "evaluate.cnn.seed" in page
     assert "+0.0500" in page and "-0.0500" in page

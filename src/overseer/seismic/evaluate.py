@@ -24,6 +24,7 @@ import pandas as pd
 from overseer.errors import InputError
 from overseer.io import read_json
 from overseer.metrics import ClassificationReport, classification_report, probability_scores
+from overseer.plots import plot_reliability
 from overseer.seismic.data.volumes import load_volumes
 from overseer.seismic.forest import (
     WELL_COLUMN,
@@ -228,6 +229,10 @@ def evaluate_forest(
         report, folds = holdout_report(model, holdout, config["features"], meta["facies"], config), None
         label = HELD_OUT["wells" if WELL_COLUMN in holdout.columns else "picks"]
         probabilities = holdout_probability_scores(model, holdout, config["features"], len(meta["facies"]))
+        artifacts["reliability.png"] = plot_reliability(
+            probabilities.reliability, "forest: reliability of the most likely facies"
+        )
+        artifacts["reliability.csv"] = probabilities.reliability.to_csv(index=False)
     recovery = _volume_figures(prepared, facies_dir, meta, cfg, artifacts) if meta["has_volumes"] else {}
     evaluation = ForestEvaluation(report, recovery, artifacts, evaluation=label, cv=folds)
     evaluation.probabilities = None if holdout.empty else probabilities.summary()
