@@ -18,6 +18,7 @@ from overseer.paths import (
     SEISMIC_SELECTION_JSON,
     TRACKBED,
     TRACKBED_EVAL_FILES,
+    TRACKBED_TRAIN_FILES,
 )
 from overseer.tracking import log_artifacts, register_model, stage_run
 
@@ -27,12 +28,23 @@ def cnn() -> None:
 
     from overseer.trackbed.data.tfrecord import list_tfrecords
     from overseer.trackbed.export import check_images, export_trackbed, pip_requirements
+    from overseer.trackbed.quantize import calibration_images
 
-    cfg, out = stage.load_params("export", "cnn"), TRACKBED.exported_model
-    images = check_images(list_tfrecords(TRACKBED_EVAL_FILES), int(cfg["check_images"]))
-    with stage_run("trackbed", "export@cnn", inputs=[TRACKBED.trained_model]) as mlflow:
+    cfg, out, held_out = (
+        stage.load_params("export", "cnn"),
+        TRACKBED.exported_model,
+        list_tfrecords(TRACKBED_EVAL_FILES),
+    )
+    images = check_images(held_out, int(cfg["check_images"]))
+    # int8 build: activation ranges from training images, agreement with fp32 checked on the evaluation set
+    quantize = bool(cfg["quantize"])
+    calibration = (
+        calibration_images(list_tfrecords(TRACKBED_TRAIN_FILES), int(cfg["calibration_images"])) if quantize else None
+    )
+    int8_images = check_images(held_out, int(cfg["int8_check_images"])) if quantize else None
+    with stage_run("trackbed", "export@cnn", inputs=[TRACKBED.trained_model, TRACKBED_TRAIN_FILES]) as mlflow:
         config = read_json(TRACKBED.trained_model / "config.json")
-        check = export_trackbed(TRACKBED.trained_model / "model.keras", out, images, config)
+        check = export_trackbed(TRACKBED.trained_model / "model.keras", out, images, config, calibration, int8_images)
         write_json(TRACKBED.export_report, check)
         mlflow.log_metrics({k: v for k, v in check.items() if isinstance(v, int | float)})
         model = keras.models.load_model(out / "model.keras", compile=False)

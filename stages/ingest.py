@@ -41,7 +41,7 @@ def engraving() -> None:
     from overseer.settings import load_settings
 
     cfg, settings = stage.load_params("ingest", "engraving"), load_settings()
-    user_data = [cfg["source"]] if cfg.get("source") not in (None, "default") else []
+    user_data = [p for p in (cfg.get("source"), cfg.get("test_source")) if p not in (None, "default")]
     with stage_run("engraving", "ingest@engraving", inputs=user_data, tags=settings.tags("cache_dir")) as mlflow:
         # the parse cache is a run-time setting, not a param: it changes no prepared byte
         report, run_time = split_run_time(

@@ -21,7 +21,9 @@ def _predict(args: argparse.Namespace) -> None:
     from overseer.io import atomic_file
     from overseer.trackbed.predict import predict
 
-    table = predict(args.model or "models/trackbed/export", args.paths, batch_size=args.batch_size)
+    table = predict(
+        args.model or "models/trackbed/export", args.paths, batch_size=args.batch_size, precision=args.precision
+    )
     if args.out:
         with atomic_file(args.out) as tmp:
             table.to_csv(tmp, index=False)
@@ -182,7 +184,17 @@ file is written (its tied parts read back as one note) except notes doubled at o
 pitch, and note-ons without a note-off (both told).
 
 Bad input (an unreadable file, no notes, not two staves, ...) is reported with the file and
-exit status 2; on any failure nothing is written to the output folder.
+exit status 2; on any failure nothing is written to the output folder. A score's zero-length
+notes are dropped with a warning; a note no single symbol writes (16 quarters in a cadenza bar)
+is written as tied notes.
+
+Several files, or a folder (searched recursively for scores and MIDI files), are a batch: the
+model is loaded once and each piece goes to --out/<name>/ (default engraved/<name>/), <name>
+made from the file's path relative to the folder given (or to the files' common folder): a/b.mxl
+-> a__b, so files that share a name in different folders do not collide. A piece that fails is
+skipped with its reason and the batch goes on; --out/batch.json lists what was engraved and
+what was skipped. Exit status of a batch: 0 when every piece was engraved, 1 when some were
+skipped (the others are written), 2 when none could be (or on bad arguments: no model, no files).
 """
 
 
@@ -197,41 +209,157 @@ def _pages(text: str) -> int:
     return value
 
 
-def _engrave(args: argparse.Namespace) -> None:
-    import warnings
+def _check_model(model: str) -> None:
     from pathlib import Path
 
-    from overseer.engraving.engrave import QuantizeWarning, engrave
-    from overseer.engraving.export import ExportError
-
-    model = Path(args.model)
-    if not (model / "config.json").is_file():
+    if not (Path(model) / "config.json").is_file():
         raise InputError(
             "--model: no trained EngravingGNN here (no config.json); run `dvc repro export@gnn` or pass --model",
             path=model,
         )
-    out = Path(args.out) if args.out else Path("engraved") / Path(args.score).stem
+
+
+def _show_warnings(caught: list) -> None:
+    """Our input warnings as one 'overseer: warning:' line each; any other warning as Python shows it."""
+    import warnings
+
+    from overseer.engraving.engrave import QuantizeWarning, ScoreWarning
+
+    for w in caught:
+        if issubclass(w.category, QuantizeWarning | ScoreWarning):
+            print(f"overseer: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _engrave(args: argparse.Namespace) -> None:
+    import warnings
+    from pathlib import Path
+
+    _check_model(args.model)
+    if len(args.scores) > 1 or Path(args.scores[0]).is_dir():
+        _engrave_batch(args)
+        return
+    from overseer.engraving.engrave import QuantizeWarning, ScoreWarning, engrave
+    from overseer.engraving.export import ExportError
+
+    score = args.scores[0]
+    out = Path(args.out) if args.out else Path("engraved") / Path(score).stem
     formats = tuple(dict.fromkeys(args.formats))
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", QuantizeWarning)
-            result = engrave(args.score, model, out, pages=args.pages, formats=formats, grid=args.grid)
+            warnings.simplefilter("always", ScoreWarning)
+            result = engrave(score, args.model, out, pages=args.pages, formats=formats, grid=args.grid)
     except ExportError as exc:  # not the user's input: our exporter wrote what partitura does not read back
         print(f"overseer: error: {exc}", file=sys.stderr)
         print(f"overseer: nothing was written to {out}; this is an export bug, please report it", file=sys.stderr)
         raise SystemExit(1) from exc
     finally:
-        for w in caught:
-            if issubclass(w.category, QuantizeWarning):
-                print(f"overseer: warning: {w.message}", file=sys.stderr)
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        _show_warnings(caught)
     written = [result[f] for f in formats if result.get(f)] + list(result.get("svg") or [])
     heads = f" ({result['notes']} noteheads with tied parts)" if result["notes"] != result["sounding_notes"] else ""
     print(f"engraved {result['sounding_notes']} notes{heads} in {result['bars']} bars:")
     for path in written:
         print(f"  {path}")
+
+
+def _engrave_batch(args: argparse.Namespace) -> None:
+    """Several files or folders: one folder per piece under --out; skipped pieces listed, exit 0/1/2 (description)."""
+    import warnings
+    from pathlib import Path
+
+    from overseer.engraving.engrave import QuantizeWarning, ScoreWarning, engrave_batch
+    from overseer.settings import load_settings
+
+    out = Path(args.out) if args.out else Path("engraved")
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", QuantizeWarning)
+            warnings.simplefilter("always", ScoreWarning)
+            batch = engrave_batch(
+                args.scores, args.model, out, pages=args.pages, formats=tuple(dict.fromkeys(args.formats)),
+                grid=args.grid, progress=load_settings().progress,
+            )  # fmt: skip
+    finally:
+        _show_warnings(caught)
+    total = len(batch.engraved) + len(batch.skipped)
+    print(f"engraved {len(batch.engraved)} of {total} pieces into {out} ({len(batch.skipped)} skipped):")
+    for piece in batch.engraved:
+        print(f"  {piece['path']} -> {piece['folder']} ({piece['notes']} notes, {piece['bars']} bars)")
+    for skip in batch.skipped:
+        print(f"overseer: skipped {skip['source']}: {skip['reason']}", file=sys.stderr)
+    print(f"list: {out / 'batch.json'}")
+    if batch.skipped:
+        raise SystemExit(2 if not batch.engraved else 1)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from overseer.engraving.corpus_eval import evaluate_corpus
+    from overseer.settings import load_settings
+
+    _check_model(args.model)
+    corpus = Path(args.corpus)
+    if not corpus.is_dir():
+        raise InputError("CORPUS_DIR: not a folder of scores", path=corpus)
+    out = Path(args.out) if args.out else Path("evaluated") / (corpus.resolve().name or "corpus")
+    if out.exists() and not out.is_dir():
+        raise InputError("--out: the output folder is a file", path=out)
+    settings = load_settings()
+    evaluation, info = evaluate_corpus(
+        args.model, corpus, out, threshold=args.threshold, min_clef_run=args.min_clef_run,
+        max_notes=args.max_notes, silence=args.silence, exotic_tuplets=args.exotic_tuplets,
+        cache_dir=settings.cache_dir, progress=settings.progress,
+    )  # fmt: skip
+    print(evaluation.table.to_string())
+    print(f"evaluated {info['pieces']} pieces ({info['notes']} notes) of {info['scores']} scores in {corpus}")
+    if info["zero_length_notes"]:
+        print(f"overseer: warning: {info['zero_length_notes']} zero-length notes dropped", file=sys.stderr)
+    for skip in evaluation.skipped:
+        print(f"overseer: skipped {skip['path'] or skip['piece']} ({skip['step']}): {skip['reason']}", file=sys.stderr)
+    print(f"written to {out}: metrics.json, table1.md, pieces.csv, skipped.csv, corpus.json, tasks/")
+
+
+def _positive(text: str) -> int:
+    """argparse type of --max-notes: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type of --threshold: a number in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected a probability between 0 and 1")
+    return value
+
+
+EVALUATE_DESCRIPTION = """\
+Evaluate a trained EngravingGNN on any folder of scores (MusicXML/.mxl, MEI, kern; searched
+recursively), as evaluate@gnn does on the held-out split: each score is read as ingest@engraving
+reads it (the same parse cache, OVERSEER_CACHE_DIR), predicted, post-processed and scored.
+
+Writes --out (default evaluated/<corpus folder name>), whole or not at all: metrics.json and
+table1.md (the paper's Table 1 layout, raw and post-processed rows), pieces.csv (per piece: its
+notes and every metric), skipped.csv (the scores refused on reading and the pieces that failed,
+with their reasons), corpus.json (counts, options) and tasks/<task>/ (per-class scores, confusion
+matrices). A bad score is skipped and listed, never the end of the evaluation.
+
+--silence and --exotic-tuplets read the scores as ingest.engraving does: give the values the model
+was trained with (params.yaml's defaults are gap and unknown).
+"""
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -266,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=32, help="trackbed: images per batch")
     predict.add_argument(
+        "--precision", choices=["fp32", "int8"], default="fp32",
+        help="trackbed: model.onnx (fp32) or its int8 build model.int8.onnx (about 2x Keras on AVX-512 VNNI CPUs)",
+    )  # fmt: skip
+    predict.add_argument(
         "--probabilities",
         action="store_true",
         help="seismic volumes: also one float32 probability volume per facies (tables always have p_<facies> columns)",
@@ -288,9 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
         description=ENGRAVE_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    engrave.add_argument("score", help="MusicXML (.musicxml/.xml/.mxl), MEI, kern or MIDI (.mid/.midi) file")
+    engrave.add_argument(
+        "scores",
+        nargs="+",
+        metavar="score",
+        help="MusicXML (.musicxml/.xml/.mxl), MEI, kern or MIDI (.mid/.midi) file; several, or a folder: a batch",
+    )
     engrave.add_argument("--model", default="models/engraving/export", help="exported (or trained) model folder")
-    engrave.add_argument("--out", help="output folder (default: engraved/<score name>); other files in it stay")
+    engrave.add_argument(
+        "--out",
+        help="output folder (default: engraved/<score name>; a batch: engraved, one folder per piece in it); "
+        "other files in it stay",
+    )
     engrave.add_argument("--pages", type=_pages, default=2, help="SVG pages to render, 0 or more (0: none; default 2)")
     engrave.add_argument(
         "--formats", nargs="+", default=["musicxml", "mei"], choices=["musicxml", "mei"], help="scores to write"
@@ -304,6 +445,29 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: a quantized file's own grid; 4, sixteenths, for performed timing)",
     )
     engrave.set_defaults(handler=_engrave)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a trained EngravingGNN on a folder of scores (Table 1, per piece)",
+        description=EVALUATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("family", choices=["engraving"])
+    evaluate.add_argument("corpus", metavar="CORPUS_DIR", help="folder of scores (searched recursively)")
+    evaluate.add_argument(
+        "--model", metavar="DIR", default="models/engraving/export", help="exported (or trained) model folder"
+    )
+    evaluate.add_argument(
+        "--out", metavar="DIR", help="output folder (default: evaluated/<corpus folder name>); replaced whole"
+    )
+    evaluate.add_argument("--threshold", type=_fraction, default=0.5, help="voice/chord edge probability (0.5)")
+    evaluate.add_argument("--min-clef-run", type=_positive, default=4, help="shorter clef regions are flicker (4)")
+    evaluate.add_argument("--max-notes", type=_positive, help="predict longer pieces in overlapping windows")
+    evaluate.add_argument("--silence", choices=["gap", "rest"], default="gap", help="silence edges, as trained (gap)")
+    evaluate.add_argument(
+        "--exotic-tuplets", choices=["unknown", "skip"], default="unknown", help="as ingest.engraving (unknown)"
+    )
+    evaluate.set_defaults(handler=_evaluate)
 
     tune = commands.add_parser("tune", help="Optuna study over a model's search space in params.yaml")
     tune.add_argument("model", help="cnn | rf | gnn")

@@ -18,22 +18,32 @@ def _ran(output: str) -> set[str]:
 
 
 def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> None:
-    root, env = make_project(tmp_path)
-    first = run(["dvc", "repro", "export@cnn", "evaluate@cnn"], root, env)
-    assert _ran(first.stdout) == {"ingest@trackbed", "validate@trackbed", "train_cnn", "evaluate@cnn", "export@cnn"}
+    root, env = make_project(tmp_path, {("cv_cnn", "folds"): 2})
+    first = run(["dvc", "repro", "export@cnn", "evaluate@cnn", "cv_cnn"], root, env)
+    chain = {"ingest@trackbed", "validate@trackbed", "train_cnn", "evaluate@cnn", "export@cnn", "cv_cnn"}
+    assert _ran(first.stdout) == chain
 
     # evaluation is on the 20 held-out images only, with the full report
     metrics = json.loads((root / "reports/trackbed/eval/metrics.json").read_text())
     assert metrics["n_items"] == 20
     assert set(metrics["per_class"]) == {"ASPHALT", "BALLAST", "GRAS", "STONE", "ERROR"}
-    for name in ("per_class.csv", "confusion_matrix.csv", "false_inferences.json", "confusion_matrix.png"):
+    for name in ("per_class.csv", "confusion_matrix.csv", "false_inferences.json", "confusion_matrix.png",
+                 "eval_samples.png", "misclassified.png"):  # fmt: skip
         assert (root / "reports/trackbed/eval" / name).stat().st_size > 0
+    # cv_cnn: every training image held out once, per-fold scores and their spread
+    cv = json.loads((root / "reports/trackbed/cv/cv_summary.json").read_text())
+    assert cv["k"] == 2 and len(cv["per_fold_macro_f1"]) == 2 and cv["n_images"] == 40
+    assert cv["macro_f1"]["mean"] == sum(cv["per_fold_macro_f1"]) / 2
     train = json.loads((root / "reports/trackbed/train/metrics.json").read_text())
     assert train["weights_used"] == "none (random init)" and train["n_train"] + train["n_val"] == 40
     export = root / "models/trackbed/export"
     for name in ("model.keras", "model.onnx", "saved_model", "classes.json", "config.json"):
         assert (export / name).exists(), name
-    assert json.loads((root / "reports/trackbed/export.json").read_text())["argmax_agreement"] == 1.0
+    check = json.loads((root / "reports/trackbed/export.json").read_text())
+    assert check["argmax_agreement"] == 1.0
+    # the int8 build is kept only when it agrees with fp32 on >= 99 % of the evaluation images
+    assert check["int8_written"] == (export / "model.int8.onnx").exists()
+    assert check["int8_argmax_agreement"] >= 0.99 if check["int8_written"] else "int8_failure" in check
 
     # one MLflow run per stage, with params, commit, input digests; the model is registered
     import mlflow
@@ -42,7 +52,7 @@ def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> N
     experiment = client.get_experiment_by_name("trackbed")
     runs = client.search_runs([experiment.experiment_id])
     by_stage = {r.data.tags["overseer.stage"]: r for r in runs}
-    assert set(by_stage) == {"ingest@trackbed", "validate@trackbed", "train_cnn", "evaluate@cnn", "export@cnn"}
+    assert set(by_stage) == chain
     train_run = by_stage["train_cnn"]
     assert train_run.data.params["train_cnn.epochs"] == "2"
     assert "input.md5.data/prepared/trackbed/train" in train_run.data.tags
@@ -52,7 +62,7 @@ def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> N
     # nothing changed: nothing runs
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "tiny run"], root, env)
-    second = run(["dvc", "repro", "export@cnn", "evaluate@cnn"], root, env)
+    second = run(["dvc", "repro", "export@cnn", "evaluate@cnn", "cv_cnn"], root, env)
     assert _ran(second.stdout) == set()
 
     # a train_cnn param re-runs train_cnn and what follows, nothing before it (up to evaluation: the

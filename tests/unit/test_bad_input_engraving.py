@@ -233,17 +233,13 @@ def test_one_staff_score(capsys, model, tmp_path) -> None:
     assert_refused(capsys, tmp_path / "out", src, "--model", model, names=str(src), says="only one staff")
 
 
-def test_a_folder_is_not_a_score(capsys, model, tmp_path) -> None:
+def test_an_empty_folder_is_refused(capsys, model, tmp_path) -> None:
+    """A folder is a batch (tests/unit/test_engraving_corpus.py); one without scores or MIDI files is bad input."""
     empty = tmp_path / "nothing"
     empty.mkdir()
+    (empty / "notes.txt").write_text("not a score")
     assert_refused(capsys, tmp_path / "out", empty, "--model", model, names=str(empty),
-                   says="a folder, not a score or MIDI file (it holds none)")  # fmt: skip
-    full = tmp_path / "scores"
-    full.mkdir()
-    es.write(full, "a.musicxml", es.three_staves())
-    write_midi(full / "b.mid", [(0, TPQ, 60)])
-    assert_refused(capsys, tmp_path / "out", full, "--model", model, names=str(full),
-                   says="it holds 2 score or MIDI files: engrave them one at a time")  # fmt: skip
+                   says="no score or MIDI files to engrave")  # fmt: skip
 
 
 def test_missing_score(capsys, model, tmp_path) -> None:

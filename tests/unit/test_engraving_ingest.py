@@ -63,33 +63,30 @@ def test_find_scores_is_recursive_and_skips_hidden(folder: Path) -> None:
 def test_ingest_tiny_folder(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, cache = tmp_path / "prepared", tmp_path / "cache"
     report = ingest_engraving(cfg(folder, cache), out)
-    assert report["pieces"] == {"train": 2, "validation": 1, "test": 1}
-    assert report["skipped"] == 3
-    assert report["skipped_by_reason"] == {
-        "cannot parse score": 1,
-        "more than two staves": 1,
-        "zero-length non-grace notes": 1,
-    }
+    assert report["pieces"] == {"train": 3, "validation": 1, "test": 1}
+    assert report["skipped"] == 2
+    assert report["skipped_by_reason"] == {"cannot parse score": 1, "more than two staves": 1}
     assert report["exotic_tuplet_notes"] == 2
+    assert report["zero_length_notes"] == 1  # dropped from bad/zero, which is kept
     assert report["label_unknown_rate"]["tuplet"] > 0
     assert report["cache"]["misses"] == 7 and report["cache"]["hits"] == 0
-    assert report["notes"]["train"] + report["notes"]["validation"] + report["notes"]["test"] == 18 + 5 + 11 + 4
+    assert report["notes"]["train"] + report["notes"]["validation"] + report["notes"]["test"] == 18 + 5 + 11 + 4 + 2
     assert report["grace_notes"] == 1
 
     index = json.loads((out / "index.json").read_text())
     assert {s["path"]: s["reason"].split(" (")[0] for s in index["skipped"]} == {
         "bad/garbage.musicxml": "cannot parse score",
         "bad/song.musicxml": "more than two staves",
-        "bad/zero.musicxml": "zero-length non-grace notes",
     }
     ids = {e["id"]: e for e in index["pieces"]}
-    assert set(ids) == {"piano", "hands__two_parts", "hands__mazurka", "duplet"}
+    assert set(ids) == {"piano", "hands__two_parts", "hands__mazurka", "duplet", "bad__zero"}
+    assert ids["bad__zero"]["n_zero_length"] == 1 and ids["bad__zero"]["n_notes"] == 2
     for pid, entry in ids.items():
         piece = schema.load_piece(out / entry["split"] / f"{pid}.npz")
         assert piece["onset"].size == entry["n_notes"]
         assert {r: piece[f"edges_{r}"].shape[1] for r in schema.RELATIONS} == entry["n_edges"]
         assert piece["x"].dtype == np.float32 and piece["x"].shape == (entry["n_notes"], schema.N_FEATURES)
-    assert sorted(p.parent.name for p in out.rglob("*.npz")) == ["test", "train", "train", "validation"]
+    assert sorted(p.parent.name for p in out.rglob("*.npz")) == ["test", "train", "train", "train", "validation"]
 
     # second run: every score (bad ones too) comes from the cache, the parser is never called
     def fail(*args, **kwargs):
@@ -117,7 +114,7 @@ def test_changed_file_is_parsed_again(folder: Path, tmp_path: Path) -> None:
 
 def test_exotic_tuplets_can_skip_the_piece(folder: Path, tmp_path: Path) -> None:
     report = ingest_engraving(cfg(folder, None, exotic_tuplets="skip"), tmp_path / "out")
-    assert report["skipped"] == 4 and report["exotic_tuplet_notes"] == 0
+    assert report["skipped"] == 3 and report["exotic_tuplet_notes"] == 0
     assert report["skipped_by_reason"]["tuplets outside the tuplet classes"] == 1
     assert report["cache"]["folder"] is None
 

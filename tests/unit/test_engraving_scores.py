@@ -10,7 +10,7 @@ import pytest
 
 from overseer.engraving import schema
 from overseer.engraving.data.labels import node_labels, piece_from_table
-from overseer.engraving.data.scores import load_score_table
+from overseer.engraving.data.scores import load_score_table, one_line, zero_length_note
 from overseer.errors import InputError
 
 Q = es.Q
@@ -165,10 +165,26 @@ def test_one_staff_is_refused(tmp_path: Path) -> None:
         load_score_table(es.write(tmp_path, "one.musicxml", text))
 
 
-def test_zero_length_note_is_refused(tmp_path: Path) -> None:
+def test_zero_length_note_is_dropped_not_the_piece(tmp_path: Path) -> None:
     text = es.simple_piano(es.note("C", 5, 0, staff=1), es.note("D", 5, 4 * Q, kind="whole", staff=1))
-    with pytest.raises(InputError, match=r"zero-length non-grace notes \(1, the first at quarter 0, pitch 72\)"):
-        load_score_table(es.write(tmp_path, "zero.musicxml", text))
+    table = load_score_table(es.write(tmp_path, "zero.musicxml", text))
+    assert table.pitch.tolist() == [48, 74] and (table.duration == 4.0).all()
+    assert table.zero_onset.tolist() == [0.0] and table.zero_pitch.tolist() == [72]
+    assert zero_length_note(table) == "1 zero-length non-grace note dropped (the first at quarter 0, pitch 72)"
+    rest = es.note("", 0, 4 * Q, kind="whole", staff=1, rest=True)
+    only = es.simple_piano(es.note("C", 5, 0, staff=1), rest).replace(
+        es.note("C", 3, 4 * Q, kind="whole", voice=5, staff=2), es.note("C", 3, 0, kind="whole", voice=5, staff=2)
+    )
+    with pytest.raises(InputError, match=r"no notes \(only grace notes and 2 zero-length notes\)"):
+        load_score_table(es.write(tmp_path, "only_zero.musicxml", only))
+
+
+def test_part_names_in_reasons_are_one_line(tmp_path: Path) -> None:
+    text = es.three_staves().replace("<part-name>Voice</part-name>", "<part-name>Voice\n\n  and\n words</part-name>")
+    with pytest.raises(InputError) as caught:
+        load_score_table(es.write(tmp_path, "song.musicxml", text))
+    assert "\n" not in str(caught.value) and "(Voice and words: 1, Piano: 2)" in str(caught.value)
+    assert one_line("a\n\tb  c" + "x" * 400, limit=20) == "a b cxxxxxxxxxxxx..."
 
 
 def test_time_signatures(tmp_path: Path) -> None:

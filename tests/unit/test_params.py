@@ -275,6 +275,7 @@ def test_check_finds_missing_data_sources(tmp_path: Path, monkeypatch, capsys) -
     seismic.update(source="volumes", volumes={"coherence": "data/raw/seismic/coherence.sgy"}, picks="picks.csv")
     params["train_cnn"]["weights"] = "weights/resnet.h5"
     params["ingest"]["trackbed"]["source"] = "data/raw/trackbed/*.tfrecord"
+    params["ingest"]["engraving"]["test_source"] = "data/raw/engraving/test"  # checked beside the default corpus
     (tmp_path / "picks.csv").write_text("inline,crossline,sample,facies\n")
     write(tmp_path, params)
     monkeypatch.chdir(tmp_path)
@@ -283,6 +284,7 @@ def test_check_finds_missing_data_sources(tmp_path: Path, monkeypatch, capsys) -
         "overseer: error: params.yaml: ingest.trackbed.source: "
         "no image folder or TFRecord file(s) at data/raw/trackbed/*.tfrecord",
         "params.yaml: ingest.seismic.volumes.coherence: no volume at data/raw/seismic/coherence.sgy",
+        "params.yaml: ingest.engraving.test_source: no test score folder at data/raw/engraving/test",
         "params.yaml: train_cnn.weights: no weights file at weights/resnet.h5 "
         "(imagenet, none or the path of a weights file)",
     ]
@@ -292,6 +294,7 @@ def test_check_finds_missing_data_sources(tmp_path: Path, monkeypatch, capsys) -
     (tmp_path / "data/raw/seismic/coherence.sgy").write_bytes(b"")
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights/resnet.h5").write_bytes(b"")
+    (tmp_path / "data/raw/engraving/test").mkdir(parents=True)
     assert main(["check"]) == 0
 
 

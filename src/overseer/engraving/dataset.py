@@ -22,13 +22,14 @@ Epoch sampling (:func:`sample_windows`): each piece of n notes contributes ``cei
 with start positions drawn uniformly in ``[0, n - W]`` (a piece shorter than W is one window of
 the whole piece), so an epoch sees about as many notes as the corpus holds; the windows of all
 pieces are shuffled together and cut into batches. Everything is drawn from a NumPy generator, so
-the batches are a function of the seed.
+the batches are a function of the seed. Training may map each window before batching
+(``iterate_batches(augment=...)``: transposition, :mod:`overseer.engraving.transpose`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -148,9 +149,18 @@ def sample_windows(sizes: Sequence[int], window_size: int, rng: np.random.Genera
 
 
 def iterate_batches(
-    graphs: Sequence[HeteroData], window_size: int, batch_windows: int, rng: np.random.Generator
+    graphs: Sequence[HeteroData],
+    window_size: int,
+    batch_windows: int,
+    rng: np.random.Generator,
+    augment: Callable[[HeteroData], HeteroData] | None = None,
 ) -> Iterator[HeteroData]:
-    """The training batches of one epoch: ``batch_windows`` sampled windows per batch."""
+    """The training batches of one epoch: ``batch_windows`` sampled windows per batch.
+
+    ``augment`` (e.g. :class:`overseer.engraving.transpose.Transposer`) maps each window before it
+    is batched, with its own randomness: the windows drawn from ``rng`` are the same with or without it.
+    """
     plan = sample_windows([g[NOTE].num_nodes for g in graphs], window_size, rng)
     for b in range(0, len(plan), batch_windows):
-        yield collate([window(graphs[i], s, window_size) for i, s in plan[b : b + batch_windows]])
+        windows = [window(graphs[i], s, window_size) for i, s in plan[b : b + batch_windows]]
+        yield collate(windows if augment is None else [augment(w) for w in windows])

@@ -32,10 +32,15 @@ notes (schema docstring); a note whose length is not one plain symbol (5/4 quart
 file and the reason (not a Standard MIDI File, truncated, no notes, type 2, SMPTE timing).
 
 Output goes through :func:`staged_output`: on failure nothing is left behind, not even an empty
-folder.
+folder. A score's zero-length notes are dropped (told in a :class:`ScoreWarning`); a duration no
+single symbol writes (16 quarters in a cadenza bar) is written as tied symbols by post-processing.
 
 :func:`engrave_piece` does the same for a piece already in memory (a prepared ``.npz`` of the
-test split, say).
+test split, say). :func:`engrave_batch` engraves many files (or folders of them) with one model:
+each piece into ``<out>/<name>/`` where ``name`` comes from the file's path relative to the folder
+given (or to the files' common folder), never from its stem alone, so a corpus that names every
+file ``xml_score.musicxml`` gives distinct outputs; a piece that fails is skipped with its reason
+(one line) and the batch goes on.
 """
 
 from __future__ import annotations
@@ -83,15 +88,26 @@ class QuantizeWarning(UserWarning):
     """MIDI notes were moved onto the engraving grid, or dropped (the message says how many and how far)."""
 
 
+class ScoreWarning(UserWarning):
+    """Notes of a score were dropped: zero-length non-grace notes (the message says how many and where)."""
+
+
 # --- input -------------------------------------------------------------------------------------------------
 
 
 def piece_from_score(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A contract piece from a score file, through the data package (the one place engrave reads scores)."""
-    from overseer.engraving.data.labels import piece_from_table
-    from overseer.engraving.data.scores import load_score_table
+    """A contract piece from a score file, through the data package (the one place engrave reads scores).
 
-    return piece_from_table(load_score_table(path))
+    Zero-length notes the reader dropped are told in a :class:`ScoreWarning`.
+    """
+    from overseer.engraving.data.labels import piece_from_table
+    from overseer.engraving.data.scores import load_score_table, zero_length_note
+
+    table = load_score_table(path)
+    dropped = zero_length_note(table)
+    if dropped:
+        warnings.warn(f"{path}: {dropped}", ScoreWarning, stacklevel=2)
+    return piece_from_table(table)
 
 
 @dataclass(frozen=True)
@@ -354,7 +370,7 @@ def _read_input(path: str | os.PathLike, grid: int | None) -> tuple[dict[str, np
     known = SCORE_SUFFIXES + MIDI_SUFFIXES
     if path.is_dir():
         found = sum(1 for p in path.iterdir() if p.suffix.lower() in known)
-        held = f"it holds {found} score or MIDI files: engrave them one at a time" if found else "it holds none"
+        held = f"it holds {found} score or MIDI files: engrave_batch engraves them all" if found else "it holds none"
         raise InputError(f"a folder, not a score or MIDI file ({held})", path=path)
     if not path.exists():
         raise InputError("no such file", path=path)
@@ -571,3 +587,143 @@ def engrave(
     if notes is not None:
         result["midi"] = notes.summary()
     return result
+
+
+# --- many files ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """What :func:`engrave_batch` did: per engraved piece its source, name, folder and counts; per
+    skipped source the reason (one line)."""
+
+    engraved: list[dict]
+    skipped: list[dict]
+
+    def summary(self) -> dict:
+        return {
+            "engraved": len(self.engraved), "skipped": len(self.skipped),
+            "pieces": self.engraved, "skipped_sources": self.skipped,
+        }  # fmt: skip
+
+
+def _found_files(folder: Path) -> list[Path]:
+    """Score and MIDI files under ``folder`` (recursive, sorted; hidden files and folders skipped)."""
+    known = SCORE_SUFFIXES + MIDI_SUFFIXES
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in known and not any(x.startswith(".") for x in p.relative_to(folder).parts)
+    )
+
+
+def batch_sources(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str]]:
+    """(file, relative path) of every file ``paths`` name: files as given, folders searched recursively.
+
+    Relative paths are taken from the common folder of the arguments (a folder argument counts as
+    itself, a file as its parent): for one folder, the path inside it. A file named twice counts once.
+    """
+    groups: list[tuple[Path, list[Path]]] = []
+    for arg in paths:
+        p = Path(arg)
+        groups.append((p, _found_files(p)) if p.is_dir() else (p.parent, [p]))
+    if not groups:
+        return []
+    base = Path(os.path.commonpath([str(root.absolute()) for root, _ in groups]))
+    out, seen = [], set()
+    for _, files in groups:
+        for f in files:
+            key = f.absolute()
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append((f, key.relative_to(base).as_posix()))
+    return out
+
+
+def batch_names(rels: Sequence[str]) -> list[str]:
+    """A distinct, file-name-safe name per relative path (ingest's piece ids: ``a/b.mxl`` -> ``a__b``);
+    two files differing only in their suffix keep it (``a_mxl``, ``a_mid``)."""
+    from overseer.engraving.data.ingest import piece_id
+
+    base = [piece_id(r) for r in rels]
+    counts: dict[str, int] = {}
+    for b in base:
+        counts[b] = counts.get(b, 0) + 1
+    names, taken = [], set()
+    for rel, b in zip(rels, base, strict=True):
+        name = b if counts[b] == 1 else f"{b}_{rel.rsplit('.', 1)[-1].lower()}" if "." in rel else b
+        stem, k = name, 2
+        while name in taken:
+            name, k = f"{stem}_{k}", k + 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _skip_reason(exc: BaseException, path: Path) -> str:
+    from overseer.engraving.data.scores import one_line
+
+    text = str(exc)
+    for prefix in (f"{path}: ", f"{getattr(exc, 'path', None)}: "):
+        text = text.removeprefix(prefix)
+    if isinstance(exc, export.ExportError):
+        text = f"export failed (a bug: please report it): {text}"
+    elif not isinstance(exc, InputError):
+        text = f"{type(exc).__name__}: {text}"
+    return one_line(text)
+
+
+def engrave_batch(
+    paths: Sequence[str | os.PathLike],
+    model_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    *,
+    predict_fn: PredictFn | None = None,
+    device: str | None = None,
+    max_notes: int | None = None,
+    grid: int | None = None,
+    progress: bool = True,
+    **options: object,
+) -> Batch:
+    """Engrave every score or MIDI file ``paths`` name (files, folders) into ``out_dir/<name>/`` (module docstring).
+
+    Names: :func:`batch_sources`, :func:`batch_names`. The model is loaded once, before anything is
+    read. A file that cannot be read, predicted, post-processed or exported is skipped with its
+    reason and leaves nothing behind; the others are written. ``out_dir/batch.json`` lists both.
+    An InputError when ``paths`` name no file at all (an empty folder). ``options`` as :func:`engrave`.
+    """
+    from tqdm import tqdm
+
+    from overseer.io import write_json
+
+    sources = batch_sources(paths)
+    if not sources:
+        raise InputError("no score or MIDI files to engrave", path=Path(paths[0]) if paths else None)
+    if predict_fn is None:
+        if model_dir is None:
+            raise ValueError("engrave_batch needs a model_dir or a predict_fn")
+        predict_fn = model_predict_fn(model_dir, device=device, max_notes=max_notes)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("the output folder is a file", path=out_dir)
+    names = batch_names([rel for _, rel in sources])
+    engraved, skipped = [], []
+    for (path, rel), name in tqdm(
+        list(zip(sources, names, strict=True)), desc="engrave", unit="piece", disable=not progress
+    ):
+        try:
+            result = engrave(path, None, out_dir / name, predict_fn=predict_fn, name=name, grid=grid, **options)
+        except Exception as exc:  # noqa: BLE001 - one bad piece never aborts the batch: skipped, listed
+            skipped.append({"source": str(path), "path": rel, "reason": _skip_reason(exc, path)})
+            continue
+        written = [result[f] for f in export.FORMATS if result.get(f)] + list(result.get("svg") or [])
+        engraved.append(
+            {
+                "source": str(path), "path": rel, "name": name, "folder": str(out_dir / name),
+                "files": [p.name for p in written], "notes": result["sounding_notes"], "bars": result["bars"],
+            }
+        )  # fmt: skip
+    batch = Batch(engraved, skipped)
+    write_json(out_dir / "batch.json", batch.summary())
+    return batch

@@ -5,12 +5,22 @@ logits, key smoothing, …) and the engraved result is turned back into the scor
 :mod:`overseer.engraving.scoring`: node labels per task, voice links between consecutive chords
 of each (bar, staff, voice), and chord links between the notes of each pooled chord. Raw
 (argmax / p ≥ 0.5) scores are reported beside them, so the effect of post-processing is visible.
+
+One bad piece never aborts an evaluation: a piece whose prediction or post-processing fails is
+skipped with its reason (one line), counted in ``metrics.json`` (``n_skipped``) and listed in
+``skipped.csv``; ``pieces.csv`` has one row per scored piece (its notes, each metric after
+post-processing and raw, ``raw_<metric>``).
+
+:mod:`.corpus_eval` runs the same evaluation on any folder of scores (``overseer evaluate engraving``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,13 +29,21 @@ from tqdm import tqdm
 
 from overseer.engraving import schema
 from overseer.engraving.data.labels import voice_successors
+from overseer.engraving.data.scores import one_line
 from overseer.engraving.postprocess import postprocess
 from overseer.engraving.scoring import labels_from_predictions, reports, score_pieces, table1, table_markdown
+from overseer.errors import InputError
 from overseer.metrics import ClassificationReport
 
+log = logging.getLogger(__name__)
 Predict = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 RAW_ROW = "Overseer EngravingGNN (raw argmax)"
 POST_ROW = "Overseer EngravingGNN (post-processed)"
+PIECE_METRICS = (
+    "voice_f1", "voice_precision", "voice_recall", "chord_f1", "chord_precision", "chord_recall",
+    *(f"acc_{task}" for task in schema.NODE_TASKS), "acc_duration",
+)  # fmt: skip
+SKIPPED_COLUMNS = ("piece", "path", "step", "reason")
 
 
 def chord_links(chord: np.ndarray) -> np.ndarray:
@@ -66,7 +84,8 @@ def labels_from_postprocessed(piece: Mapping[str, np.ndarray], res: Mapping[str,
 @dataclass
 class Evaluation:
     """Scores raw and after post-processing, the Table 1 layout, per-task reports of the
-    post-processed labels, and the evaluation folder's summary files by name."""
+    post-processed labels, the scores per piece, the pieces skipped (``piece``, ``path``, ``step``,
+    ``reason``) and the evaluation folder's summary files by name."""
 
     raw: dict[str, float]
     post: dict[str, float]
@@ -74,9 +93,27 @@ class Evaluation:
     n_pieces: int
     tasks: dict[str, ClassificationReport] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    per_piece: pd.DataFrame = field(default_factory=pd.DataFrame)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {"n_pieces": self.n_pieces, "post_processed": self.post, "raw": self.raw}
+        return {"n_pieces": self.n_pieces, "n_skipped": len(self.skipped), "post_processed": self.post, "raw": self.raw}
+
+
+def skipped_table(skipped: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The skipped pieces as ``skipped.csv`` holds them (reasons one line)."""
+    rows = [
+        {c: one_line(s.get(c) or "") if c == "reason" else s.get(c) or "" for c in SKIPPED_COLUMNS} for s in skipped
+    ]
+    return pd.DataFrame(rows, columns=list(SKIPPED_COLUMNS))
+
+
+def _piece_row(name: str, path: str | None, piece: Mapping, post: Mapping, raw: Mapping) -> dict[str, Any]:
+    one = {"post": score_pieces([post], [piece]), "raw": score_pieces([raw], [piece])}
+    row: dict[str, Any] = {"piece": name, "path": path or "", "notes": int(np.asarray(piece["onset"]).size)}
+    row.update({m: one["post"][m] for m in PIECE_METRICS})
+    row.update({f"raw_{m}": one["raw"][m] for m in PIECE_METRICS})
+    return row
 
 
 def evaluate_pieces(
@@ -86,18 +123,61 @@ def evaluate_pieces(
     *,
     threshold: float = 0.5,
     min_clef_run: int = 4,
+    paths: Sequence[str] | None = None,
+    desc: str = "evaluate@gnn",
+    progress: bool = True,
 ) -> Evaluation:
-    """Predict, post-process and score ``pieces``: metrics.json, table1.md and per-task reports."""
-    raw_labels, post_labels = [], []
+    """Predict, post-process and score ``pieces``: metrics.json, table1.md, pieces.csv, skipped.csv
+    and per-task reports. A piece that fails is skipped (module docstring); when every piece fails
+    the evaluation is an InputError naming the first reason. ``paths`` (per piece) go into pieces.csv."""
     if len(names) != len(pieces):
         raise ValueError(f"{len(names)} names for {len(pieces)} pieces")
-    for piece in tqdm(pieces, desc="evaluate@gnn", unit="piece"):
-        pred = predict(piece)
-        raw_labels.append(labels_from_predictions(pred, piece, threshold))
-        res = postprocess(dict(piece), dict(pred), threshold=threshold, min_clef_run=min_clef_run)
-        post_labels.append(labels_from_postprocessed(piece, res))
-    raw, post = score_pieces(raw_labels, pieces), score_pieces(post_labels, pieces)
+    paths = list(paths) if paths is not None else [None] * len(pieces)
+    kept, kept_names, raw_labels, post_labels, rows, skipped = [], [], [], [], [], []
+    for name, path, piece in tqdm(
+        list(zip(names, paths, pieces, strict=True)), desc=desc, unit="piece", disable=not progress
+    ):
+        try:
+            pred = predict(piece)
+            raw = labels_from_predictions(pred, piece, threshold)
+            res = postprocess(dict(piece), dict(pred), threshold=threshold, min_clef_run=min_clef_run)
+            post = labels_from_postprocessed(piece, res)
+        except Exception as exc:  # noqa: BLE001 - one bad piece never aborts the evaluation: skipped, listed
+            reason = one_line(f"{type(exc).__name__}: {exc}")
+            log.warning("skipping %s: %s", name, reason)
+            skipped.append({"piece": str(name), "path": path or "", "step": "evaluate", "reason": reason})
+            continue
+        kept.append(piece)
+        kept_names.append(name)
+        raw_labels.append(raw)
+        post_labels.append(post)
+        rows.append(_piece_row(str(name), path, piece, post, raw))
+    if pieces and not kept:
+        raise InputError(f"no piece could be evaluated ({len(skipped)} skipped; the first: {skipped[0]['reason']})")
+    raw, post = score_pieces(raw_labels, kept), score_pieces(post_labels, kept)
     table = table1({POST_ROW: post, RAW_ROW: raw})
-    evaluation = Evaluation(raw, post, table, len(pieces), reports(post_labels, pieces, names))
-    evaluation.artifacts = {"metrics.json": evaluation.summary(), "table1.md": table_markdown(table)}
+    per_piece = pd.DataFrame(
+        rows, columns=["piece", "path", "notes", *PIECE_METRICS, *(f"raw_{m}" for m in PIECE_METRICS)]
+    )
+    evaluation = Evaluation(
+        raw, post, table, len(kept), reports(post_labels, kept, kept_names), per_piece=per_piece, skipped=skipped
+    )
+    evaluation.artifacts = {
+        "metrics.json": evaluation.summary(),
+        "table1.md": table_markdown(table),
+        "pieces.csv": per_piece.to_csv(index=False, float_format="%.6g"),
+        "skipped.csv": skipped_table(skipped).to_csv(index=False),
+    }
     return evaluation
+
+
+def write_evaluation(evaluation: Evaluation, folder: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
+    """The evaluation folder's files (``artifacts``, ``extra``) and ``tasks/<task>/`` reports, into ``folder``."""
+    from overseer.io import write_artifacts
+    from overseer.metrics import write_report
+
+    write_artifacts(folder, {**evaluation.artifacts, **dict(extra or {})})
+    for task, report in evaluation.tasks.items():
+        # summary, per-class scores, confusion matrix (plots for small class sets); per-note
+        # predictions would be megabytes per run
+        write_report(report, Path(folder) / "tasks" / task, plots=len(report.class_names) <= 4, items=False)

@@ -317,6 +317,31 @@ def notate_span(
     return out
 
 
+# a note written as tied symbols (postprocess step 5): one row per symbol after the first
+SPLIT_KEYS = ("split_note", "split_onset", "split_duration", "split_note_type", "split_dots",
+              "split_tuplet_actual", "split_tuplet_normal")  # fmt: skip
+
+
+def tied_symbols(
+    start: Fraction, end: Fraction, origin: Fraction, beat: Fraction
+) -> list[tuple[Fraction, Fraction, int, int, int, int]] | None:
+    """Tied symbols (onset, value, type, dots, actual, normal) writing a note [start, end) that no
+    single symbol of the model's classes writes, or None where one generic tuplet symbol is meant.
+
+    A length made of plain values (binary values to 128ths, triplets and quintuplets of them: the
+    rest grid), or longer than a breve, is cut like rests are (:func:`notate_span`: at beat
+    boundaries, the fewest and simplest symbols), as engravers tie a long or irregular note: a
+    16-quarter note is two tied breves, 5 quarters a whole note tied to a quarter. Any other length
+    up to a breve (a 7-tuplet note, say) is one generic tuplet symbol (:func:`generic_symbol`): None.
+    """
+    length = end - start
+    if length <= 0:
+        raise ValueError(f"a note of length {length} quarters cannot be written")
+    if (length * _DP_TPQ).denominator != 1 and generic_symbol(length) is not None:
+        return None
+    return notate_span(start, end, origin, beat)
+
+
 # --- bars ---------------------------------------------------------------------------------------------
 
 

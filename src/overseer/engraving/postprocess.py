@@ -36,8 +36,14 @@ The steps, in the paper's order (§2.7: chord pooling → voice assignment → u
 5. **Symbolic duration** (§2.2 item 8): the (note type, dots, tuplet) triple with the highest summed
    log-probability *among those whose value equals the note's duration* (a symbol that
    contradicts the duration cannot be written: MEI carries durations only as symbols). A
-   duration no triple matches (a 7-tuplet, say) gets a generic tuplet ratio on the smallest note
-   type that holds it (``tuplet`` = -1, ratio in ``tuplet_actual:tuplet_normal``).
+   duration no triple matches is written as tied symbols where engravers would tie
+   (:func:`.notation.tied_symbols`: a length longer than a breve, say 16 quarters in a cadenza bar,
+   or one made of plain values, say 5 quarters; cut at beats like rests): the note's
+   ``note_type``/``dots``/``tuplet*`` are its first symbol's, and the symbols after it are the
+   ``split_*`` arrays (one row per tied continuation: ``split_note``, its onset, duration and
+   symbol), which export writes as notes tied to it. Any other length (a 7-tuplet, say) gets a
+   generic tuplet ratio on the smallest note type that holds it (``tuplet`` = -1, ratio in
+   ``tuplet_actual:tuplet_normal``).
 6. **Spelling** (§2.2 item 3): the best of the spellings that are consistent with the note's MIDI pitch.
 7. **Key** (§2.2 item 4): one key per bar, the majority of its notes' (chord-averaged) key predictions,
    ties broken by summed probability; a bar without notes keeps the previous bar's key.
@@ -85,6 +91,7 @@ from overseer.engraving import schema
 from overseer.engraving.notation import (
     BASE_VALUE,
     DEFAULT_CLEF,
+    SPLIT_KEYS,
     TICKS_PER_QUARTER,
     TIME_KEYS,
     TUPLET_RATIO,
@@ -100,6 +107,7 @@ from overseer.engraving.notation import (
     spelled_pitch,
     symbol_table,
     symbol_value,
+    tied_symbols,
 )
 
 UNKNOWN = schema.UNKNOWN
@@ -269,7 +277,11 @@ def assign_voices(
 
 
 def decode_durations(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray], chord: np.ndarray) -> dict:
-    """Note type, dots and tuplet per note from chord-averaged logits, consistent with the duration."""
+    """Note type, dots and tuplet per note from chord-averaged logits, consistent with the duration.
+
+    Notes no single symbol writes get their first tied symbol here and the others in ``split_*``
+    (module docstring, step 5).
+    """
     t_idx, d_idx, k_idx, value = symbol_table()
     score = (
         log_softmax(pool_mean(pred["logits_note_type"], chord))[:, t_idx]
@@ -278,6 +290,7 @@ def decode_durations(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray], 
     )
     _, first = np.unique(chord, return_index=True)
     dur = quantize(piece["duration"])[first]
+    on = quantize(piece["onset"])[first]
     match = value[None, :] == dur[:, None]
     best = np.argmax(np.where(match, score, -np.inf), axis=1)
     ratio = np.array(TUPLET_RATIO, dtype=np.int32)
@@ -288,14 +301,30 @@ def decode_durations(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray], 
         "tuplet_actual": ratio[k_idx[best], 0],
         "tuplet_normal": ratio[k_idx[best], 1],
     }
+    tied: dict[int, list] = {}  # chord -> its tied continuation symbols
     for c in np.flatnonzero(~match.any(axis=1)):
-        sym = generic_symbol(as_quarters(dur[c]))
-        if sym is None:
-            quarters = dur[c] / TICKS_PER_QUARTER
-            raise ValueError(f"note {first[c]}: a duration of {quarters:g} quarters cannot be one symbol")
+        start = as_quarters(on[c])
+        _, _, origin, beat = bar_grid(piece, int(piece["bar"][first[c]]))
+        symbols = tied_symbols(start, start + as_quarters(dur[c]), origin, beat)
+        if symbols is None:  # one generic tuplet symbol: no class
+            sym, k = generic_symbol(as_quarters(dur[c])), UNKNOWN
+        else:  # the first of the tied symbols; its tuplet class where it has one
+            sym, tied[int(c)] = tuple(symbols[0][2:]), symbols[1:]
+            k = TUPLET_RATIO.index(sym[2:]) if sym[2:] in TUPLET_RATIO else UNKNOWN
         out["note_type"][c], out["dots"][c], out["tuplet_actual"][c], out["tuplet_normal"][c] = sym
-        out["tuplet"][c] = UNKNOWN
-    return {name: arr[chord] for name, arr in out.items()}
+        out["tuplet"][c] = k
+    return {**{name: arr[chord] for name, arr in out.items()}, **_split_rows(chord, tied)}
+
+
+def _split_rows(chord: np.ndarray, tied: dict[int, list]) -> dict[str, np.ndarray]:
+    """``split_*`` rows for every note of the chords in ``tied`` (each note its own tied symbols)."""
+    rows = [(int(i), *sym) for i in range(chord.size) for sym in tied.get(int(chord[i]), ())]
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 7
+    dtypes = (np.int64, np.float64, np.float64, np.int16, np.int16, np.int16, np.int16)
+    return {
+        key: np.array([float(v) if dt is np.float64 else int(v) for v in col], dtype=dt)
+        for key, col, dt in zip(SPLIT_KEYS, cols, dtypes, strict=True)
+    }
 
 
 def decode_stems(stem_logits: np.ndarray, chord: np.ndarray, beam: np.ndarray) -> np.ndarray:
@@ -482,7 +511,11 @@ def infill_rests(
 
 
 def _voice_events(piece: dict, res: dict) -> dict[tuple[int, int, int], list[tuple]]:
-    """Per (bar, staff, voice): events (onset ticks, kind 'n'/'r', index) in time order (a chord once)."""
+    """Per (bar, staff, voice): events (onset ticks, kind 'n'/'r'/'s', index) in time order (a chord once).
+
+    'n' is a note (its first symbol), 'r' a rest, 's' a tied continuation symbol (``split_*`` row) of
+    a chord's first note.
+    """
     events: dict[tuple[int, int, int], list[tuple]] = defaultdict(list)
     on = quantize(piece["onset"])
     _, first = np.unique(res["chord"], return_index=True)
@@ -492,26 +525,53 @@ def _voice_events(piece: dict, res: dict) -> dict[tuple[int, int, int], list[tup
     for j in range(r_on.size):
         key = (int(res["rest_bar"][j]), int(res["rest_staff"][j]), int(res["rest_voice"][j]))
         events[key].append((int(r_on[j]), "r", j))
+    is_first = np.zeros(on.size, dtype=bool)
+    is_first[first] = True
+    s_on = quantize(res["split_onset"]) if "split_note" in res else np.zeros(0, np.int64)
+    for j in range(s_on.size):
+        i = int(res["split_note"][j])
+        if is_first[i]:
+            events[(int(piece["bar"][i]), int(res["staff"][i]), int(res["voice"][i]))].append((int(s_on[j]), "s", j))
     for seq in events.values():
         seq.sort()
     return events
 
 
-def group_tuplets(piece: dict, res: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Tuplet bracket id per note and per rest (-1 none): runs of one voice with the same ratio."""
+def _first_symbol_ticks(piece: dict, res: dict) -> np.ndarray:
+    """Length (ticks) of each note's first written symbol: its duration, or up to its first tied continuation."""
+    on = quantize(piece["onset"])
+    length = quantize(piece["duration"])
+    s_note = np.asarray(res.get("split_note", np.zeros(0, np.int64)), dtype=np.int64)
+    if s_note.size:
+        s_on = quantize(res["split_onset"])
+        first_cont = np.full(on.size, np.iinfo(np.int64).max)
+        np.minimum.at(first_cont, s_note, s_on)
+        split = first_cont < np.iinfo(np.int64).max
+        length[split] = first_cont[split] - on[split]
+    return length
+
+
+def group_tuplets(piece: dict, res: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tuplet bracket id per note, per rest and per tied continuation symbol (-1 none): runs of one
+    voice with the same ratio (a note's bracket is its first symbol's)."""
     chord = res["chord"]
     chord_group = np.full(int(chord.max()) + 1, -1, dtype=np.int32)
     rest_group = np.full(res["rest_onset"].size, -1, dtype=np.int32)
+    n_split = np.asarray(res.get("split_note", ())).size
+    split_group = np.full(n_split, -1, dtype=np.int32)
+    head = _first_symbol_ticks(piece, res)
+    prefix = {"n": "", "r": "rest_", "s": "split_"}
     gid = -1
     for seq in _voice_events(piece, res).values():
         open_ratio, acc, unit = None, Fraction(0), Fraction(0)
         for _, kind, i in seq:
-            arr = "" if kind == "n" else "rest_"
+            arr = prefix[kind]
             ratio = (int(res[f"{arr}tuplet_actual"][i]), int(res[f"{arr}tuplet_normal"][i]))
             if ratio == (1, 1):
                 open_ratio = None
                 continue
-            dur = as_quarters(quantize(piece["duration"][i] if kind == "n" else res["rest_duration"][i]))
+            ticks = head[i] if kind == "n" else quantize(res[f"{arr}duration"][i])
+            dur = as_quarters(ticks)
             base = BASE_VALUE[int(res[f"{arr}note_type"][i])] * ratio[1]
             if ratio != open_ratio:
                 gid, open_ratio, acc, unit = gid + 1, ratio, Fraction(0), base
@@ -519,10 +579,17 @@ def group_tuplets(piece: dict, res: dict) -> tuple[np.ndarray, np.ndarray]:
             if kind == "n":
                 chord_group[chord[i]] = gid
             else:
-                rest_group[i] = gid
+                (rest_group if kind == "r" else split_group)[i] = gid
             if acc % unit == 0:
                 open_ratio = None
-    return chord_group[chord], rest_group
+    if n_split:  # the other notes of a chord: the bracket of the first note's symbol at the same time
+        s_chord = chord[np.asarray(res["split_note"], dtype=np.int64)]
+        s_on = quantize(res["split_onset"])
+        of_first = {(int(s_chord[j]), int(s_on[j])): g for j, g in enumerate(split_group) if g >= 0}
+        split_group = np.array(
+            [of_first.get((int(s_chord[j]), int(s_on[j])), -1) for j in range(n_split)], dtype=np.int32
+        )
+    return chord_group[chord], rest_group, split_group
 
 
 def group_beams(piece: dict, res: dict) -> np.ndarray:
@@ -649,7 +716,7 @@ def postprocess(
     res["octave_shift"], brackets = octave_brackets(pred["logits_octave_shift"], piece["onset"], offset, staff)
     res.update(brackets)
     res.update(infill_rests(piece, staff, res["voice"], chord))
-    res["tuplet_group"], res["rest_tuplet_group"] = group_tuplets(piece, res)
+    res["tuplet_group"], res["rest_tuplet_group"], res["split_tuplet_group"] = group_tuplets(piece, res)
     res["beam"] = group_beams(piece, res)
     res["stem"] = decode_stems(pred["logits_stem"], chord, res["beam"])
     res.update(attach_grace_notes(piece, staff, res["spelling"], res["bar_key"]))
@@ -685,15 +752,39 @@ def check_result(piece: dict[str, np.ndarray], res: dict[str, np.ndarray]) -> No
             )
         ]
     )
-    off = np.abs(value - dur) > SYMBOL_REL_TOL * dur  # exact but for generic ratios of off-grid lengths
+    head = _first_symbol_ticks(piece, res)  # the duration, or the first of its tied symbols
+    off = np.abs(value - head) > SYMBOL_REL_TOL * head  # exact but for generic ratios of off-grid lengths
     if off.any():
         raise ValueError(f"symbolic duration differs from the duration of notes {np.flatnonzero(off)[:5]}")
+    _check_split(on, dur, head, res)
     if not pitch_consistent_spellings(piece["pitch"])[np.arange(n), res["spelling"]].all():
         raise ValueError("a spelling does not fit its MIDI pitch")
     if (res["key"] != res["bar_key"][piece["bar"]]).any():
         raise ValueError("notes of one bar carry different keys")
     _check_tiling(piece, res)
     _check_brackets(piece, res)
+
+
+def _check_split(on: np.ndarray, dur: np.ndarray, head: np.ndarray, res: dict) -> None:
+    """A note's tied symbols follow its first one without gap or overlap, each its symbol's length, to its end."""
+    if "split_note" not in res or not np.asarray(res["split_note"]).size:
+        return
+    rows: dict[int, list[int]] = defaultdict(list)
+    for j, i in enumerate(np.asarray(res["split_note"], dtype=np.int64)):
+        rows[int(i)].append(j)
+    s_on, s_dur = quantize(res["split_onset"]), quantize(res["split_duration"])
+    for i, js in rows.items():
+        t = on[i] + head[i]
+        for j in sorted(js, key=lambda j: s_on[j]):
+            sym = symbol_value(
+                res["split_note_type"][j], res["split_dots"][j], res["split_tuplet_actual"][j],
+                res["split_tuplet_normal"][j],
+            )  # fmt: skip
+            if s_on[j] != t or abs(float(sym * TICKS_PER_QUARTER) - s_dur[j]) > SYMBOL_REL_TOL * s_dur[j]:
+                raise ValueError(f"note {i}: its tied symbols do not follow each other or differ from their lengths")
+            t += s_dur[j]
+        if t != on[i] + dur[i]:
+            raise ValueError(f"note {i}: its tied symbols end at tick {t}, the note at {on[i] + dur[i]}")
 
 
 def _check_tiling(piece: dict, res: dict) -> None:

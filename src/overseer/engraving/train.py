@@ -6,10 +6,12 @@ over that task's labelled items in the batch (labels -1 are masked out; a task w
 adds exactly 0). Adam, lr 1e-3, weight decay 5e-4 (§2.5, the defaults of ``DEFAULTS``).
 
 An epoch draws GraphMuse windows of ``window`` consecutive notes (``dataset.sample_windows``) and
-trains on batches of ``batch_windows`` of them. Validation pieces are evaluated whole (the full
-graph, the GRU over the whole piece: what prediction does), in eval mode, after every epoch; early
-stopping watches the validation loss (the training loss when there is no validation piece) and the
-best epoch's weights are restored at the end.
+trains on batches of ``batch_windows`` of them; with ``transpose.enabled`` each training window is
+transposed on the fly (:class:`overseer.engraving.transpose.Transposer`: with probability
+``transpose.probability`` by a representable shift within ±``transpose.max_fifths`` fifths).
+Validation pieces are evaluated whole (the full graph, the GRU over the whole piece: what
+prediction does), in eval mode, after every epoch; early stopping watches the validation loss (the
+training loss when there is no validation piece) and the best epoch's weights are restored at the end.
 
 Seeding (``seed``) covers Python, NumPy, torch and the window sampling: on the CPU two runs give
 identical histories; CUDA's scatter-add is not deterministic, so GPU runs agree only closely.
@@ -50,6 +52,7 @@ from overseer.engraving import schema
 from overseer.engraving.dataset import CANDIDATE_EDGE_TYPES, NOTE, iterate_batches, piece_to_data
 from overseer.engraving.model import EngravingGNN, ModelConfig
 from overseer.engraving.scoring import labels_from_predictions, score_pieces
+from overseer.engraving.transpose import Transposer
 from overseer.io import atomic_file, split_run_time, write_json
 
 log = logging.getLogger(__name__)
@@ -67,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
     "pos_weight_voice": 1.0,  # BCE positive-class weight of the voice candidates
     "pos_weight_chord": 1.0,
     "grad_clip": 0.0,  # max gradient norm; 0 = off
+    # transposition augmentation of the training windows (transpose.Transposer); off: as before
+    "transpose": {"enabled": False, "max_fifths": 6, "probability": 0.5},
     **ModelConfig().to_dict(),
 }
 # how a run goes, not what it learns: accepted in cfg, kept out of TrainResult.cfg (overseer.settings)
@@ -121,7 +126,11 @@ def resolve_cfg(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     unknown = sorted(set(cfg) - set(DEFAULTS) - set(RUN_OPTIONS))
     if unknown:
         log.warning("train_gnn ignores unknown cfg keys %s", unknown)
-    return {**DEFAULTS, **{k: v for k, v in cfg.items() if k in DEFAULTS}}
+    out = {**DEFAULTS, **{k: v for k, v in cfg.items() if k in DEFAULTS}}
+    for key, default in DEFAULTS.items():  # a sub-mapping (transpose) is completed key by key
+        if isinstance(default, Mapping):
+            out[key] = {**default, **dict(cfg.get(key) or {})}
+    return out
 
 
 def run_options(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -148,6 +157,15 @@ def torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def make_augment(c: Mapping[str, Any]) -> Transposer | None:
+    """The window augmentation of a resolved cfg: a :class:`Transposer` when ``transpose.enabled``,
+    seeded from ``seed`` apart from the window sampling (same windows with it on or off)."""
+    t = c["transpose"]
+    if not t["enabled"]:
+        return None
+    return Transposer(int(t["max_fifths"]), float(t["probability"]), seed=[int(c["seed"]), 1])
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -318,6 +336,7 @@ def _train(
     optimizer = torch.optim.Adam(model.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"]))
     pos_weight = {"voice": float(c["pos_weight_voice"]), "chord": float(c["pos_weight_chord"])}
     rng = np.random.default_rng(int(c["seed"]))
+    augment = make_augment(c)
     monitor = "val_loss" if val_graphs else "train_loss"
     patience = int(c["patience"])
     best_loss, best_epoch, best_state = float("inf"), 0, None
@@ -331,7 +350,7 @@ def _train(
         meter = _Meter()
         notes = 0
         t_epoch = time.perf_counter()
-        for batch in iterate_batches(train_graphs, int(c["window"]), int(c["batch_windows"]), rng):
+        for batch in iterate_batches(train_graphs, int(c["window"]), int(c["batch_windows"]), rng, augment):
             batch = batch.to(dev)
             losses = task_losses(model(batch), batch, pos_weight)
             loss = total_loss(losses)

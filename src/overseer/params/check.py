@@ -309,6 +309,8 @@ def data_problems(params: Mapping[str, Any], base: str | os.PathLike = ".") -> l
     engraving = get("ingest", "engraving")
     if isinstance(engraving, Mapping) and engraving.get("source", "default") != "default":
         need("ingest.engraving.source", engraving.get("source"), "score folder")
+    if isinstance(engraving, Mapping):  # a fixed test corpus also beside the default training scores
+        need("ingest.engraving.test_source", engraving.get("test_source"), "test score folder")
     weights = get("train_cnn", "weights")
     if isinstance(weights, str) and weights.lower() not in WEIGHTS_KEYWORDS and weights != "imagenet":
         need("train_cnn.weights", weights, "weights file", hint=" (imagenet, none or the path of a weights file)")

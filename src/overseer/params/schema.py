@@ -179,6 +179,7 @@ class EngravingSplit(Section):
 
 class IngestEngraving(Section):
     source: Text = None  # "default" or a folder of scores
+    test_source: PathText | None = None  # a folder (or "default") that is the whole test split; null: split source
     silence: Silence = None
     exotic_tuplets: ExoticTuplets = None
     split: EngravingSplit | None = None
@@ -311,6 +312,12 @@ class TrainCnn(Section):
     fine_tune: FineTune | None = None
 
 
+class Transpose(Section):  # engraving.train.DEFAULTS["transpose"], engraving.transpose.Transposer
+    enabled: bool = None
+    max_fifths: Annotated[int, Field(ge=0, le=14)] = None  # keys stay in -7..+7, so 14 fifths at most
+    probability: Share = None  # the chance that a training window is transposed
+
+
 class TrainGnn(Section):
     hidden: PositiveInt = None
     layers: PositiveInt = None
@@ -331,6 +338,7 @@ class TrainGnn(Section):
     pos_weight_voice: PositiveFloat = None
     pos_weight_chord: PositiveFloat = None
     grad_clip: NonNegativeFloat = None  # 0: off
+    transpose: Transpose = None
     seed: Seed = None
 
     @model_validator(mode="after")
@@ -406,6 +414,9 @@ class ExportGtm(Section):
 
 class ExportCnn(Section):
     check_images: PositiveInt
+    quantize: bool
+    calibration_images: PositiveInt
+    int8_check_images: PositiveInt
     registered_model_name: Text
 
 

@@ -144,10 +144,18 @@ def check_onnx(model: keras.Model, onnx_path: Path, images: np.ndarray, atol: fl
 
 
 def export_trackbed(
-    model_path: str | os.PathLike, out_dir: str | os.PathLike, check_images: np.ndarray, config: dict[str, Any]
+    model_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    check_images: np.ndarray,
+    config: dict[str, Any],
+    calibration: np.ndarray | None = None,
+    int8_images: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Write ``model.keras``, ``saved_model/``, ``model.onnx``, ``classes.json`` and ``config.json``
-    into ``out_dir`` (all or nothing) and return the ONNX agreement check."""
+    into ``out_dir`` (all or nothing) and return the ONNX agreement check. With ``calibration``
+    (training images), also ``model.int8.onnx`` (:mod:`overseer.trackbed.quantize`), checked against
+    ``model.onnx`` on ``int8_images`` (default ``check_images``); a build that disagrees on more than
+    1 % of them is not written and the check says why (the fp32 export stands)."""
     model = keras.models.load_model(Path(model_path), compile=False)
     fix_seed_states(model)
     model.predict(check_images[:1], verbose=0)  # ONNX export needs a model that has been called
@@ -156,9 +164,25 @@ def export_trackbed(
         export_saved_model(model, tmp / "saved_model")
         # checked as written: the canonicalised file is the one users get
         check = check_onnx(model, export_onnx(model, tmp / "model.onnx"), check_images)
+        if calibration is not None:
+            check |= _int8_build(tmp, calibration, check_images if int8_images is None else int8_images)
         (tmp / "classes.json").write_text(json.dumps(list(CLASSES), indent=2) + "\n")
         (tmp / "config.json").write_text(json.dumps({**config, "onnx_check": check}, indent=2, default=str) + "\n")
     return check
+
+
+def _int8_build(folder: Path, calibration: np.ndarray, images: np.ndarray) -> dict[str, Any]:
+    """``folder/model.int8.onnx`` from ``folder/model.onnx``, kept only when it agrees with it."""
+    from overseer.trackbed.quantize import check_quantized, quantize_onnx
+
+    int8 = quantize_onnx(folder / "model.onnx", folder / "model.int8.onnx", calibration)
+    try:
+        agreement = check_quantized(folder / "model.onnx", int8, images)
+    except RuntimeError as exc:
+        int8.unlink()
+        log.warning("%s: model.int8.onnx not written", exc)
+        return {"int8_written": False, "int8_failure": str(exc)}
+    return {"int8_written": True, **{f"int8_{k}": v for k, v in agreement.items()}}
 
 
 def pip_requirements() -> list[str]:

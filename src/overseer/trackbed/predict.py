@@ -68,13 +68,23 @@ def _to_batch(images: list[np.ndarray]) -> np.ndarray:
     return np.stack([to_model_input(tf.constant(a), IMAGE_SIZE).numpy() for a in arrays])
 
 
-def load_predictor(model_dir: str | os.PathLike):
-    """A function images -> probabilities: ONNX Runtime when ``model.onnx`` exists, else Keras."""
-    folder = Path(model_dir)
-    if (folder / "model.onnx").exists():
-        from overseer.trackbed.export import onnx_predict
+PRECISIONS = ("fp32", "int8")  # model.onnx | model.int8.onnx (export.cnn.quantize)
 
-        return lambda batch: onnx_predict(folder / "model.onnx", batch)
+
+def load_predictor(model_dir: str | os.PathLike, precision: str = "fp32"):
+    """A function images -> probabilities: ONNX Runtime (one session, reused) when ``model.onnx`` exists
+    — or, with ``precision="int8"``, its int8 build ``model.int8.onnx`` — else Keras."""
+    from overseer.trackbed.quantize import onnx_predictor
+
+    folder = Path(model_dir)
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}", path=folder)
+    if precision == "int8":
+        if not (folder / "model.int8.onnx").exists():
+            raise InputError("no model.int8.onnx (export with export.cnn.quantize: true)", path=folder)
+        return onnx_predictor(folder / "model.int8.onnx")
+    if (folder / "model.onnx").exists():
+        return onnx_predictor(folder / "model.onnx")
     if (folder / "model.keras").exists():
         import keras
 
@@ -83,11 +93,13 @@ def load_predictor(model_dir: str | os.PathLike):
     raise InputError("no model.onnx or model.keras (run `dvc repro` to export one)", path=folder)
 
 
-def predict(model_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], batch_size: int = 32) -> pd.DataFrame:
+def predict(
+    model_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], batch_size: int = 32, precision: str = "fp32"
+) -> pd.DataFrame:
     """One row per image: item, predicted class, confidence (and true class for TFRecords)."""
     folder = Path(model_dir)
     classes = json.loads((folder / "classes.json").read_text()) if (folder / "classes.json").exists() else CLASSES
-    predictor = load_predictor(folder)
+    predictor = load_predictor(folder, precision)
     rows: list[dict] = []
     batch: list[tuple[str, np.ndarray, str | None]] = []
 

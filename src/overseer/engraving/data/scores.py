@@ -37,10 +37,14 @@ Bars: ``bar_start`` is where the measure starts, ``bar_dur`` its length as notat
 senza-misura) are absent: a score with no readable time signature at all is refused; a later
 additive change leaves the previous signature in force (bar lengths stay as notated).
 
-Bad input is an :class:`~overseer.errors.InputError` naming the file and the reason: unreadable,
-empty or unparseable file (the parser's exception type and text), a .krn without a ``**kern``
-spine, no notes, not two staves, no time signature, a denominator that is not a power of two, a
-non-grace note of zero length.
+A non-grace note of zero length (a notation error, or a grace note written without its
+``<grace/>``) is no node: it is dropped and kept in ``zero_onset``/``zero_pitch``, so that callers
+can warn and count (ingest's report, ``overseer engrave``); the rest of the piece is read as usual.
+
+Bad input is an :class:`~overseer.errors.InputError` naming the file and the reason (one line,
+:func:`one_line`): unreadable, empty or unparseable file (the parser's exception type and text), a
+.krn without a ``**kern`` spine, no notes, not two staves, no time signature, a denominator that is
+not a power of two.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +75,14 @@ UNKNOWN = schema.UNKNOWN
 SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn")
 # octave-shift markup that partitura does not import (MEI <octave>, humdrum *8va/*8ba/*15ma)
 _UNREAD_OCTAVE = {".mei": re.compile(rb"<octave[\s>]"), ".krn": re.compile(rb"\*X?(8va|8ba|15ma|15ba)")}
+REASON_CHARS = 300  # a skip reason is one line of at most this many characters
+
+
+def one_line(text: object, limit: int = REASON_CHARS) -> str:
+    """``text`` as one line: every run of whitespace (newlines, tabs) one space, at most ``limit``
+    characters (cut with "..."). Reasons and part names go into logs, CSV files and index.json."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
 @dataclass
@@ -106,6 +118,9 @@ class ScoreTable:
     grace_staff: np.ndarray  # i16
     grace_voice: np.ndarray  # i16
     grace_spelling: np.ndarray  # i16
+    # non-grace notes of zero length, dropped (module docstring): onset (f64 quarters) and MIDI pitch
+    zero_onset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    zero_pitch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
 
     @property
     def n_notes(self) -> int:
@@ -218,13 +233,16 @@ def _staffed_parts(parts: list, which: str | int | None, path: Path) -> list[tup
         elif which in names:
             parts = [parts[names.index(which)]]
         else:
-            raise InputError(f"no part {which!r} (parts: {names})", path=path)
+            shown = ", ".join(repr(one_line(n, 60)) for n in names)
+            raise InputError(f"no part {which!r} (parts: {shown})", path=path)
     with_notes = [p for p in parts if next(p.iter_all(pts.Note, include_subclasses=True), None) is not None]
     if not with_notes:
         raise InputError("no notes", path=path)
     staves = [_staff_numbers(p, alone=len(with_notes) == 1) for p in with_notes]
     total = sum(len(s) for s in staves)
-    described = ", ".join(f"{p.part_name or p.id!s}: {len(s)}" for p, s in zip(with_notes, staves, strict=True))
+    described = ", ".join(
+        f"{one_line(p.part_name or p.id, 60)}: {len(s)}" for p, s in zip(with_notes, staves, strict=True)
+    )
     if total > 2:
         raise InputError(f"more than two staves ({described}); a piano score has two", path=path)
     if total < 2:
@@ -357,14 +375,12 @@ def _table(staffed: list[tuple[object, _StaffMap]], path: Path) -> ScoreTable:
     if (~grace).sum() == 0:
         raise InputError("no notes (only grace notes)", path=path)
     zero = ~grace & (col["duration"] <= 0)
-    if zero.any():
-        i = int(np.flatnonzero(zero)[0])
-        raise InputError(
-            f"zero-length non-grace notes ({int(zero.sum())}, the first at quarter {col['onset'][i]:g}, "
-            f"pitch {col['pitch'][i]})",
-            path=path,
-        )
-    notes = {k: v[~grace] for k, v in col.items()}
+    node = ~grace & ~zero
+    if not node.any():
+        raise InputError(f"no notes (only grace notes and {int(zero.sum())} zero-length notes)", path=path)
+    z_order = np.argsort(col["onset"][zero], kind="stable")
+    zero_onset, zero_pitch = col["onset"][zero][z_order], col["pitch"][zero][z_order]
+    notes = {k: v[node] for k, v in col.items()}
     order = np.lexsort((notes["voice"], notes["staff"], notes["pitch"], notes["onset"]))
     notes = {k: v[order] for k, v in notes.items()}
     g_order = np.argsort(col["onset"][grace], kind="stable")
@@ -381,7 +397,18 @@ def _table(staffed: list[tuple[object, _StaffMap]], path: Path) -> ScoreTable:
         grace_staff=gr["staff"],
         grace_voice=gr["voice"],
         grace_spelling=gr["spelling"],
+        zero_onset=zero_onset.astype(np.float64),
+        zero_pitch=zero_pitch.astype(np.int16),
     )
+
+
+def zero_length_note(table: ScoreTable) -> str | None:
+    """What to tell about the zero-length notes dropped from a table (None when there were none)."""
+    n = int(table.zero_onset.size)
+    if not n:
+        return None
+    first = f"the first at quarter {float(table.zero_onset[0]):g}, pitch {int(table.zero_pitch[0])}"
+    return f"{n} zero-length non-grace note{'s' if n > 1 else ''} dropped ({first})"
 
 
 def _in_force(times: Sequence[int], at: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ notes (partitura's MEI reader misreads them). Octave shifts are **not** written:
 from __future__ import annotations
 
 import os
+import re
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from overseer.engraving.export.readback import note_table, write_checked
 MEI_NS = "http://www.music-encoding.org/ns/mei"
 XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 MEI_ACCID = dict(zip(schema.ALTERS, ("ff", "f", "n", "s", "ss"), strict=True))
+_TIED_PART = re.compile(r"n(\d+)(?:t\d+x\d+|t\d+|x\d+)")  # written parts of a note after its first (part.py)
 
 
 def _mei(tag: str) -> str:
@@ -88,12 +91,16 @@ def mei_from_part(part: ps.Part, piece: dict, res: dict) -> bytes:
                 member.attrib.pop("dots", None)
     by_id = {el.get(XML_ID): el for el in root.iter(_mei("note"), _mei("rest"))}
     _mei_ties(part, by_id)
+    tied_parts = defaultdict(list)  # note -> the ids of its tied parts (dots split: x1; tied symbols: t<k>)
+    for name in by_id:
+        found = _TIED_PART.fullmatch(name or "")
+        if found:
+            tied_parts[int(found[1])].append(name)
     for i in range(piece["onset"].size):
         _, alter, _ = nt.spelled_pitch(res["spelling"][i], piece["pitch"][i])
         _set_mei_accid(by_id[f"n{i}"], alter, bool(res["show_accidental"][i]))
-        for k in (1, 2):
-            if f"n{i}x{k}" in by_id:
-                _set_mei_accid(by_id[f"n{i}x{k}"], alter, False)
+        for name in tied_parts.get(i, ()):
+            _set_mei_accid(by_id[name], alter, False)
     _wrap_mei_beams(res, by_id)
     _insert_mei_graces(piece, res, by_id)
     _insert_mei_clefs(

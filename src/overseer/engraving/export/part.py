@@ -4,7 +4,9 @@ Measures and time signatures from the bar arrays, one key signature per bar (wri
 changes), the initial clefs and the clef changes, notes with their spelling (the octave follows
 from the MIDI pitch and the spelled step, so Cb and B# land in the right octave), staff, voice,
 stem, symbolic duration (type, dots, tuplet ratio), ties, tuplet brackets, rests, and grace notes
-chained before their principal note.
+chained before their principal note. A note that post-processing wrote as tied symbols (a
+16-quarter note in a cadenza bar: ``split_*``) is its first symbol (id ``n<i>``) tied to one note
+per further symbol (ids ``n<i>t<k>``); partitura reads the chain back as the one note.
 """
 
 from __future__ import annotations
@@ -82,9 +84,9 @@ def build_part(
             name = schema.NODE_TASKS["clef"][int(sign)]
             part.add(ps.Clef(staff=int(s), sign=name, line=nt.CLEF_LINES[name], octave_change=None), tl.at(onset))
     offset = voice_offset(res)
-    heads, tails = _add_notes(part, piece, res, tl, offset, split_dots)
+    heads, tails, continued = _add_notes(part, piece, res, tl, offset, split_dots)
     rests = _add_rests(part, res, tl, offset)
-    _add_tuplets(part, res, heads, tails, rests)
+    _add_tuplets(part, res, heads, tails, rests, continued)
     if graces:
         _add_grace_notes(part, piece, res, heads)
     return part
@@ -105,36 +107,66 @@ def _add_bars(part: ps.Part, piece: dict, res: dict, tl: _Timeline) -> None:
             prev_key = key
 
 
-def _note_pieces(res: dict, i: int, split_dots: bool) -> list[tuple[dict, object]]:
-    """(symbolic duration, length in quarters or None = the rest of the note) of the written pieces of note ``i``.
+def _symbol(res: dict, prefix: str, i: int) -> tuple[int, int, int, int]:
+    """(type, dots, actual, normal) of note ``i`` (prefix "") or ``split_*`` row ``i`` (prefix "split_")."""
+    return tuple(int(res[f"{prefix}{key}"][i]) for key in ("note_type", "dots", "tuplet_actual", "tuplet_normal"))
 
-    With ``split_dots`` a note of two or three dots is written as a one-dot note tied to one of a
-    type two steps shorter (partitura's MEI reader adds each dot as half of the value so far).
+
+def _note_pieces(
+    res: dict, i: int, split_dots: bool, tied: list[int] = ()
+) -> list[tuple[dict, float | None, str, int | None]]:
+    """The written pieces of note ``i``: (symbolic duration, length in quarters or None = to the note's
+    end, id suffix, the ``split_*`` row it starts or None).
+
+    The note's first symbol, then its tied continuation symbols (``tied``: its ``split_*`` rows). With
+    ``split_dots`` a symbol of two or three dots is written as a one-dot note tied to one of a type
+    two steps shorter (partitura's MEI reader adds each dot as half of the value so far).
     """
-    t, d = int(res["note_type"][i]), int(res["dots"][i])
-    a, m = int(res["tuplet_actual"][i]), int(res["tuplet_normal"][i])
-    if not split_dots or d < 2 or t + 2 >= len(schema.NOTE_TYPES):
-        return [(_symbolic(t, d, a, m), None)]
-    return [(_symbolic(t, 1, a, m), nt.symbol_value(t, 1, a, m)), (_symbolic(t + 2, d - 2, a, m), None)]
+    first = float(res["split_onset"][tied[0]]) - float(res["onset"][i]) if len(tied) else None
+    symbols = [(_symbol(res, "", i), first, "", None)]
+    for k, j in enumerate(tied, start=1):
+        length = None if k == len(tied) else float(res["split_duration"][j])
+        symbols.append((_symbol(res, "split_", j), length, f"t{k}", j))
+    out = []
+    for (t, d, a, m), length, suffix, row in symbols:
+        if split_dots and d >= 2 and t + 2 < len(schema.NOTE_TYPES):
+            dotted = nt.symbol_value(t, 1, a, m)
+            out.append((_symbolic(t, 1, a, m), float(dotted), suffix, row))
+            tail = None if length is None else length - float(dotted)
+            out.append((_symbolic(t + 2, d - 2, a, m), tail, f"{suffix}x1", None))
+        else:
+            out.append((_symbolic(t, d, a, m), length, suffix, row))
+    return out
+
+
+def _split_rows(res: dict) -> dict[int, list[int]]:
+    """Note -> its ``split_*`` rows (tied continuation symbols), in time order."""
+    rows: dict[int, list[int]] = defaultdict(list)
+    if "split_note" in res:
+        for j in np.argsort(np.asarray(res["split_onset"]), kind="stable"):
+            rows[int(res["split_note"][j])].append(int(j))
+    return rows
 
 
 def _add_notes(
     part: ps.Part, piece: dict, res: dict, tl: _Timeline, offset: int, split_dots: bool
-) -> tuple[list[ps.Note], list[ps.Note]]:
-    """Add every node; returns its first and last written note (they differ for split notes)."""
-    heads, tails = [], []
+) -> tuple[list[ps.Note], list[ps.Note], dict[int, ps.Note]]:
+    """Add every node; returns its first and last written note (they differ for split notes) and the
+    written note of each tied continuation symbol (by ``split_*`` row)."""
+    heads, tails, continued = [], [], {}
+    split = _split_rows(res)
     for i in range(piece["onset"].size):
         step, alter, octave = nt.spelled_pitch(res["spelling"][i], piece["pitch"][i])
         staff = int(res["staff"][i])
         start = tl.at(piece["onset"][i])
         end = start + tl.length(piece["duration"][i])
         written = []
-        for k, (sym, length) in enumerate(_note_pieces(res, i, split_dots)):
+        for sym, length, suffix, row in _note_pieces(res, i, split_dots, split.get(i, [])):
             note = ps.Note(
                 step=step,
                 octave=octave,
                 alter=alter or None,
-                id=f"n{i}" if k == 0 else f"n{i}x{k}",
+                id=f"n{i}{suffix}",
                 voice=int(res["voice"][i]) + (staff - 1) * offset,
                 staff=staff,
                 symbolic_duration=sym,
@@ -145,6 +177,8 @@ def _add_notes(
             if written:
                 written[-1].tie_next, note.tie_prev = note, written[-1]
             written.append(note)
+            if row is not None:
+                continued[row] = note
             start = stop
         heads.append(written[0])
         tails.append(written[-1])
@@ -159,7 +193,7 @@ def _add_notes(
         if cands:
             j = cands.pop(0)
             tails[i].tie_next, heads[j].tie_prev = heads[j], tails[i]
-    return heads, tails
+    return heads, tails, continued
 
 
 def _add_rests(part: ps.Part, res: dict, tl: _Timeline, offset: int) -> list[ps.Rest]:
@@ -183,14 +217,19 @@ def _add_rests(part: ps.Part, res: dict, tl: _Timeline, offset: int) -> list[ps.
     return rests
 
 
-def _add_tuplets(part: ps.Part, res: dict, heads: list, tails: list, rests: list) -> None:
+def _add_tuplets(part: ps.Part, res: dict, heads: list, tails: list, rests: list, continued: dict) -> None:
     members = defaultdict(list)  # group -> (first written element, last written element)
     _, first = np.unique(res["chord"], return_index=True)
+    split = _split_rows(res)
     for i in first:
-        if res["tuplet_group"][i] >= 0:
-            members[int(res["tuplet_group"][i])].append((heads[i], tails[i]))
+        if res["tuplet_group"][i] >= 0:  # a note written as tied symbols: its first symbol's bracket
+            members[int(res["tuplet_group"][i])].append((heads[i], heads[i] if i in split else tails[i]))
     for j in np.flatnonzero(res["rest_tuplet_group"] >= 0):
         members[int(res["rest_tuplet_group"][j])].append((rests[j], rests[j]))
+    chord_first = {int(i) for i in first}
+    for j in np.flatnonzero(np.asarray(res.get("split_tuplet_group", ())) >= 0):
+        if int(res["split_note"][j]) in chord_first:  # one bracket per chord, as for the first symbols
+            members[int(res["split_tuplet_group"][j])].append((continued[int(j)], continued[int(j)]))
     for group in members.values():
         group.sort(key=lambda e: e[0].start.t)
         start, end = group[0][0], group[-1][1]
