@@ -191,3 +191,16 @@ def test_messages_name_facies(survey: Path) -> None:
     flat = table.assign(glcm_variance=1.0)
     with pytest.raises(InputError, match=r"attributes \['glcm_variance'\] are constant"):
         train_gtm(flat, None, FEATURES, TRAIN_GTM)
+
+
+def test_cv_fold_without_a_facies_gives_it_probability_zero(trained: tuple[Path, Any], survey: Path) -> None:
+    from overseer.seismic.gtm_evaluate import cross_validated_probabilities
+
+    _, result = trained
+    table = pd.read_parquet(survey / "train.parquet")
+    channel = table["facies"] == 3
+    table.loc[channel, ["inline", "crossline"]] = table.loc[channel, ["inline", "crossline"]].iloc[0].to_numpy()
+    proba, cv = cross_validated_probabilities(result.model, table, FEATURES)  # every channel pick in one block
+    assert cv["folds"] == 5 and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert (proba[channel.to_numpy(), 3] == 0).all()  # its fold trained on no channel pick

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from overseer.engraving import schema
+from overseer.engraving.postprocess import log_softmax
 
 N_KEYS = len(schema.KEY_FIFTHS)
 C_MAJOR = schema.KEY_FIFTHS.index(0)  # the key of a piece without notes
@@ -43,12 +44,6 @@ EMISSIONS = ("vote", "logprob")
 # candidate penalties for choose_penalty, in bars' worth of votes ("vote" scores); finite, so that
 # a chosen value goes into JSON and params (64: in practice one key unless a run wins 128 bars)
 PENALTY_CANDIDATES: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def _chord_mean(values: np.ndarray, chord: np.ndarray) -> np.ndarray:
@@ -79,7 +74,7 @@ def bar_scores(
         raise ValueError(f"bar indices must be in 0..{n_bars - 1}")
     if chord is not None and logits.shape[0]:
         logits = _chord_mean(logits, chord)
-    logp = _log_softmax(logits) if logits.shape[0] else logits
+    logp = log_softmax(logits) if logits.shape[0] else logits
     n_in_bar = np.bincount(bar, minlength=n_bars).astype(np.float64)
     scores = np.zeros((n_bars, N_KEYS))
     if emission == "vote":

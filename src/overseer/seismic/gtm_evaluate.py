@@ -74,12 +74,6 @@ def _number(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
 
 
-def class_columns(classes: np.ndarray, facies_ids: np.ndarray) -> np.ndarray:
-    """The probability column of each row's facies id (``classes`` sorted, every id among them)."""
-    columns = np.searchsorted(classes, facies_ids)
-    return np.clip(columns, 0, len(classes) - 1)
-
-
 def score_probabilities(
     proba: np.ndarray, table: pd.DataFrame, classes: np.ndarray, facies: Sequence[str], bins: int
 ) -> tuple[ClassificationReport, ProbabilityScores, int]:
@@ -106,7 +100,10 @@ def cross_validated_probabilities(
     folds = make_folds(y, groups, CV_FOLDS, "blocked", CV_SEED)
     out = np.full((len(table), len(model.classes_)), np.nan)
     for train, test in folds:
-        out[test] = model.with_pdfs_from(x[train], y[train]).predict_proba(x[test])
+        fold = model.with_pdfs_from(x[train], y[train])
+        # a facies absent from a fold's training picks has no PDF there: probability 0 in that fold
+        out[test] = 0.0
+        out[np.ix_(test, np.searchsorted(model.classes_, fold.classes_))] = fold.predict_proba(x[test])
     by = "wells" if "well" in table.columns else f"{CV_BLOCK_SIZE} × {CV_BLOCK_SIZE} inline/crossline blocks"
     return out, {"grouped_by": by, "folds": len(folds), "seed": CV_SEED}
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from overseer.errors import InputError
-from overseer.seismic.gtm import GTMClassifier
+from overseer.seismic.gtm import GTMClassifier, latent_grid
 from overseer.seismic.predict_volume import predict_volume, write_facies_segy
 
 FEATURE_MODES = ("selected", "all")  # params train_gtm.features
@@ -196,7 +196,8 @@ def plot_latent_map(gtm: GTMClassifier, facies: Sequence[str]) -> plt.Figure:
     """The figure interpreters look at first: the unsupervised PDF of all voxels on the latent grid,
     with each facies' supervised PDF drawn over it (contours at half its peak, its peak marked)."""
     a, b = (int(v) for v in gtm.grid)  # node (u_i, v_j) is entry [i, j] of a map (gtm.latent_grid)
-    u, v = np.linspace(-1, 1, a), np.linspace(-1, 1, b)
+    nodes = latent_grid((a, b))
+    u, v = nodes[::b, 0], nodes[:b, 1]
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     image = ax.imshow(np.asarray(gtm.unsupervised_pdf_).reshape(a, b).T, origin="lower", extent=(-1, 1, -1, 1),
                       cmap="Greys")  # fmt: skip
