@@ -163,12 +163,25 @@ def _artifact_paths(client: MlflowClient, run_id: str, names: Iterable[str]) -> 
     return found
 
 
-def fetch_confusion(client: MlflowClient, run: Run, workdir: str | os.PathLike) -> pd.DataFrame | str:
+def _listed(client: MlflowClient, run_id: str) -> dict[str, str] | None:
+    """The run's confusion matrix and evaluation figures, listed once; None when listing fails (each
+    fetch then says why for itself)."""
+    try:
+        return _artifact_paths(client, run_id, [CONFUSION_ARTIFACT, *EVAL_FIGURES])
+    except Exception:  # noqa: BLE001 - the fetches report an unreadable store per run
+        return None
+
+
+def fetch_confusion(
+    client: MlflowClient, run: Run, workdir: str | os.PathLike, paths: Mapping[str, str] | None = None
+) -> pd.DataFrame | str:
     """The run's logged ``confusion_matrix.csv`` (at the artifact root or one folder down, e.g.
-    ``eval/``) as a frame (rows true, columns predicted), or the reason there is none."""
+    ``eval/``) as a frame (rows true, columns predicted), or the reason there is none. ``paths``:
+    the run's artifacts already listed (:func:`_artifact_paths`)."""
     run_id = run.info.run_id
     try:
-        path = _artifact_paths(client, run_id, [CONFUSION_ARTIFACT]).get(CONFUSION_ARTIFACT)
+        paths = _artifact_paths(client, run_id, [CONFUSION_ARTIFACT]) if paths is None else paths
+        path = paths.get(CONFUSION_ARTIFACT)
         if path is None:
             return "not logged"
         local = client.download_artifacts(run_id, path, dst_path=str(Path(workdir) / run_id))
@@ -177,13 +190,15 @@ def fetch_confusion(client: MlflowClient, run: Run, workdir: str | os.PathLike) 
         return f"could not be read ({type(exc).__name__}: {exc})"
 
 
-def fetch_figures(client: MlflowClient, run: Run, workdir: str | os.PathLike) -> dict[str, str]:
+def fetch_figures(
+    client: MlflowClient, run: Run, workdir: str | os.PathLike, paths: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The run's logged :data:`EVAL_FIGURES` as ``data:`` URIs (those it has; none when unreadable)."""
     run_id = run.info.run_id
     try:
-        paths = _artifact_paths(client, run_id, EVAL_FIGURES)
+        paths = _artifact_paths(client, run_id, EVAL_FIGURES) if paths is None else paths
         out = {}
-        for name, path in paths.items():
+        for name, path in ((n, p) for n, p in paths.items() if n in EVAL_FIGURES):
             local = client.download_artifacts(run_id, path, dst_path=str(Path(workdir) / run_id))
             out[name] = "data:image/png;base64," + base64.b64encode(Path(local).read_bytes()).decode("ascii")
         return out
@@ -215,8 +230,9 @@ def build_comparisons(
     comparisons = []
     with tempfile.TemporaryDirectory(prefix="overseer-compare-") as work, _no_progress_bars():
         for family, runs in groups.items():
-            confusions = {r.info.run_id: fetch_confusion(client, r, work) for r in runs}
-            figures = {r.info.run_id: fetch_figures(client, r, work) for r in runs}
+            listed = {r.info.run_id: _listed(client, r.info.run_id) for r in runs}  # one listing per run
+            confusions = {r.info.run_id: fetch_confusion(client, r, work, listed[r.info.run_id]) for r in runs}
+            figures = {r.info.run_id: fetch_figures(client, r, work, listed[r.info.run_id]) for r in runs}
             comparisons.append(FamilyComparison(family, runs, baseline_ids[family], confusions, figures))
     return comparisons
 

@@ -64,10 +64,11 @@ def holdout_report(
     features: Sequence[str],
     facies: Sequence[str],
     config: Mapping[str, Any] | None = None,
+    probs: np.ndarray | None = None,
 ) -> ClassificationReport:
     """The classification report of ``model`` on the held-out rows (input built as in training, then
-    the trained smoothing of ``config``)."""
-    probs = model.predict_proba(model_matrix(holdout, list(features)))
+    the trained smoothing of ``config``); ``probs``: the model's probabilities of those rows, if known."""
+    probs = model.predict_proba(model_matrix(holdout, list(features))) if probs is None else probs
     predicted = smoothed(holdout, np.asarray(model.classes_)[probs.argmax(axis=1)], config or {})
     return classification_report(holdout["facies"], predicted, facies, probs.max(axis=1), row_ids(holdout))
 
@@ -226,25 +227,25 @@ def evaluate_forest(
         artifacts["cv_folds.csv"] = scored.folds.to_csv(index=False)
     else:
         model = load_model(model_dir / "model.skops")
-        report, folds = holdout_report(model, holdout, config["features"], meta["facies"], config), None
+        probs = model.predict_proba(model_matrix(holdout, list(config["features"])))  # once, for both reports
+        report, folds = holdout_report(model, holdout, config["features"], meta["facies"], config, probs), None
         label = HELD_OUT["wells" if WELL_COLUMN in holdout.columns else "picks"]
-        probabilities = holdout_probability_scores(model, holdout, config["features"], len(meta["facies"]))
+        probabilities = holdout_probability_scores(model.classes_, probs, holdout, len(meta["facies"]))
         artifacts["reliability.png"] = plot_reliability(
             probabilities.reliability, "forest: reliability of the most likely facies"
         )
         artifacts["reliability.csv"] = probabilities.reliability.to_csv(index=False)
     recovery = _volume_figures(prepared, facies_dir, meta, cfg, artifacts) if meta["has_volumes"] else {}
-    evaluation = ForestEvaluation(report, recovery, artifacts, evaluation=label, cv=folds)
-    evaluation.probabilities = None if holdout.empty else probabilities.summary()
-    return evaluation
+    scores = None if holdout.empty else probabilities.summary()
+    return ForestEvaluation(report, recovery, artifacts, evaluation=label, cv=folds, probabilities=scores)
 
 
-def holdout_probability_scores(model: Any, holdout: pd.DataFrame, features: Sequence[str], n_facies: int) -> Any:
+def holdout_probability_scores(classes: Any, probs: np.ndarray, holdout: pd.DataFrame, n_facies: int) -> Any:
     """Log-loss, Brier score and calibration (:func:`overseer.metrics.probability_scores`) of the model's
-    probabilities on the held-out rows, before any smoothing (what evaluate@gtm sets beside its own)."""
-    probs = model.predict_proba(model_matrix(holdout, list(features)))
+    probabilities ``probs`` (columns: facies ids ``classes``) on the held-out rows, before any smoothing
+    (what evaluate@gtm sets beside its own)."""
     full = np.zeros((len(holdout), n_facies))
-    full[:, np.asarray(model.classes_, dtype=np.int64)] = probs
+    full[:, np.asarray(classes, dtype=np.int64)] = probs
     return probability_scores(holdout["facies"].to_numpy(dtype=np.int64), full)
 
 
