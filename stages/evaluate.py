@@ -18,7 +18,7 @@ from overseer.paths import (
     TRACKBED,
     TRACKBED_EVAL_FILES,
 )
-from overseer.tracking import log_artifacts, stage_run
+from overseer.tracking import log_artifacts, log_heldout, stage_run
 
 
 def cnn() -> None:
@@ -34,7 +34,7 @@ def cnn() -> None:
         with atomic_dir(out) as tmp:
             write_report(report, tmp)
             write_eval_grids(report, files, tmp)  # the notebook's peek and the most confident errors, as images
-        mlflow.log_metrics(report.flat_metrics("eval_"))
+        log_heldout(mlflow, report.flat_metrics("eval_"))
         log_artifacts(mlflow, [out], artifact_path="eval")
         print(f"evaluation: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f}, "
               f"weighted F1 {report.weighted['f1']:.4f} on {int(report.confusion.sum())} held-out images")  # fmt: skip
@@ -52,9 +52,9 @@ def rf() -> None:
         report, recovery = evaluation.report, evaluation.recovery
         with atomic_dir(out) as tmp:
             write_report(report, tmp)
-            write_artifacts(tmp, {**evaluation.artifacts, "metrics.json": evaluation.metrics()})  # labelled summary
+            write_artifacts(tmp, {**evaluation.artifacts, **evaluation.summary_files()})  # metrics.json: numbers
         scores = {**recovery, **(evaluation.probabilities or {})}  # truth recovery, log-loss, Brier, ECE
-        mlflow.log_metrics({**report.flat_metrics("eval_"), **{f"eval_{k}": v for k, v in scores.items()}})
+        log_heldout(mlflow, {**report.flat_metrics("eval_"), **{f"eval_{k}": v for k, v in scores.items()}})
         mlflow.set_tag("evaluation", evaluation.evaluation)
         log_artifacts(mlflow, [out], artifact_path="eval")
         print(f"{evaluation.evaluation}: accuracy {report.accuracy:.4f}, macro F1 {report.macro['f1']:.4f} on "
@@ -70,8 +70,8 @@ def gtm() -> None:
         evaluation = evaluate_gtm(SEISMIC.prepared, model, SEISMIC.eval_report, cfg)
         with atomic_dir(out) as tmp:
             write_report(evaluation.report, tmp)
-            write_artifacts(tmp, {**evaluation.artifacts, "metrics.json": evaluation.metrics()})
-        mlflow.log_metrics(evaluation.flat_metrics())
+            write_artifacts(tmp, {**evaluation.artifacts, **evaluation.summary_files()})
+        log_heldout(mlflow, evaluation.flat_metrics())
         mlflow.set_tag("evaluation", evaluation.evaluation)
         log_artifacts(mlflow, [out], artifact_path="eval")
         print(f"gtm, {evaluation.evaluation}:\n{evaluation.versus_forest.round(4).to_string()}")
@@ -92,13 +92,13 @@ def gnn() -> None:
             threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
         )  # fmt: skip
         with atomic_dir(out) as tmp:
-            write_artifacts(tmp, evaluation.artifacts)
+            write_artifacts(tmp, evaluation.artifacts)  # with tasks/{stem,clef}/predictions.csv (dvc plots)
             for task, report in evaluation.tasks.items():
                 # summary, per-class scores, confusion matrix (plots for small class sets); per-note
-                # predictions would be megabytes per run in git
+                # predictions of every task would be megabytes per run in git
                 write_report(report, tmp / "tasks" / task, plots=len(report.class_names) <= 4, items=False)
-        mlflow.log_metrics({f"eval_{k}": v for k, v in evaluation.post.items()})
-        mlflow.log_metrics({f"eval_raw_{k}": v for k, v in evaluation.raw.items()})
+        log_heldout(mlflow, {f"eval_{k}": v for k, v in evaluation.post.items()})
+        log_heldout(mlflow, {f"eval_raw_{k}": v for k, v in evaluation.raw.items()})
         log_artifacts(mlflow, [out / "metrics.json", out / "table1.md"], artifact_path="eval")
         print(evaluation.table.to_string())
 

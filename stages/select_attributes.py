@@ -23,7 +23,7 @@ SELECTOR_PARAMS = (
 
 
 def main() -> None:
-    from overseer.seismic.reporting import plot_best_vs_n, selection_summary
+    from overseer.seismic.reporting import plot_best_vs_n, selection_metrics, selection_summary
     from overseer.seismic.selection import GMMAttributeSelector
     from overseer.splits import cap_per_class
 
@@ -40,9 +40,10 @@ def main() -> None:
         summary = selection_summary(selector, truth)
         scores = selector.scores_.sort_values("score", ascending=False).to_csv(index=False)
         with atomic_dir(SEISMIC_SELECTION) as tmp:
-            write_artifacts(
-                tmp, {"selection.json": summary, "scores.csv": scores, "best_vs_n.png": plot_best_vs_n(summary)}
-            )
+            write_artifacts(tmp, {
+                "selection.json": summary, "metrics.json": selection_metrics(summary),  # metrics: numbers only
+                "scores.csv": scores, "best_vs_n.png": plot_best_vs_n(summary),
+            })  # fmt: skip
         mlflow.log_metrics({"best_score": summary["best_score"], "n_selected": summary["n_selected"]})
         mlflow.set_tag("selected_attributes", ",".join(summary["best_combination"]))
         log_artifacts(mlflow, [SEISMIC_SELECTION], artifact_path="selection")

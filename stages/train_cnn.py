@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from overseer import stage
-from overseer.io import atomic_dir, split_run_time, write_artifacts, write_json
+from overseer.io import atomic_dir, numbers_only, split_run_time, write_artifacts, write_json
 from overseer.paths import TRACKBED, TRACKBED_TRAIN_FILES
 from overseer.plots import plot_training_curves
 from overseer.tracking import log_artifacts, log_history, log_run_time, numeric, stage_run
@@ -33,7 +33,13 @@ def main() -> None:
         curves = plot_training_curves(result.history)
         history = result.history.to_csv(index=False)
         write_artifacts(
-            TRACKBED.train_report, {"history.csv": history, "training_curves.png": curves, "metrics.json": summary}
+            TRACKBED.train_report,
+            {
+                "history.csv": history,
+                "training_curves.png": curves,
+                "metrics.json": numbers_only(summary),
+                "summary.json": summary,
+            },
         )
         log_artifacts(mlflow, [TRACKBED.train_report], artifact_path="train")
 

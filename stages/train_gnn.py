@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from overseer import stage
-from overseer.io import atomic_dir, is_run_time, split_run_time, write_artifacts, write_json
+from overseer.io import atomic_dir, is_run_time, numbers_only, split_run_time, write_artifacts, write_json
 from overseer.paths import ENGRAVING
 from overseer.plots import plot_training_curves
 from overseer.settings import load_settings
@@ -29,9 +29,8 @@ def main() -> None:
         curves = result.history.rename(columns={"train_loss": "loss"})
         curves = plot_training_curves(curves[[c for c in ("epoch", "loss", "val_loss") if c in curves]])
         history = result.history[[c for c in result.history if not is_run_time(c)]].to_csv(index=False)
-        write_artifacts(
-            ENGRAVING.train_report, {"history.csv": history, "training_curves.png": curves, "metrics.json": summary}
-        )
+        report = {"history.csv": history, "training_curves.png": curves, "summary.json": summary}
+        write_artifacts(ENGRAVING.train_report, {**report, "metrics.json": numbers_only(summary)})
         # the shared names of validation scores in every family
         best = {"best_val_loss": summary["val_loss"]} if "val_loss" in summary else {}
         mlflow.log_metrics({**best, "n_train": summary["n_train"], "n_val": summary["n_val"]})

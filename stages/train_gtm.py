@@ -43,7 +43,8 @@ def main() -> None:
         prediction, run_time = split_run_time(stats)
         run_time.update({k: prediction.pop(k) for k in ("chunks",) if k in prediction})  # follows chunk_voxels
         log_run_time(mlflow, "train_gtm", run_time)
-        summary = {k: v for k, v in config.items() if k not in ("train_gtm", "inputs")}
+        # metrics.json: numbers only (DVC tabulates every string); method and likelihood stay in config.json
+        summary = {k: v for k, v in config.items() if k not in ("train_gtm", "inputs") and not isinstance(v, str)}
         with atomic_dir(SEISMIC_GTM_TRAIN_REPORT) as tmp:
             write_artifacts(tmp, {
                 "metrics.json": {**summary, **({"prediction": prediction} if stats else {})},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from overseer import stage
-from overseer.io import atomic_dir, read_json, split_run_time, write_json
+from overseer.io import atomic_dir, read_json, split_run_time, write_json, write_summary
 from overseer.paths import (
     SEISMIC,
     SEISMIC_FACIES,
@@ -41,7 +41,7 @@ def main() -> None:
         prediction, run_time = split_run_time(stats or {})
         run_time.update({k: prediction.pop(k) for k in ("chunks",) if k in prediction})  # follows chunk_voxels
         log_run_time(mlflow, "train_rf", run_time)
-        write_json(SEISMIC.train_report / "metrics.json", {**summary, **({"prediction": prediction} if stats else {})})
+        write_summary(SEISMIC.train_report, {**summary, **({"prediction": prediction} if stats else {})})
         mlflow.log_metrics({
             # val_*: the shared names of validation scores (here out-of-fold CV) in every family
             "val_macro_f1": summary.get("cv_pooled_macro_f1", float("nan")), "n_train": len(table),

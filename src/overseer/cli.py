@@ -18,6 +18,9 @@ def _predict(args: argparse.Namespace) -> None:
     if args.family == "seismic":
         _predict_seismic(args)
         return
+    if args.family == "engraving":
+        _predict_engraving(args)
+        return
     from overseer.io import atomic_file
     from overseer.trackbed.predict import predict
 
@@ -113,6 +116,52 @@ def _predict_seismic_volumes(
     print(f"  {result['legend_path']}")
 
 
+def _predict_engraving(args: argparse.Namespace) -> None:
+    """Score/MIDI files (or folders) → ``--out/<name>.musicxml`` each, through the engraving pyfunc model.
+
+    A file that cannot be engraved is skipped with its reason; exit 0 when every file was engraved,
+    1 when some were skipped, 2 when none could be (description).
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from overseer.engraving.engrave import batch_names, batch_sources
+    from overseer.io import atomic_file
+    from overseer.serving.engraving import ScoreError, engraving_predictor
+
+    sources = batch_sources(args.paths)
+    if not sources:
+        raise InputError("no score or MIDI files to engrave", path=args.paths[0])
+    out = Path(args.out or "engraved")
+    if out.exists() and not out.is_dir():
+        raise InputError("--out: the output folder is a file", path=out)
+    predict = engraving_predictor(args.model or "models/engraving/export")  # once, before any file is read
+    params = {"threshold": args.threshold, "min_clef_run": args.min_clef_run, "grid": args.grid or 0,
+              "max_notes": args.max_notes or 0}  # fmt: skip
+    engraved, skipped = 0, 0
+    for (path, _), name in zip(sources, batch_names([rel for _, rel in sources]), strict=True):
+        try:
+            frame = pd.DataFrame({"score": [path.read_bytes()], "format": [path.suffix.lstrip(".").lower()]})
+            row = predict(frame, params).iloc[0]
+        except (OSError, ScoreError) as exc:
+            skipped += 1
+            reason = exc.reason if isinstance(exc, ScoreError) else f"cannot read ({exc.strerror or exc})"
+            print(f"overseer: skipped {path}: {reason}", file=sys.stderr)
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{name}.musicxml"
+        with atomic_file(target) as tmp:
+            Path(tmp).write_text(row["musicxml"], encoding="utf-8")
+        engraved += 1
+        for warning in filter(None, str(row["warnings"]).split("; ")):
+            print(f"overseer: warning: {path}: {warning}", file=sys.stderr)
+        print(f"{path}\t{target}\t{int(row['n_notes'])} notes")
+    if skipped:
+        print(f"overseer: engraved {engraved} of {engraved + skipped} files ({skipped} skipped)", file=sys.stderr)
+        raise SystemExit(2 if not engraved else 1)
+
+
 def _tune(args: argparse.Namespace) -> None:
     from overseer.tuning.study import tune
 
@@ -165,6 +214,12 @@ seismic (--model models/seismic/export by default):
 
 Bad input (a missing log or volume, volumes on different grids, NaN voxels, ...) is reported with
 the file and exit status 2; on any failure nothing is written.
+
+engraving (--model: an MLflow model URI such as models:/NAME@champion, an MLflow model folder, or
+  a trained model folder; default models/engraving/export): score or MIDI files (folders searched
+  recursively) -> --out/<name>.musicxml each (default engraved/), through the pyfunc model that
+  `mlflow models serve` serves (names as in `overseer engrave`'s batches). A file that cannot be
+  engraved is skipped with its reason; exit status 1 when some were skipped, 2 when none was engraved.
 """
 
 
@@ -210,11 +265,18 @@ def _pages(text: str) -> int:
 
 
 def _check_model(model: str) -> None:
+    """--model: a trained model folder (config.json), an MLflow model folder (MLmodel) or a model URI
+    (``models:/NAME@champion``, ``runs:/ID/model``; loaded, and checked, when it is used)."""
     from pathlib import Path
 
+    from overseer.serving.pyfunc import is_model_uri
+
+    if is_model_uri(model) or (Path(model) / "MLmodel").is_file():
+        return
     if not (Path(model) / "config.json").is_file():
         raise InputError(
-            "--model: no trained EngravingGNN here (no config.json); run `dvc repro export@gnn` or pass --model",
+            "--model: no trained EngravingGNN here (no config.json, no MLmodel); run `dvc repro export@gnn` "
+            "or pass --model (a folder or an MLflow model URI such as models:/NAME@champion)",
             path=model,
         )
 
@@ -324,6 +386,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"written to {out}: metrics.json, table1.md, pieces.csv, skipped.csv, corpus.json, tasks/")
 
 
+def _promote(args: argparse.Namespace) -> None:
+    from overseer.registry import promote
+    from overseer.tracking import open_store
+
+    client, _ = open_store(args.tracking_uri)
+    print(promote(client, args.model, args.version, args.force).message)
+
+
 def _positive(text: str) -> int:
     """argparse type of --max-notes: a whole number >= 1."""
     try:
@@ -378,19 +448,23 @@ def build_parser() -> argparse.ArgumentParser:
         description=PREDICT_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    predict.add_argument("family", choices=["trackbed", "seismic"])
+    predict.add_argument("family", choices=["trackbed", "seismic", "engraving"])
     predict.add_argument(
         "paths",
         nargs="+",
         metavar="PATH",
         help="trackbed: image files, image folders or TFRecord files; seismic: well-log tables (.csv, .parquet) "
-        "or attribute volumes (.sgy, .segy, .npy; NAME=PATH when the file stem is not the attribute's name)",
+        "or attribute volumes (.sgy, .segy, .npy; NAME=PATH when the file stem is not the attribute's name); "
+        "engraving: score or MIDI files (.musicxml, .xml, .mxl, .mei, .krn, .mid, .midi) or folders of them",
     )
-    predict.add_argument("--model", metavar="DIR", help="exported model folder (default models/<family>/export)")
+    predict.add_argument(
+        "--model", metavar="DIR", help="exported model folder (default models/<family>/export); engraving: also an "
+        "MLflow model URI (models:/NAME@champion)",
+    )  # fmt: skip
     predict.add_argument(
         "--out",
         help="trackbed: also write the predictions as CSV; seismic tables: the CSV (default: standard output); "
-        "seismic volumes: the output folder (default: facies)",
+        "seismic volumes: the output folder (default: facies); engraving: the output folder (default: engraved)",
     )
     predict.add_argument("--batch-size", type=int, default=32, help="trackbed: images per batch")
     predict.add_argument(
@@ -412,6 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="seismic SEG-Y: trace header byte of crossline numbers (default: as trained, or 193)",
     )
+    predict.add_argument(
+        "--threshold", type=_fraction, default=0.5, help="engraving: voice/chord edge probability (0.5)"
+    )
+    predict.add_argument(
+        "--min-clef-run", type=_positive, default=4, help="engraving: shorter clef regions are flicker (4)"
+    )
+    predict.add_argument(
+        "--grid", type=int, choices=MIDI_GRIDS, metavar="D",
+        help="engraving, MIDI only: snap onsets and offsets to 1/D quarter (as `overseer engrave --grid`)",
+    )  # fmt: skip
+    predict.add_argument("--max-notes", type=_positive, help="engraving: predict longer pieces in overlapping windows")
     predict.set_defaults(handler=_predict)
 
     engrave = commands.add_parser(
@@ -426,7 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="score",
         help="MusicXML (.musicxml/.xml/.mxl), MEI, kern or MIDI (.mid/.midi) file; several, or a folder: a batch",
     )
-    engrave.add_argument("--model", default="models/engraving/export", help="exported (or trained) model folder")
+    engrave.add_argument(
+        "--model", default="models/engraving/export",
+        help="exported (or trained) model folder, or an MLflow model URI (models:/NAME@champion)",
+    )  # fmt: skip
     engrave.add_argument(
         "--out",
         help="output folder (default: engraved/<score name>; a batch: engraved, one folder per piece in it); "
@@ -486,6 +574,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="reports/compare/index.html", help="HTML file to write")
     compare.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or <repo>/mlflow.db)")
     compare.set_defaults(handler=_compare)
+
+    promote = commands.add_parser(
+        "promote",
+        help="move a registered model's `champion` alias to a version (default: its challenger), if not worse",
+        description="Checks the version's held-out primary metric (tag heldout.<metric>, set at export) against "
+        "the current champion's and moves the alias `champion` to it; a worse version is refused unless --force. "
+        "Serve the result with `mlflow models serve -m models:/NAME@champion`.",
+    )
+    promote.add_argument("model", help="trackbed | seismic | engraving, or a model key: cnn | rf | gtm | gnn")
+    promote.add_argument("--version", type=_positive, help="registered version (default: the challenger)")
+    promote.add_argument("--force", action="store_true", help="promote even if its held-out metric is worse")
+    promote.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or <repo>/mlflow.db)")
+    promote.set_defaults(handler=_promote)
 
     check = commands.add_parser(
         "check", help="check params.yaml (every section's keys, types, ranges) and the data it names; runs nothing"

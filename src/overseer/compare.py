@@ -8,6 +8,11 @@ main metrics and the runs' confusion matrices side by side, each with the evalua
 person looks at next (trackbed's most confident misclassifications, the seismic reliability diagram). Figures are
 embedded as base64 PNG.
 
+Runs are labelled by the pipeline execution they belong to (their parent run, see
+``overseer.lineage``): a "pipeline" column and one line per pipeline listing its runs.
+``--stage pipeline`` compares the parent runs themselves: training params beside held-out metrics.
+``--stage all`` means every stage run, parent runs left out.
+
 The logic is in pure functions (``select_runs``, ``params_that_differ``, ``metric_deltas``,
 ``render_html``) that take MLflow ``Run`` objects; ``compare`` wires them to a store and a file.
 """
@@ -37,6 +42,7 @@ import pandas as pd
 
 from overseer.errors import InputError
 from overseer.io import atomic_file
+from overseer.lineage import PARENT_TAG, PIPELINE_STAGE, PIPELINE_TAG
 from overseer.tracking import FAMILIES, open_store
 
 if TYPE_CHECKING:
@@ -76,6 +82,7 @@ class FamilyComparison:
     baseline_id: str
     confusions: dict[str, pd.DataFrame | str] = field(default_factory=dict)
     figures: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> EVAL_FIGURES name -> data URI
+    pipelines: dict[str, str] = field(default_factory=dict)  # pipeline run id -> its run name
 
 
 def stage_matches(tag: str | None, stage: str | None) -> bool:
@@ -93,6 +100,29 @@ def run_family(run: Run) -> str:
     return run.data.tags.get("overseer.family", "")
 
 
+def pipeline_of(run: Run) -> str | None:
+    """The run id of the pipeline execution ``run`` belongs to: its parent's, its own for a parent
+    (pipeline) run, None for a run outside any pipeline."""
+    tags = run.data.tags
+    if tags.get("overseer.stage") == PIPELINE_STAGE:
+        return run.info.run_id
+    return tags.get(PARENT_TAG) if tags.get(PIPELINE_TAG) else None
+
+
+def pipeline_names(client: MlflowClient, runs: Iterable[Run]) -> dict[str, str]:
+    """Pipeline run id -> its run name, for the pipelines of ``runs`` (the short id where the parent
+    run cannot be read, e.g. deleted)."""
+    names: dict[str, str] = {}
+    by_id = {r.info.run_id: r for r in runs}
+    for pipeline in dict.fromkeys(p for p in map(pipeline_of, by_id.values()) if p):
+        try:
+            parent = by_id.get(pipeline) or client.get_run(pipeline)
+            names[pipeline] = parent.info.run_name or pipeline[:8]
+        except Exception:  # noqa: BLE001 - a missing parent only loses its name
+            names[pipeline] = pipeline[:8]
+    return names
+
+
 def select_runs(
     client: MlflowClient,
     families: Iterable[str] | None = None,
@@ -102,7 +132,8 @@ def select_runs(
     """The last ``last`` FINISHED runs of ``stage`` per family, oldest first, keyed by family.
 
     ``families`` defaults to all of ``overseer.tracking.FAMILIES``; families without matching runs
-    are left out. ``stage`` None selects runs of every stage. Raises ``InputError`` for an unknown
+    are left out. ``stage`` None selects runs of every stage (not the pipeline parent runs; ``stage``
+    ``"pipeline"`` selects those). Raises ``InputError`` for an unknown
     family, a bad ``last``/``stage``, or when no run matches at all.
     """
     wanted = list(families) if families else list(FAMILIES)
@@ -143,7 +174,12 @@ def _latest_runs(client: MlflowClient, experiment_id: str, stage: str | None, la
             max_results=max(50, last),
             page_token=token,
         )
-        found.extend(r for r in page if stage_matches(r.data.tags.get("overseer.stage"), stage))
+        found.extend(
+            r
+            for r in page
+            if stage_matches(r.data.tags.get("overseer.stage"), stage)
+            and (stage is not None or r.data.tags.get("overseer.stage") != PIPELINE_STAGE)
+        )
         token = page.token
         if not token:
             break
@@ -233,7 +269,8 @@ def build_comparisons(
             listed = {r.info.run_id: _listed(client, r.info.run_id) for r in runs}  # one listing per run
             confusions = {r.info.run_id: fetch_confusion(client, r, work, listed[r.info.run_id]) for r in runs}
             figures = {r.info.run_id: fetch_figures(client, r, work, listed[r.info.run_id]) for r in runs}
-            comparisons.append(FamilyComparison(family, runs, baseline_ids[family], confusions, figures))
+            pipelines = pipeline_names(client, runs)
+            comparisons.append(FamilyComparison(family, runs, baseline_ids[family], confusions, figures, pipelines))
     return comparisons
 
 
@@ -450,8 +487,35 @@ def _duration(run: Run) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _pipeline_cell(comparison: FamilyComparison, run: Run) -> str:
+    pipeline = pipeline_of(run)
+    if pipeline is None:
+        return "<td class='muted'>—</td>"
+    name = comparison.pipelines.get(pipeline, pipeline[:8])
+    return f"<td title='{_e(pipeline)}'>{_e(name)}</td>"
+
+
+def _pipelines_line(comparison: FamilyComparison) -> str:
+    """One entry per pipeline execution: its name and the runs (by ``#``) of this table in it."""
+    groups: dict[str, list[str]] = {}
+    for label, run in zip(run_labels(comparison.runs), comparison.runs, strict=True):
+        pipeline = pipeline_of(run)
+        if pipeline is not None:
+            groups.setdefault(pipeline, []).append(label.split()[0])
+    if not groups:
+        return ""
+    items = "".join(
+        f"<li><code>{_e(comparison.pipelines.get(p, p[:8]))}</code> ({_e(p[:8])}): {_e(', '.join(members))}</li>"
+        for p, members in groups.items()
+    )
+    noun = "pipeline execution" if len(groups) == 1 else "pipeline executions"
+    return f"<p class='meta'>{len(groups)} {noun} (parent runs):</p><ul class='meta'>{items}</ul>"
+
+
 def _runs_section(comparison: FamilyComparison) -> str:
-    headers = ["#", "run name", "run id", "stage", "start", "duration", "git commit", "dvc experiment", "status"]
+    headers = [
+        "#", "run name", "pipeline", "run id", "stage", "start", "duration", "git commit", "dvc experiment", "status",
+    ]  # fmt: skip
     rows, classes = [], []
     for label, run in zip(run_labels(comparison.runs), comparison.runs, strict=True):
         tags = run.data.tags
@@ -460,6 +524,7 @@ def _runs_section(comparison: FamilyComparison) -> str:
             [
                 f"<td>{_e(label.split()[0])}{' (baseline)' if is_base else ''}</td>",
                 f"<td>{_e(run.info.run_name)}</td>",
+                _pipeline_cell(comparison, run),
                 f"<td><code>{_e(run.info.run_id)}</code></td>",
                 f"<td>{_e(tags.get('overseer.stage', '—'))}</td>",
                 f"<td>{_e(_time(run.info.start_time))}</td>",
@@ -470,7 +535,7 @@ def _runs_section(comparison: FamilyComparison) -> str:
             ]
         )
         classes.append("baseline" if is_base else "")
-    return "<h3>Runs</h3>" + _table(headers, rows, classes)
+    return "<h3>Runs</h3>" + _table(headers, rows, classes) + _pipelines_line(comparison)
 
 
 def _values_table(frame: pd.DataFrame, first_header: str, shorten: int = 0) -> str:
@@ -548,6 +613,9 @@ def _metrics_section(comparison: FamilyComparison) -> str:
 
 
 def _confusion_section(comparison: FamilyComparison) -> str:
+    logged = any(isinstance(c, pd.DataFrame) for c in comparison.confusions.values())
+    if not logged and not any(comparison.figures.values()):
+        return "<h3>Confusion matrices</h3><p class='muted'>No run logged a confusion matrix.</p>"
     figures = []
     for label, run in zip(run_labels(comparison.runs), comparison.runs, strict=True):
         found = comparison.confusions.get(run.info.run_id, "not logged")

@@ -183,6 +183,27 @@ def split_run_time(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return tracked, run_time
 
 
+def numbers_only(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without its text: what a DVC metrics file holds (numbers and booleans, nested as they
+    are; lists too, which DVC ignores). The whole summary, words included, goes beside it (``summary.json``)."""
+    kept: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            inner = numbers_only(value)
+            if inner:
+                kept[key] = inner
+        elif not isinstance(value, str) and value is not None:
+            kept[key] = value
+    return kept
+
+
+def write_summary(folder: str | os.PathLike, summary: Mapping[str, Any]) -> None:
+    """A stage's summary as ``folder/summary.json`` (everything) and ``folder/metrics.json`` (its numbers:
+    :func:`numbers_only`), each atomically."""
+    write_json(Path(folder) / "summary.json", dict(summary))
+    write_json(Path(folder) / "metrics.json", numbers_only(summary))
+
+
 def write_run_time(stage: str, values: Mapping[str, Any]) -> Path:
     """Write a stage's run-time values to ``reports/runtime/<stage>.json`` (git-ignored, not a DVC output)."""
     return write_json(RUN_TIME_DIR / f"{stage}.json", dict(values))

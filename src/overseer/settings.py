@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 LOCAL_FILE = "overseer.local.yaml"
 ENV_PREFIX = "OVERSEER_"
+#: variables read elsewhere, not settings: the MLflow pipeline id (``overseer.lineage``)
+OTHER_VARIABLES = ("OVERSEER_PIPELINE_ID",)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ def load_settings(environ: Mapping[str, str] | None = None, file: str | os.PathL
 
 def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
     names = [s.env for s in SETTINGS.values()]
-    for name in sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in names):
+    known = {*names, *OTHER_VARIABLES}
+    for name in sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known):
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}?" if close else f"the settings are {', '.join(names)}"
         log.warning("%s is no Overseer setting and is ignored; %s", name, hint)

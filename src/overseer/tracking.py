@@ -5,6 +5,23 @@ name when there is one and the content digests of the stage's input data (from `
 where an upstream stage recorded them). The default store is ``sqlite:///<repo>/mlflow.db``
 with an absolute path, so that runs from DVC's temporary experiment workspaces
 (``.dvc/tmp/exps/...``) land in the same store; ``MLFLOW_TRACKING_URI`` overrides it.
+
+Lineage (which execution, which context: ``overseer.lineage``; the MLflow side here):
+
+- The stage runs of one pipeline execution (``dvc repro``, ``dvc exp run``; the key is
+  ``overseer.lineage.pipeline_key``) nest under one parent run per family experiment, found by its
+  tag ``overseer.pipeline`` or created (``<family>/pipeline [<exp or commit>]``,
+  ``overseer.stage = pipeline``). The parent is marked FINISHED at once and its end time moves on
+  with each child (FAILED once a child failed), so the UI never shows it running for ever.
+- The parent collects each child's params (names are namespaced, ``train_rf.n_estimators``; the
+  params a stage logs itself get the stage's prefix, ``export.rf.features``). MLflow params are
+  immutable: a name already logged with the same value is skipped, one with another value keeps
+  its first value (logged at debug). The evaluate stages send their held-out metrics with
+  ``log_to_pipeline``: comparing parent runs shows training params beside held-out metrics.
+- Each input path is logged with ``mlflow.log_inputs`` as a ``MetaDataset`` (name: the path,
+  digest: the DVC md5, source: the local file or folder, schema: a table's columns), beside the
+  ``input.md5.*`` tags.
+- ``log_model_metrics`` puts held-out metrics on a logged model's page (MLflow 3 ``LoggedModel``).
 """
 
 from __future__ import annotations
@@ -12,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,17 +37,42 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from overseer.errors import InputError
+from overseer.lineage import (
+    PARENT_TAG,
+    PIPELINE_SOURCE_TAG,
+    PIPELINE_STAGE,
+    PIPELINE_STAGES_TAG,
+    PIPELINE_TAG,
+    PipelineKey,
+    pipeline_key,
+    stage_prefix,
+    table_columns,
+)
+from overseer.lineage import input_context as dataset_context
 from overseer.repo import file_digest, git_commit, repo_root
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.data.dataset import Dataset
+    from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import Run
+    from mlflow.types import Schema
 
-__all__ = ["FAMILIES", "MlflowClient", "Run", "experiment_id", "open_store", "register_model", "stage_run"]
+__all__ = [
+    "FAMILIES",
+    "MlflowClient",
+    "Run",
+    "experiment_id",
+    "log_model_metrics",
+    "log_to_pipeline",
+    "open_store",
+    "stage_run",
+]
 
 log = logging.getLogger(__name__)
 # MLflow caps a param value at 6000 characters; params here are short scalars and lists
 MAX_PARAM_CHARS = 6000
+MAX_DIGEST_CHARS = 36  # the store's dataset digest column (a DVC folder md5 "<32 hex>.dir" fills it)
 
 FAMILIES = ("trackbed", "seismic", "engraving")
 
@@ -149,20 +192,30 @@ def stage_run(
     inputs: Iterable[str | os.PathLike] = (),
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    *,
+    input_context: str | Mapping[str, str] | None = None,
 ) -> Iterator[Any]:
     """An MLflow run for one stage execution, with params, commit, experiment name and digests.
+
+    Inside a pipeline execution (``overseer.lineage.pipeline_key``) the run is nested under the
+    family's parent run of that execution, which receives the stage's params. Each input is also
+    logged as an MLflow dataset (digest: the DVC md5) with ``input_context``: one context for all
+    inputs, or one per path (by default from the stage: ``evaluate`` -> ``evaluation``,
+    ``train_*`` -> ``training``, see ``overseer.lineage.input_context``).
 
     Yields the active ``mlflow`` module so the stage can log metrics and artifacts.
     """
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
     family_experiment = experiment_id(family)
     dvc_exp = os.environ.get("DVC_EXP_NAME")
     params = flatten(stage_params(stage))
     commit = git_commit()
+    version = dvc_exp or (commit[:7] if commit else "workspace")
     changed = changed_params(mlflow, family_experiment, stage, params)
-    name = run_name or run_label(family, stage, dvc_exp or (commit[:7] if commit else "workspace"), changed)
+    name = run_name or run_label(family, stage, version, changed)
     run_tags = {
         "overseer.family": family,
         "overseer.stage": stage,
@@ -173,9 +226,251 @@ def stage_run(
     run_tags.update(tags or {})
     digests = input_digests(inputs)
     run_tags.update({f"input.md5.{path}": digest for path, digest in digests.items()})
-    with mlflow.start_run(experiment_id=family_experiment, run_name=name, tags=run_tags):
-        mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()})
-        yield mlflow
+    key = pipeline_key()
+    parent_id = None
+    if key is not None:
+        shared = {k: run_tags[k] for k in ("git.commit", "dvc.experiment")}
+        if os.environ.get("DVC_EXP_BASELINE_REV"):
+            shared["dvc.baseline"] = os.environ["DVC_EXP_BASELINE_REV"]
+        parent_id = pipeline_parent(client, family_experiment, family, key, label=key.label or version, tags=shared)
+        run_tags.update({PIPELINE_TAG: key.key, PIPELINE_SOURCE_TAG: key.source})
+    logged = {k: str(v)[:MAX_PARAM_CHARS] for k, v in params.items()}
+    with mlflow.start_run(
+        experiment_id=family_experiment, run_name=name, tags=run_tags, parent_run_id=parent_id
+    ) as run:
+        mlflow.log_params(logged)
+        log_datasets(mlflow, digests, stage, input_context)
+        if parent_id:
+            push_params(client, parent_id, logged)
+        failed = True
+        try:
+            yield mlflow
+            failed = False
+        finally:
+            if parent_id:
+                try:
+                    child_finished(client, parent_id, run.info.run_id, stage, logged, failed=failed)
+                except Exception as exc:  # noqa: BLE001 - the parent's bookkeeping must not fail a stage
+                    log.warning("could not update pipeline run %s: %s", parent_id, exc)
+
+
+def log_model_metrics(
+    model_id: str,
+    metrics: Mapping[str, float],
+    dataset: Dataset | str | os.PathLike | None = None,
+) -> None:
+    """Attach ``metrics`` (held-out scores) to the logged model ``model_id`` (``ModelInfo.model_id``),
+    so the model's page in MLflow shows them; they are also logged to the run that logs them.
+
+    The run is the active one, else the model's source run. ``dataset`` is the data they were measured
+    on: an MLflow dataset, or an input path (a dataset named by the path, digest from ``dvc.lock`` as
+    ``stage_run`` logs it).
+    """
+    import mlflow
+
+    if isinstance(dataset, str | os.PathLike):
+        path = Path(dataset).as_posix()
+        digest = input_digests([path]).get(path, "unknown")
+        dataset = input_dataset(path, digest)
+    active = mlflow.active_run()
+    if active is None:
+        mlflow.set_tracking_uri(tracking_uri())
+    run_id = active.info.run_id if active else mlflow.MlflowClient().get_logged_model(model_id).source_run_id
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=model_id, dataset=dataset, run_id=run_id)
+
+
+# -- lineage: the pipeline parent run ------------------------------------------------------------
+
+
+def _find_parents(client: MlflowClient, experiment_id: str, key: str) -> list[Run]:
+    """The live parent runs of ``key`` in ``experiment_id``, oldest first."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PIPELINE_TAG}` = '{key}' and tags.`overseer.stage` = '{PIPELINE_STAGE}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=50,
+    )
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def pipeline_parent(
+    client: MlflowClient,
+    experiment_id: str,
+    family: str,
+    key: PipelineKey,
+    *,
+    label: str,
+    tags: Mapping[str, str] | None = None,
+) -> str:
+    """The run id of ``key``'s parent run in ``experiment_id``, created when there is none.
+
+    A new parent is named ``<family>/pipeline [<label>]``, tagged with the key, ``tags`` (commit,
+    DVC experiment) and ``overseer.stage = pipeline``, and marked FINISHED at once. Two stages that
+    create one at the same moment both end on the oldest (the other is deleted).
+    """
+    found = _find_parents(client, experiment_id, key.key)
+    if found:
+        return found[0].info.run_id
+    run_tags = {
+        **(tags or {}),
+        "overseer.family": family,
+        "overseer.stage": PIPELINE_STAGE,
+        PIPELINE_TAG: key.key,
+        PIPELINE_SOURCE_TAG: key.source,
+    }
+    created = client.create_run(experiment_id, tags=run_tags, run_name=f"{family}/pipeline [{label}]"[:250])
+    run_id = created.info.run_id
+    client.set_terminated(run_id, status="FINISHED")
+    found = _find_parents(client, experiment_id, key.key)
+    if found and found[0].info.run_id != run_id:  # another stage won the race
+        client.delete_run(run_id)
+        return found[0].info.run_id
+    return run_id
+
+
+def push_params(client: MlflowClient, parent_id: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """Log ``params`` to the parent run, skipping names it already has; returns what was logged.
+
+    A name already logged with another value keeps its first value (MLflow params are immutable);
+    the conflict is logged at debug.
+    """
+    from mlflow.entities import Param
+
+    existing = client.get_run(parent_id).data.params
+    new: dict[str, str] = {}
+    for name, value in params.items():
+        text = str(value)[:MAX_PARAM_CHARS]
+        if name not in existing:
+            new[name] = text
+        elif existing[name] != text:
+            log.debug("pipeline run %s keeps %s=%r, not %r", parent_id, name, existing[name], text)
+    items = list(new.items())
+    for start in range(0, len(items), 100):  # MLflow's batch limit on params
+        client.log_batch(parent_id, params=[Param(k, v) for k, v in items[start : start + 100]])
+    return new
+
+
+def child_finished(
+    client: MlflowClient,
+    parent_id: str,
+    child_id: str,
+    stage: str,
+    declared: Mapping[str, Any],
+    *,
+    failed: bool,
+) -> None:
+    """After a child run: move the parent's end time on (FAILED when the child failed, and from then
+    on), add the stage to its stage list and push the params the stage logged itself, named
+    ``<stage prefix><name>`` (``export@rf`` logs ``features``: ``export.rf.features``)."""
+    parent = client.get_run(parent_id)
+    stages = [s for s in parent.data.tags.get(PIPELINE_STAGES_TAG, "").split(",") if s]
+    if stage not in stages:
+        client.set_tag(parent_id, PIPELINE_STAGES_TAG, ",".join([*stages, stage])[:5000])
+    prefix = stage_prefix(stage)
+    extra = {
+        (name if name.startswith(prefix) else prefix + name): value
+        for name, value in client.get_run(child_id).data.params.items()
+        if name not in declared
+    }
+    if extra:
+        push_params(client, parent_id, extra)
+    status = "FAILED" if failed or parent.info.status == "FAILED" else "FINISHED"
+    client.set_terminated(parent_id, status=status, end_time=int(time.time() * 1000))
+
+
+def log_heldout(mlflow: Any, metrics: Mapping[str, float]) -> None:
+    """An evaluate stage's held-out metrics: on its run and on its pipeline parent (:func:`log_to_pipeline`),
+    so that comparing pipeline runs shows training params next to held-out scores."""
+    mlflow.log_metrics(dict(metrics))
+    log_to_pipeline(mlflow, metrics=metrics)
+
+
+def log_to_pipeline(
+    mlflow: Any,
+    metrics: Mapping[str, float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    prefix: str | None = None,
+) -> str | None:
+    """Log ``metrics`` (and ``params``) of the active stage run to its pipeline parent run.
+
+    ``mlflow`` is what ``stage_run`` yields. Metric names get ``prefix``, by default the stage's
+    namespace (``evaluate@rf`` -> ``evaluate.rf.eval_accuracy``: two evaluate stages of one family
+    do not overwrite each other); ``prefix=""`` keeps them as they are. Params keep their names
+    (see :func:`push_params`). Returns the parent's run id; None, logging nothing, when the run has
+    no pipeline parent (a stage run outside DVC) or no run is active.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    active = mlflow.active_run()
+    if active is None:
+        return None
+    client = MlflowClient()
+    tags = client.get_run(active.info.run_id).data.tags
+    parent_id = tags.get(PARENT_TAG)
+    if not parent_id or not tags.get(PIPELINE_TAG):
+        return None
+    prefix = stage_prefix(tags.get("overseer.stage", "stage")) if prefix is None else prefix
+    now = int(time.time() * 1000)
+    batch = [Metric(f"{prefix}{k}", float(v), now, 0) for k, v in (metrics or {}).items()]
+    for start in range(0, len(batch), 1000):  # MLflow's batch limit on metrics
+        client.log_batch(parent_id, metrics=batch[start : start + 1000])
+    if params:
+        push_params(client, parent_id, params)
+    return parent_id
+
+
+# -- lineage: input datasets ------------------------------------------------------------------------
+
+
+def table_schema(path: str | os.PathLike) -> Schema | None:
+    """The MLflow schema (column names and types) of a CSV/TSV or Parquet file, None for anything
+    else (``overseer.lineage.table_columns``: cheap, never the whole table)."""
+    from mlflow.types import ColSpec, DataType, Schema
+
+    columns = table_columns(path)
+    return Schema([ColSpec(DataType[kind], name) for name, kind in columns]) if columns else None
+
+
+def _local_source(uri: str) -> Any:
+    """MLflow's local file-system dataset source for ``uri`` (the registered "local" source type)."""
+    from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+
+    for source in get_registered_sources():
+        if source._get_source_type() == "local":
+            return source(uri)
+    return resolve_dataset_source(uri)  # pragma: no cover - MLflow registers a local source
+
+
+def input_dataset(path: str | os.PathLike, digest: str, root: str | os.PathLike | None = None) -> MetaDataset:
+    """A dataset for one input: name = ``path`` as given (relative to the repository), digest =
+    ``digest`` (the DVC md5), source = the file or folder by absolute path under the repository
+    root (not DVC's temporary workspace), schema = :func:`table_schema` for a table."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    target = Path(path)
+    absolute = target if target.is_absolute() else repo_root(root) / target
+    schema = table_schema(target if target.exists() else absolute)
+    source = _local_source(str(absolute))
+    return MetaDataset(source, name=target.as_posix()[:500], digest=digest[:MAX_DIGEST_CHARS], schema=schema)
+
+
+def log_datasets(
+    mlflow: Any,
+    digests: Mapping[str, str],
+    stage: str,
+    contexts: str | Mapping[str, str] | None = None,
+) -> list[MetaDataset]:
+    """Log one dataset per input path (``digests``: path -> DVC md5) to the active run, each with
+    its ``mlflow.data.context`` (``overseer.lineage.input_context``); returns them."""
+    datasets = [input_dataset(path, digest) for path, digest in digests.items()]
+    if datasets:
+        mlflow.log_inputs(
+            datasets=datasets,
+            contexts=[dataset_context(stage, d.name, contexts) for d in datasets],
+            tags_list=[None] * len(datasets),
+        )
+    return datasets
 
 
 def numeric(values: Mapping[str, Any]) -> dict[str, float]:
@@ -256,34 +551,3 @@ def _local_store_path(uri: str) -> Path | None:
     if "://" not in uri and not uri.startswith(("databricks", "uc:")):
         return Path(uri)
     return None
-
-
-def register_model(
-    flavor: str,
-    model: Any,
-    name: str,
-    pip_requirements: Iterable[str],
-    example: tuple[Any, Any] | None = None,
-    **flavor_options: Any,
-) -> int:
-    """Log ``model`` to the active run with MLflow's ``flavor`` (``tensorflow``, ``sklearn``,
-    ``pytorch``) and register it as a new version of ``name``; returns the version number.
-
-    Every family registers through here: explicit pip requirements, a signature inferred from
-    ``example`` (input, output) when given, and the version recorded as the run's tag
-    ``registered_model_version``.
-    """
-    import importlib
-
-    import mlflow
-    from mlflow.models import infer_signature
-
-    if example is not None:
-        flavor_options["signature"] = infer_signature(*example)
-    log_model = importlib.import_module(f"mlflow.{flavor}").log_model
-    info = log_model(
-        model, name="model", registered_model_name=name, pip_requirements=list(pip_requirements), **flavor_options
-    )
-    version = int(info.registered_model_version)
-    mlflow.set_tag("registered_model_version", str(version))
-    return version

@@ -209,3 +209,63 @@ def start_mlflow_server(base: Path):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def serve_model(model_uri: str, env: dict, base: Path, timeout: float = 180):
+    """Run ``mlflow models serve -m MODEL_URI`` (local env manager) on 127.0.0.1 and yield a function
+    ``post(payload: dict) -> dict`` that sends one JSON request to ``/invocations``; None where no port
+    can be bound. The server's process group is stopped on exit."""
+    import json
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    if port is None:
+        yield None
+        return
+    log_path = base / f"serve-{port}.log"
+    log = log_path.open("w")
+    cmd = [
+        str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+
+    def post(payload: dict) -> dict:
+        request = urllib.request.Request(
+            f"{uri}/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{exc.code}: {exc.read().decode()[:3000]}") from exc
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise AssertionError(f"mlflow models serve did not answer /ping (exit {proc.poll()}):\n"
+                                     + log_path.read_text()[-3000:])  # fmt: skip
+            time.sleep(0.5)
+        yield post
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

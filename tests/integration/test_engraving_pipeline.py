@@ -68,3 +68,44 @@ def test_engraving_chain(tmp_path: Path) -> None:
     cli = run([str(Path(env["PATH"].split(":")[0]) / "overseer"), "engrave", str(midi), "--out", str(out)], root, env)
     assert "engraved" in cli.stdout
     assert (out / "piece.musicxml").exists() and (out / "piece.mei").exists()
+
+
+def test_engraving_model_serves(tmp_path: Path) -> None:
+    """A tiny EngravingGNN logged with ``log_engraving_model`` answers `mlflow models serve` requests:
+    a base64 MusicXML score in (``dataframe_split``), engraved MusicXML out; a bad score is a 400 naming its row."""
+    import base64
+    import os
+    import sys
+
+    import torch
+    from conftest import serve_model
+
+    from overseer.engraving.model import EngravingGNN, ModelConfig
+    from overseer.engraving.train import save_model
+    from overseer.serving.engraving import EXAMPLE_MUSICXML, log_engraving_model
+
+    torch.manual_seed(0)
+    save_model(EngravingGNN(ModelConfig(hidden=16, layers=1, gru_layers=1, dropout=0.0)), tmp_path / "model")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.create_experiment("serving", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            log_engraving_model(tmp_path / "model", "engraving-served")
+    finally:
+        mlflow.set_tracking_uri(previous)  # None: unset again
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with serve_model("models:/engraving-served/1", env, tmp_path) as post:
+        if post is None:
+            pytest.skip("no TCP port can be bound here")
+        score = base64.b64encode(EXAMPLE_MUSICXML.encode()).decode("ascii")
+        answer = post({"dataframe_split": {"columns": ["score", "format"], "data": [[score, "musicxml"]]},
+                       "params": {"threshold": 0.6}})  # fmt: skip
+        (row,) = answer["predictions"]
+        assert row["musicxml"].lstrip().startswith("<?xml") and "<score-partwise" in row["musicxml"]
+        assert row["n_notes"] == len(json.loads(row["notes"])) == 11
+        bad = base64.b64encode(b"not a MIDI file").decode("ascii")
+        with pytest.raises(AssertionError, match=r"400.*row 1 \(mid\): not a Standard MIDI File"):
+            post({"dataframe_split": {"columns": ["score", "format"], "data": [[score, "musicxml"], [bad, "mid"]]}})

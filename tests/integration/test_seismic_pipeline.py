@@ -32,7 +32,7 @@ def test_seismic_chain(seismic_built: BuiltProject) -> None:
     assert selection["combinations_evaluated"] == 2**11 - 1 and selection["search"] == "exhaustive"
     assert "truth" in selection and len(selection["best_per_n"]) == 11
 
-    train = json.loads((root / "reports/seismic/train/metrics.json").read_text())
+    train = json.loads((root / "reports/seismic/train/summary.json").read_text())  # metrics.json: the numbers
     assert train["cv_scheme"] == "blocked" and set(train["cv"]) == {"10", "20", "40"}
     assert abs(sum(train["importance"].values()) - 1) < 1e-6
     # train_rf.features: validated — the forest's CV checked the GMM's per-n winners and all candidates
@@ -68,7 +68,8 @@ def test_gtm_chain(seismic_built: BuiltProject) -> None:
 
     metrics = json.loads((root / "reports/seismic/gtm/eval/metrics.json").read_text())
     forest = json.loads((root / "reports/seismic/eval/metrics.json").read_text())
-    assert metrics["evaluation"] == forest["evaluation"] == "held-out picks" and metrics["n_items"] == forest["n_items"]
+    described = [json.loads((root / f"reports/seismic/{d}/evaluation.json").read_text()) for d in ("gtm/eval", "eval")]
+    assert described == [{"evaluation": "held-out picks"}] * 2 and metrics["n_items"] == forest["n_items"]
     versus = metrics["versus_forest"]
     assert versus["accuracy"] == {"gtm": metrics["accuracy"], "forest": forest["accuracy"]}
     assert versus["log_loss"]["forest"] == forest["probabilities"]["log_loss"]  # both scored as probabilities
@@ -258,3 +259,47 @@ def test_queued_experiments_log_to_one_store(tmp_path: Path, seismic_built: Buil
     versions = mlflow.MlflowClient(store, registry_uri=store).search_model_versions(f"name='{MODEL_NAME}'")
     exports = {by_experiment[name]["export@rf"].info.run_id for name in depths.values()}
     assert {v.run_id for v in versions} == exports and len(versions) == 2
+
+
+def test_the_exported_forest_serves_facies_names_by_column_name(tmp_path: Path, seismic_built: BuiltProject) -> None:
+    """The built forest logged as a pyfunc (``log_seismic_model``, example rows from the project's training
+    table) into a store of this test's own, served by ``mlflow models serve``: one REST request with the
+    attribute columns reversed and an extra column gets facies names, those of the ordered rows."""
+    import mlflow
+    import pandas as pd
+    from conftest import serve_model
+
+    from overseer.seismic.predict import load_seismic_model, predict_frame
+    from overseer.serving.seismic import log_seismic_model
+
+    root = seismic_built.root
+    export = root / "models/seismic/export"
+    store = f"sqlite:///{tmp_path / 'serving.db'}"
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    try:
+        experiment = mlflow.create_experiment("served", artifact_location=(tmp_path / "artifacts").as_uri())
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(root)  # as export@rf runs: the example rows come from data/prepared/seismic/train.parquet
+            with mlflow.start_run(experiment_id=experiment):
+                info = log_seismic_model(export, "seismic-facies-served")
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    assert info.registered_model_version == 1
+
+    model = load_seismic_model(export)
+    table = pd.read_parquet(root / "data/prepared/seismic/train.parquet").sample(8, random_state=0)
+    rows = table[model.features].astype("float64").reset_index(drop=True)
+    expected = predict_frame(model, rows)["facies"].tolist()
+    misordered = rows[model.features[::-1]].assign(inline=1.0)
+    payload = {"dataframe_split": {"columns": list(misordered.columns), "data": misordered.to_numpy().tolist()}}
+    env = {**seismic_built.env, "MLFLOW_TRACKING_URI": store, "MLFLOW_REGISTRY_URI": store}
+    with serve_model("models:/seismic-facies-served/1", env, tmp_path) as post:
+        if post is None:
+            pytest.skip("cannot bind a TCP port on 127.0.0.1 for mlflow models serve")
+        answer = post(payload)
+    predictions = answer["predictions"]
+    assert [p["facies"] for p in predictions] == expected and set(expected) <= set(model.facies)
+    assert sorted(predictions[0]) == sorted(["facies", *(f"p_{name}" for name in model.class_names)])

@@ -34,7 +34,7 @@ def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> N
     cv = json.loads((root / "reports/trackbed/cv/cv_summary.json").read_text())
     assert cv["k"] == 2 and len(cv["per_fold_macro_f1"]) == 2 and cv["n_images"] == 40
     assert cv["macro_f1"]["mean"] == sum(cv["per_fold_macro_f1"]) / 2
-    train = json.loads((root / "reports/trackbed/train/metrics.json").read_text())
+    train = json.loads((root / "reports/trackbed/train/summary.json").read_text())  # metrics.json: the numbers
     assert train["weights_used"] == "none (random init)" and train["n_train"] + train["n_val"] == 40
     export = root / "models/trackbed/export"
     for name in ("model.keras", "model.onnx", "saved_model", "classes.json", "config.json"):
@@ -134,3 +134,57 @@ def test_validate_stage_names_file_record_and_expectation(tmp_path: Path) -> Non
     assert "Traceback" not in result.stderr
     report = (root / "reports/trackbed/validation/validation.md").read_text()
     assert "FAILED" in report
+
+
+def test_logged_model_serves_base64_images_over_rest(tmp_path: Path) -> None:
+    """`mlflow models serve` of a model logged by ``log_trackbed_model`` (a tiny ONNX export with the
+    real model's I/O): a base64 PNG in ``dataframe_split`` gets class names and probabilities equal to
+    the in-process prediction; a row that is no image is a 400 naming that row."""
+    import base64
+    import os
+
+    import keras
+    import mlflow
+    import pandas as pd
+    from conftest import BIN, serve_model
+
+    from overseer.serving.trackbed import TrackbedModel, encode_png, log_trackbed_model
+    from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
+    from overseer.trackbed.export import export_onnx
+
+    export = tmp_path / "export"
+    export.mkdir()
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), dtype="float32")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(len(CLASSES), activation="softmax")(x))
+    model.predict(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32), verbose=0)
+    export_onnx(model, export / "model.onnx")
+    (export / "classes.json").write_text(json.dumps(list(CLASSES)))
+
+    uri, previous = f"sqlite:///{tmp_path}/mlflow.db", os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.create_experiment("serving", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            log_trackbed_model(export, "trackbed-served")
+    finally:
+        mlflow.set_tracking_uri(previous)  # None: unset again
+
+    png = encode_png(np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    expected = TrackbedModel().load(export / "model.onnx", export / "classes.json").predict(None, {"image": [png]})
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    split = {"columns": ["image"], "data": [[base64.b64encode(png).decode()]]}
+    with serve_model("models:/trackbed-served/1", env, tmp_path) as post:
+        if post is None:
+            pytest.skip("no TCP port can be bound here")
+        answer = post({"dataframe_split": split})
+        bad = {"columns": ["image"], "data": [*split["data"], [base64.b64encode(b"not an image").decode()]]}
+        with pytest.raises(AssertionError, match=r"^400: .*row 1 of column 'image': not a readable JPEG or PNG"):
+            post({"dataframe_split": bad})
+    got = pd.DataFrame(answer["predictions"])
+    assert list(got.columns) == list(expected.columns) == ["class", "confidence", *(f"p_{c}" for c in CLASSES)]
+    assert got["class"].tolist() == expected["class"].tolist() and got["class"][0] in CLASSES
+    np.testing.assert_allclose(
+        got.drop(columns="class").to_numpy(), expected.drop(columns="class").to_numpy(), atol=1e-6
+    )

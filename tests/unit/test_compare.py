@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from overseer import compare
+from overseer import compare, lineage, tracking
 from overseer.cli import main
 from overseer.errors import InputError
 
@@ -256,3 +256,57 @@ def test_cli_bad_input_exits_2(store: dict, tmp_path: Path, capsys: pytest.Captu
     assert main(["compare", "--tracking-uri", empty, "--out", str(out)]) == 2
     assert "no finished 'evaluate' runs of trackbed, seismic, engraving" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.fixture
+def pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Two trackbed pipeline executions (train_cnn -> evaluate@cnn) and one evaluate run outside any,
+    logged by ``stage_run`` as the stages log them."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setattr(lineage, "dvc_ancestor", lambda process=None: None)
+    runs: dict[str, str] = {}
+    for pipeline, lr, accuracy in (("p1", "0.001", 0.8), ("p2", "0.0003", 0.9), (None, "0.0003", 0.5)):
+        if pipeline:
+            monkeypatch.setenv("OVERSEER_PIPELINE_ID", pipeline)
+        else:
+            monkeypatch.delenv("OVERSEER_PIPELINE_ID")
+        params = {"train_cnn": {"train_cnn": {"lr": lr}}, "evaluate@cnn": {"evaluate": {"cnn": {"batch_size": 8}}}}
+        monkeypatch.setattr(tracking, "stage_params", lambda stage, params_file="params.yaml", p=params: p[stage])
+        with tracking.stage_run("trackbed", "train_cnn"):
+            pass
+        with tracking.stage_run("trackbed", "evaluate@cnn") as run:
+            run.log_metrics({"eval_accuracy": accuracy})
+            tracking.log_to_pipeline(run, metrics={"eval_accuracy": accuracy})
+            runs[pipeline or "alone"] = run.active_run().info.run_id
+    return {"uri": uri, "client": MlflowClient(tracking_uri=uri), "runs": runs}
+
+
+def test_runs_are_grouped_by_their_pipeline(pipelines: dict) -> None:
+    client, runs = pipelines["client"], pipelines["runs"]
+    selected = compare.select_runs(client)["trackbed"]
+    assert _ids(selected) == [runs["p1"], runs["p2"], runs["alone"]]
+    parents = [compare.pipeline_of(r) for r in selected]
+    assert parents[0] != parents[1] and parents[0] and parents[1] and parents[2] is None
+    (comparison,) = compare.build_comparisons(client, {"trackbed": selected})
+    assert comparison.pipelines == {parents[0]: "trackbed/pipeline [p1]", parents[1]: "trackbed/pipeline [p2]"}
+    page = compare.render_html([comparison], source=pipelines["uri"])
+    assert "<th>pipeline</th>" in page and "2 pipeline executions (parent runs)" in page
+    assert f"<td title='{parents[0]}'>trackbed/pipeline [p1]</td>" in page
+    assert "No run logged a confusion matrix." in page
+    # every stage: the stage runs, not their parents
+    every = compare.select_runs(client, last=20, stage=None)["trackbed"]
+    assert len(every) == 6 and all(r.data.tags["overseer.stage"] != "pipeline" for r in every)
+
+
+def test_stage_pipeline_compares_training_params_beside_heldout_metrics(pipelines: dict) -> None:
+    client = pipelines["client"]
+    parents = compare.select_runs(client, stage="pipeline")["trackbed"]
+    assert [r.info.run_name for r in parents] == ["trackbed/pipeline [p1]", "trackbed/pipeline [p2]"]
+    assert compare.params_that_differ(parents).loc["train_cnn.lr"].tolist() == ["0.001", "0.0003"]
+    assert compare.identical_params(parents) == {"evaluate.cnn.batch_size": "8"}
+    deltas = compare.metric_deltas(parents, parents[0])
+    assert deltas.loc["evaluate.cnn.eval_accuracy", (compare.run_labels(parents)[1], "delta")] == pytest.approx(0.1)
+    assert [compare.pipeline_of(r) for r in parents] == [r.info.run_id for r in parents]

@@ -253,6 +253,13 @@ def test_evaluate_engraving_on_a_folder(
     info = json.loads((out / "corpus.json").read_text())
     assert info["zero_length_notes"] == 1 and info["skipped_by_reason"] == {"more than two staves": 1}
     assert (out / "tasks" / "staff" / "confusion_matrix.csv").is_file()
+    # per-note post-processed predictions of the heads read as confusions (dvc plots' confusion template)
+    for task, classes in (("stem", {"up", "down", "none"}), ("clef", {"G", "F", "C"})):
+        notes = pd.read_csv(out / "tasks" / task / "predictions.csv", keep_default_na=False)
+        confusion = pd.read_csv(out / "tasks" / task / "confusion_matrix.csv", index_col=0)
+        assert list(notes.columns) == ["actual", "predicted"] and len(notes) == confusion.to_numpy().sum()
+        assert set(notes["actual"]) | set(notes["predicted"]) <= classes
+    assert not (out / "tasks" / "staff" / "predictions.csv").exists()  # counts only for the other tasks
     assert "\n" not in stderr.split("overseer: skipped ")[1].rstrip("\n")  # one line
     # a second run reads every score from the parse cache
     monkeypatch.setattr(ingest_module, "load_score_table", lambda *a, **k: pytest.fail("parsed again"))

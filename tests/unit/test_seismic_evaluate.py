@@ -48,6 +48,13 @@ EVALUATE_RF = {"slice_inline": None, "slice_sample": None}
 WELLS = [f"W{i}" for i in range(5)]
 
 
+def _strings(values: Any) -> list[str]:
+    """Every string value at any depth of a metrics dict: DVC's metrics tables show them, so none belong there."""
+    if isinstance(values, dict):
+        return [s for v in values.values() for s in _strings(v)]
+    return [values] if isinstance(values, str) else []
+
+
 def well_logs(path: Path, wells: list[str], *, samples: int = 48, seed: int = 0, lacking: str | None = None) -> Path:
     """A well-log CSV: three depth bands of facies per well (codes 1..3) and two logs that follow
     them; the well ``lacking`` has no rows of the last facies."""
@@ -119,11 +126,11 @@ def test_an_empty_holdout_is_evaluated_by_leave_wells_out_cv(all_wells_train, tm
     prepared, model_dir = all_wells_train
     training = pd.read_parquet(prepared / "train.parquet")
     evaluation = evaluate_forest(prepared, model_dir, tmp_path / "no_facies_volume", EVALUATE_RF, n_jobs=1)
-    metrics = evaluation.metrics()
-    assert list(metrics)[:2] == ["evaluation", "cv"]
-    assert metrics["evaluation"] == "leave-wells-out CV (no held-out wells: holdout.fraction 0)"
+    metrics, described = evaluation.metrics(), evaluation.described()
+    assert list(described) == ["evaluation", "cv"] and "evaluation" not in metrics and "cv" not in metrics
+    assert described["evaluation"] == "leave-wells-out CV (no held-out wells: holdout.fraction 0)"
     assert metrics["n_items"] == len(training)  # every training row predicted once, out of fold
-    assert metrics["cv"] == {
+    assert described["cv"] == {
         "grouped_by": "well",
         "groups": 5,
         "folds": 5,
@@ -138,11 +145,12 @@ def test_an_empty_holdout_is_evaluated_by_leave_wells_out_cv(all_wells_train, tm
     folds = pd.read_csv(io.StringIO(evaluation.artifacts["cv_folds.csv"]))
     assert sorted(folds["held_out"]) == WELLS and folds["n_test"].sum() == len(training)
     assert (folds["n_train"] + folds["n_test"] == len(training)).all()
-    # the stage's files: metrics.json is the labelled summary
+    # the stage's files: metrics.json holds numbers only (what dvc metrics show tabulates), the words beside it
     write_report(evaluation.report, tmp_path / "eval")
-    write_artifacts(tmp_path / "eval", {**evaluation.artifacts, "metrics.json": metrics})
+    write_artifacts(tmp_path / "eval", {**evaluation.artifacts, "metrics.json": metrics, "evaluation.json": described})
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert written["evaluation"] == metrics["evaluation"] and written["n_items"] == len(training)
+    assert written["n_items"] == len(training) and not _strings(written)
+    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text()) == described
 
 
 def _well_specific(n_wells: int, rows: int = 30) -> pd.DataFrame:
@@ -212,10 +220,11 @@ def test_an_empty_holdout_of_picks_is_evaluated_by_blocked_cv(tmp_path: Path) ->
     (tmp_path / "facies").mkdir()
     np.save(tmp_path / "facies" / "facies.npy", facies)  # what train_rf predicts; evaluation only plots it
     evaluation = evaluate_forest(prepared, model_dir, tmp_path / "facies", EVALUATE_RF, n_jobs=1)
-    metrics = evaluation.metrics()
-    assert metrics["evaluation"] == "blocked CV (no held-out picks: holdout.fraction 0)"
+    metrics, described = evaluation.metrics(), evaluation.described()
+    assert described["evaluation"] == "blocked CV (no held-out picks: holdout.fraction 0)"
     assert metrics["n_items"] == len(pd.read_parquet(prepared / "train.parquet")) == len(picks)
-    assert metrics["cv"]["grouped_by"] == "4×4 inline × crossline block" and metrics["cv"]["folds"] == 3
+    assert described["cv"]["grouped_by"] == "4×4 inline × crossline block" and described["cv"]["folds"] == 3
+    assert not _strings(metrics)
     assert metrics["macro"]["f1"] > 0.8 and "slices.png" in evaluation.artifacts
 
 
@@ -227,10 +236,10 @@ def test_a_holdout_is_evaluated_as_before(tmp_path: Path) -> None:
     assert not holdout.empty
     evaluation = evaluate_forest(prepared, tmp_path / "model", tmp_path / "no_facies_volume", EVALUATE_RF)
     metrics = evaluation.metrics()
-    assert metrics["evaluation"] == "held-out wells" and "cv" not in metrics
+    assert evaluation.described() == {"evaluation": "held-out wells"} and "cv" not in metrics
     assert metrics["n_items"] == len(holdout) and "cv_folds.csv" not in evaluation.artifacts
     model = load_model(tmp_path / "model" / "model.skops")
     expected = holdout_report(model, holdout, config["features"], list(CODES.values())).summary()
-    assert {k: v for k, v in metrics.items() if k not in ("evaluation", "probabilities")} == expected
+    assert {k: v for k, v in metrics.items() if k != "probabilities"} == expected and not _strings(metrics)
     scores = metrics["probabilities"]  # the forest's probabilities on the same rows, scored as evaluate@gtm's
     assert set(scores) == {"log_loss", "brier", "ece"} and scores["log_loss"] > 0 and 0 <= scores["ece"] <= 1

@@ -11,6 +11,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
 from overseer.errors import InputError
+from overseer.seismic.reporting import selection_metrics, selection_summary
 from overseer.seismic.selection import DegenerateAttributeWarning, GMMAttributeSelector, make_selection_data
 
 FAST = dict(sem_iter=40, progress=False)  # search/plumbing tests: the fit quality is tested elsewhere
@@ -124,6 +125,23 @@ def test_auto_search_switches_to_beam() -> None:
     sel = GMMAttributeSelector(exhaustive_max_n=4, beam_width=2, **FAST).fit(x, y)
     assert sel.search_ == "beam"
     assert sel.scores_.groupby("n").size().max() <= 2 * 5
+
+
+def test_the_selection_metrics_file_holds_numbers_only() -> None:
+    """metrics.json beside selection.json: what dvc metrics show tabulates, no word (selection.json keeps those)."""
+    x, y, informative = make_selection_data(5, 2, 2, 60, seed=0)
+    sel = GMMAttributeSelector(exhaustive_max_n=4, beam_width=2, **FAST).fit(x, y)
+    summary = selection_summary(sel, {"informative": list(informative), "uninformative": ["x4"]})
+    metrics = selection_metrics(summary)
+    assert metrics["best_score"] == summary["best_score"] and metrics["exhaustive_search"] is False
+    assert metrics["combinations_evaluated"] == len(sel.scores_) and metrics["n_warnings"] == len(sel.warnings_)
+    truth = metrics["truth"]
+    assert sorted(truth) == ["n_uninformative_selected", "winner_is_informative_set", "winner_within_informative"]
+
+    def leaves(values):
+        return [v for x in values.values() for v in leaves(x)] if isinstance(values, dict) else [values]
+
+    assert all(isinstance(v, int | float) for v in leaves(metrics))  # bool is an int; no str, no list
 
 
 # --------------------------------------------------------------------------- degenerate attributes

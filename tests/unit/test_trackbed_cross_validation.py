@@ -3,6 +3,7 @@ stratified fallback), folds, one backbone pass, fold scores against a hand-run o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import keras
@@ -188,7 +189,14 @@ def test_trackbed_embeds_once_caches_and_holds_out_shards(
     pd.testing.assert_frame_equal(again.folds, result.folds)
 
     written = write_artifacts(tmp_path / "report", result.artifacts())
-    assert sorted(written) == ["cv_folds.csv", "cv_macro_f1.png", "cv_predictions.csv", "cv_summary.json"]
+    assert sorted(written) == [
+        "cv_evaluation.json", "cv_folds.csv", "cv_macro_f1.png", "cv_predictions.csv", "cv_summary.json"
+    ]  # fmt: skip
+    # numbers only in the metrics file (DVC tabulates every string); the words beside it
+    summary = json.loads(written["cv_summary.json"].read_text())
+    assert not [k for k, v in summary.items() if isinstance(v, str)] and "weights_used" not in summary
+    described = json.loads(written["cv_evaluation.json"].read_text())
+    assert described["grouping"] == "shards" and described["weights_used"] == "fake"
     assert pd.read_csv(written["cv_folds.csv"])["macro_f1"].tolist() == pytest.approx(result.folds["macro_f1"].tolist())
 
 

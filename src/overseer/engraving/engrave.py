@@ -406,10 +406,21 @@ def _warn(path: str | os.PathLike, notes: MidiNotes | None) -> None:
 def model_predict_fn(
     model_dir: str | os.PathLike, *, device: str | None = None, max_notes: int | None = None
 ) -> PredictFn:
-    """``predict_fn`` of the model saved in ``model_dir`` (``train.save_model``); torch is imported here only."""
+    """``predict_fn`` of the model saved in ``model_dir`` (``train.save_model``); torch is imported here only.
+
+    ``model_dir`` may also be an MLflow model (a ``models:/NAME@champion`` or ``runs:/…`` URI, or a
+    folder holding an ``MLmodel`` file) logged by :func:`overseer.serving.engraving.log_engraving_model`:
+    it is loaded through pyfunc and its EngravingGNN unwrapped, so MEI and SVG export work as for a folder.
+    """
     from overseer.engraving.predict import predict_piece
     from overseer.engraving.train import load_model
+    from overseer.serving.pyfunc import is_model_uri
 
+    if is_model_uri(model_dir) or (Path(model_dir) / "MLmodel").is_file():
+        from overseer.engraving.train import pick_device
+
+        model = _mlflow_engraving_model(model_dir).to(pick_device(device))  # as load_model: None is CUDA if any
+        return lambda piece: predict_piece(model, piece, max_notes=max_notes)
     try:
         model = load_model(model_dir, device=device)
     except pickle.UnpicklingError as exc:  # torch's text suggests weights_only=False: not for a file we did not write
@@ -422,6 +433,25 @@ def model_predict_fn(
         return predict_piece(model, piece, max_notes=max_notes)
 
     return predict
+
+
+def _mlflow_engraving_model(uri_or_folder: str | os.PathLike) -> EngravingGNN:
+    """The EngravingGNN inside an MLflow model logged by ``log_engraving_model``; InputError naming it otherwise."""
+    from overseer.serving.pyfunc import load_pyfunc
+
+    loaded = load_pyfunc(uri_or_folder)  # InputError naming the URI when it cannot be loaded
+    try:
+        model = getattr(loaded.unwrap_python_model(), "model", None)
+    except Exception:  # noqa: BLE001 - a flavor other than a PythonModel (pytorch, sklearn…)
+        model = None
+    from overseer.engraving.model import EngravingGNN
+
+    if not isinstance(model, EngravingGNN):
+        raise InputError(
+            "not an EngravingGNN pyfunc model (logged by overseer.serving.engraving.log_engraving_model)",
+            path=os.fspath(uri_or_folder),
+        )
+    return model
 
 
 def check_predictions(piece: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> None:

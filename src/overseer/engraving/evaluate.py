@@ -9,7 +9,11 @@ of each (bar, staff, voice), and chord links between the notes of each pooled ch
 One bad piece never aborts an evaluation: a piece whose prediction or post-processing fails is
 skipped with its reason (one line), counted in ``metrics.json`` (``n_skipped``) and listed in
 ``skipped.csv``; ``pieces.csv`` has one row per scored piece (its notes, each metric after
-post-processing and raw, ``raw_<metric>``).
+post-processing and raw, ``raw_<metric>``). For the heads people read as confusions
+(``CONFUSION_TASKS``: stem direction, clef) ``tasks/<task>/predictions.csv`` lists every scored
+note's true and post-processed class by name (``actual``, ``predicted``), what ``dvc plots``
+draws as a confusion matrix; the other tasks keep counts only (per-note rows for all of them would
+be megabytes per run in git).
 
 :mod:`.corpus_eval` runs the same evaluation on any folder of scores (``overseer evaluate engraving``).
 """
@@ -44,6 +48,7 @@ PIECE_METRICS = (
     *(f"acc_{task}" for task in schema.NODE_TASKS), "acc_duration",
 )  # fmt: skip
 SKIPPED_COLUMNS = ("piece", "path", "step", "reason")
+CONFUSION_TASKS = ("stem", "clef")  # per-note predictions.csv for dvc plots' confusion template
 
 
 def chord_links(chord: np.ndarray) -> np.ndarray:
@@ -108,6 +113,18 @@ def skipped_table(skipped: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SKIPPED_COLUMNS))
 
 
+def confusion_tables(
+    tasks: Mapping[str, ClassificationReport], names: Sequence[str] = CONFUSION_TASKS
+) -> dict[str, str]:
+    """``tasks/<task>/predictions.csv`` (``actual``, ``predicted``: class names, one row per scored
+    note, post-processed) for each of ``names`` that ``tasks`` reports, by file name."""
+    return {
+        f"tasks/{task}/predictions.csv": tasks[task].predictions[["actual", "predicted"]].to_csv(index=False)
+        for task in names
+        if task in tasks
+    }
+
+
 def _piece_row(name: str, path: str | None, piece: Mapping, post: Mapping, raw: Mapping) -> dict[str, Any]:
     one = {"post": score_pieces([post], [piece]), "raw": score_pieces([raw], [piece])}
     row: dict[str, Any] = {"piece": name, "path": path or "", "notes": int(np.asarray(piece["onset"]).size)}
@@ -127,9 +144,10 @@ def evaluate_pieces(
     desc: str = "evaluate@gnn",
     progress: bool = True,
 ) -> Evaluation:
-    """Predict, post-process and score ``pieces``: metrics.json, table1.md, pieces.csv, skipped.csv
-    and per-task reports. A piece that fails is skipped (module docstring); when every piece fails
-    the evaluation is an InputError naming the first reason. ``paths`` (per piece) go into pieces.csv."""
+    """Predict, post-process and score ``pieces``: metrics.json, table1.md, pieces.csv, skipped.csv,
+    the per-note predictions of ``CONFUSION_TASKS`` and per-task reports. A piece that fails is
+    skipped (module docstring); when every piece fails the evaluation is an InputError naming the
+    first reason. ``paths`` (per piece) go into pieces.csv."""
     if len(names) != len(pieces):
         raise ValueError(f"{len(names)} names for {len(pieces)} pieces")
     paths = list(paths) if paths is not None else [None] * len(pieces)
@@ -167,6 +185,7 @@ def evaluate_pieces(
         "table1.md": table_markdown(table),
         "pieces.csv": per_piece.to_csv(index=False, float_format="%.6g"),
         "skipped.csv": skipped_table(skipped).to_csv(index=False),
+        **confusion_tables(evaluation.tasks),
     }
     return evaluation
 
@@ -179,5 +198,5 @@ def write_evaluation(evaluation: Evaluation, folder: str | os.PathLike, extra: M
     write_artifacts(folder, {**evaluation.artifacts, **dict(extra or {})})
     for task, report in evaluation.tasks.items():
         # summary, per-class scores, confusion matrix (plots for small class sets); per-note
-        # predictions would be megabytes per run
+        # predictions only for CONFUSION_TASKS (in ``artifacts``): all of them would be megabytes per run
         write_report(report, Path(folder) / "tasks" / task, plots=len(report.class_names) <= 4, items=False)

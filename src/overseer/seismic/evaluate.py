@@ -7,7 +7,9 @@ fold by fold through :func:`overseer.seismic.forest.cross_validate`, the project
 and the pooled out-of-fold predictions are scored. Well logs are grouped by well — each well held
 out once, or ``WELL_FOLDS`` folds of wells when there are more; picks on volumes by the blocked
 CV's inline × crossline blocks (``train_rf.block_size``, ``train_rf.folds``). ``metrics.json``
-says which evaluation it holds (``"evaluation"``) and, for a cross-validation, its folds (``"cv"``).
+holds numbers only (what ``dvc metrics show`` and ``dvc exp show`` tabulate); ``evaluation.json``
+beside it says which evaluation they are (``"evaluation"``) and, for a cross-validation, its folds
+(``"cv"``).
 """
 
 from __future__ import annotations
@@ -82,15 +84,23 @@ class ForestEvaluation:
     report: ClassificationReport
     recovery: dict[str, float]
     artifacts: dict[str, Any] = field(default_factory=dict)
-    evaluation: str = HELD_OUT["picks"]  # what the report scores, in words (metrics.json "evaluation")
+    evaluation: str = HELD_OUT["picks"]  # what the report scores, in words (evaluation.json "evaluation")
     cv: dict[str, Any] | None = None  # how the folds of a cross-validated report were made
     probabilities: dict[str, float] | None = None  # log-loss, Brier, ECE on held-out rows (none for a CV report)
 
     def metrics(self) -> dict[str, Any]:
-        """``metrics.json``: what was evaluated, the folds of a cross-validation, the report's summary and
-        the probabilities' scores."""
+        """``metrics.json``, numbers only: the report's summary and the probabilities' scores."""
         extra = {"probabilities": self.probabilities} if self.probabilities else {}
-        return {"evaluation": self.evaluation, **({"cv": self.cv} if self.cv else {}), **self.report.summary(), **extra}
+        return {**self.report.summary(), **extra}
+
+    def described(self) -> dict[str, Any]:
+        """``evaluation.json``, beside ``metrics.json``: what was evaluated, in words, and the folds of a
+        cross-validation (kept out of the metrics file, which DVC tabulates)."""
+        return {"evaluation": self.evaluation, **({"cv": self.cv} if self.cv else {})}
+
+    def summary_files(self) -> dict[str, dict[str, Any]]:
+        """The evaluation folder's summaries by file name: ``metrics.json`` (numbers) and ``evaluation.json``."""
+        return {"metrics.json": self.metrics(), "evaluation.json": self.described()}
 
 
 @dataclass

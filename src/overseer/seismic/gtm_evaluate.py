@@ -54,14 +54,21 @@ class GtmEvaluation:
     artifacts: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
-        """``metrics.json``: what was evaluated, the report's summary, the probabilities' scores, the
-        recovery and the comparison with the forest."""
+        """``metrics.json``, numbers only: the report's summary, the probabilities' scores, the recovery
+        and the comparison with the forest."""
         versus = {m: {k: _number(v) for k, v in row.items()} for m, row in self.versus_forest.iterrows()}
         return {
-            "evaluation": self.evaluation, **self.report.summary(), "probabilities": self.scores.summary(),
-            "undefined_rows": self.undefined, **({"recovery": self.recovery} if self.recovery else {}),
-            "versus_forest": versus,
+            **self.report.summary(), "probabilities": self.scores.summary(), "undefined_rows": self.undefined,
+            **({"recovery": self.recovery} if self.recovery else {}), "versus_forest": versus,
         }  # fmt: skip
+
+    def described(self) -> dict[str, Any]:
+        """``evaluation.json``, beside ``metrics.json``: what was evaluated, in words."""
+        return {"evaluation": self.evaluation}
+
+    def summary_files(self) -> dict[str, dict[str, Any]]:
+        """The evaluation folder's summaries by file name: ``metrics.json`` (numbers) and ``evaluation.json``."""
+        return {"metrics.json": self.metrics(), "evaluation.json": self.described()}
 
     def flat_metrics(self) -> dict[str, float]:
         """MLflow metrics under the names every family's evaluate run uses (``eval_*``)."""

@@ -5,6 +5,13 @@ An exported model folder (``models/seismic/export``, written by ``export@rf``) h
 ``features`` (the attribute names in training order), ``facies`` (facies names; facies id = position)
 and, for models trained since ingest recorded them, ``inputs`` (how ingest read the training data).
 The model's classes are the facies ids it was trained on, so class ``c`` is called ``facies[c]``.
+``--model`` may also name the MLflow model of an export (``models:/NAME@champion``, ``runs:/…`` or a
+folder with an ``MLmodel`` file, :mod:`overseer.serving.seismic`): it is loaded through MLflow, as
+a served copy is, and its :class:`SeismicModel` predicts tables and volumes as a folder's does.
+
+**Tables of attribute columns** (what the served model takes): :func:`predict_frame` finds the
+model's attributes by name (any order, other columns ignored) and returns ``facies`` and
+``p_<facies>``; for a well-log model it is :func:`predict_table`.
 
 **Well-log tables** (CSV or Parquet, one row per sample): the model's logs are found **by name** —
 through ``overseer.seismic.data.well_logs.prepare_log_table`` when the model records its ``inputs``
@@ -76,11 +83,23 @@ class SeismicModel:
 
 # ---------------------------------------------------------------------------- the model
 def load_seismic_model(model_dir: str | os.PathLike) -> SeismicModel:
-    """Load ``model_dir/model.skops`` (types checked, :func:`overseer.seismic.model_io.load_model`) and
-    ``config.json``, and check they agree: the model takes ``len(features)`` attributes and its classes
-    are facies ids that ``facies`` names. Anything missing or inconsistent is an ``InputError``."""
-    from overseer.seismic.model_io import load_model
+    """Load an exported seismic model: a folder, or an MLflow model of one.
 
+    A folder (``models/seismic/export``): ``model_dir/model.skops`` (types checked,
+    :func:`overseer.seismic.model_io.load_model`) and ``config.json``, checked to agree: the model
+    takes ``len(features)`` attributes and its classes are facies ids that ``facies`` names.
+    An MLflow model — a ``models:/NAME@champion`` / ``runs:/…`` URI or a local folder with an
+    ``MLmodel`` file, logged by :func:`overseer.serving.seismic.log_seismic_model` — is loaded
+    through MLflow (``mlflow.pyfunc.load_model``, the path a served copy takes), and its
+    :class:`SeismicModel` is the one its ``load_context`` loaded. Anything missing or inconsistent
+    is an ``InputError``."""
+    from overseer.seismic.model_io import load_model
+    from overseer.serving.pyfunc import is_model_uri
+
+    if is_model_uri(model_dir) or (Path(model_dir) / "MLmodel").is_file():
+        from overseer.serving.seismic import load_served_model
+
+        return load_served_model(model_dir)
     folder = Path(model_dir)
     hint = "run `dvc repro export@rf` or pass --model"
     if not folder.is_dir():
@@ -194,6 +213,40 @@ def _find_columns(table: pd.DataFrame, names: Sequence[str], path: Path | None, 
     return found
 
 
+def _plain(value: Any) -> Any:
+    """A cell as a message shows it: NumPy scalars as Python values (``nan``, not ``np.float64(nan)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _number_matrix(table: pd.DataFrame, columns: Mapping[str, Any], path: Path | None, what: str) -> np.ndarray:
+    """The float64 matrix of ``table``'s ``columns`` (name → column, in the model's order). A value that
+    is not a number, missing (empty, NaN, infinite) or LAS's null (-999.25) is an ``InputError`` naming
+    the file, the line or row and the column: the model needs every ``what`` at every sample."""
+    x = np.empty((len(table), len(columns)), dtype=np.float64)
+    for j, (name, column) in enumerate(columns.items()):
+        raw = table[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        text = ~raw.isna().to_numpy() & np.isnan(values)
+        if text.any():
+            i = int(np.flatnonzero(text)[0])
+            raise InputError(
+                f"{what} {name!r} (column {column!r}) must be a number, got {_plain(raw.iloc[i])!r}",
+                path=path,
+                record=_record(table, i, path),
+            )
+        bad = ~np.isfinite(values) | (values == LOG_NULL)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{what} {name!r} (column {column!r}) is missing ({_plain(raw.iloc[i])!r}) in {int(bad.sum())} of "
+                f"{len(values)} rows; the model needs every {what} at every sample: fill or drop those rows",
+                path=path,
+                record=_record(table, i, path),
+            )
+        x[:, j] = values
+    return x
+
+
 def _prepare(model: SeismicModel, table: pd.DataFrame, path: Path | None) -> pd.DataFrame:
     """``table`` after what ingest did to the training table (``prepare_log_table``), when the model
     records its ``inputs`` and that function exists; else ``table`` itself."""
@@ -224,29 +277,7 @@ def log_features(
     logs = (
         [f for f in model.features if f not in KEY_COLUMNS] if needs_well_and_depth(model.features) else model.features
     )
-    columns = _find_columns(table, logs, path, "log")
-    x = np.empty((len(table), len(logs)), dtype=np.float64)
-    for j, name in enumerate(logs):
-        raw = table[columns[name]]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        text = ~raw.isna().to_numpy() & np.isnan(values)
-        if text.any():
-            i = int(np.flatnonzero(text)[0])
-            raise InputError(
-                f"log {name!r} (column {columns[name]!r}) must be a number, got {raw.iloc[i]!r}",
-                path=path,
-                record=_record(table, i, path),
-            )
-        bad = ~np.isfinite(values) | (values == LOG_NULL)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise InputError(
-                f"log {name!r} (column {columns[name]!r}) is missing ({raw.iloc[i]!r}) in {int(bad.sum())} of "
-                f"{len(values)} rows; the model needs every log at every sample: fill or drop those rows",
-                path=path,
-                record=_record(table, i, path),
-            )
-        x[:, j] = values
+    x = _number_matrix(table, _find_columns(table, logs, path, "log"), path, "log")
     keys_frame = pd.DataFrame(
         {"well": table[keys["well"]].astype(str).str.strip().to_numpy(), "depth": table[keys["depth"]].to_numpy()}
     )
@@ -279,18 +310,71 @@ def predict_table(model: SeismicModel, table: pd.DataFrame, *, path: str | os.Pa
     ``path`` is the file the table came from (for messages). A model whose input starts with
     ``well`` and ``depth`` (``train_rf.well_features``) gets them with the logs."""
     keys, x = log_features(model, table, path=path)
-    proba = model.estimator.predict_proba(x)
+    return facies_frame(model, model.estimator.predict_proba(x), keys)
+
+
+def facies_frame(model: SeismicModel, proba: np.ndarray, keys: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The prediction table of the model's probabilities ``proba`` (rows × the model's classes):
+    ``keys``' columns (``well``, ``depth``) when given, ``facies`` (the name of the most probable
+    facies, then — with ``keys`` — the per-well running mode filter the model records) and
+    ``p_<facies>`` per facies the model knows (before the filter)."""
     names = model.class_names
-    out = keys.copy()
+    out = keys.reset_index(drop=True) if keys is not None else pd.DataFrame(index=pd.RangeIndex(len(proba)))
     facies = np.asarray(names, dtype=object)[np.argmax(proba, axis=1)]
     window = smooth_window(model)
-    if window > 1:
+    if window > 1 and keys is not None:
         depth = pd.to_numeric(keys["depth"], errors="coerce").to_numpy(dtype=np.float64)
         facies = smooth_per_well(keys["well"].to_numpy(), depth, facies, window)
     out["facies"] = facies
     for k, name in enumerate(names):
         out[f"{PROBABILITY_PREFIX}{name}"] = proba[:, k]
     return out
+
+
+def needs_well_and_depth_columns(model: SeismicModel) -> bool:
+    """True for a well-log model that needs each row's ``well`` and ``depth``: it records ingest's
+    ``inputs`` (a new table is prepared as ingest prepared training), its input starts with them
+    (``train_rf.well_features``) or it smooths its facies per well over depth (``train_rf.smooth``)."""
+    return model.inputs is not None or needs_well_and_depth(model.features) or smooth_window(model) > 1
+
+
+def input_columns(model: SeismicModel) -> dict[str, str]:
+    """The columns a table given to :func:`predict_frame` must have (name → ``"double"`` or
+    ``"string"``), in the model's order. An attribute model: its ``features``. A well-log model
+    (:func:`needs_well_and_depth_columns`): the well and depth columns, then the logs — for a model
+    that records ``inputs``, the headers of its training file (role columns, logs, categorical)."""
+    if model.inputs is not None and isinstance(model.inputs.get("logs"), list):
+        roles = {"well": "well", "depth": "depth", **(model.inputs.get("columns") or {})}
+        columns = {str(roles["well"]): "string", str(roles["depth"]): "double"}
+        columns.update({str(log): "double" for log in model.inputs["logs"]})
+        columns.update({str(name): "string" for name in model.inputs.get("categorical") or {}})
+        return columns
+    if needs_well_and_depth_columns(model):
+        logs = [f for f in model.features if f not in KEY_COLUMNS]
+        return {"well": "string", "depth": "double", **dict.fromkeys(logs, "double")}
+    return dict.fromkeys(model.features, "double")
+
+
+def attribute_matrix(model: SeismicModel, table: pd.DataFrame, *, path: str | os.PathLike | None = None) -> np.ndarray:
+    """The float32 matrix (rows × ``model.features``, in the model's order) of a table of attribute
+    columns: each feature is found **by name** (exactly, else ignoring case), so their order does
+    not matter and other columns are ignored. A feature with no column is an ``InputError`` naming
+    it and the ones the model needs; a value that is not a number or is missing (NaN, infinite,
+    -999.25) one naming the column and row, as for well logs (:func:`log_features`) and volumes."""
+    path = Path(path) if path is not None else None
+    columns = _find_columns(table, model.features, path, "attribute")
+    return _number_matrix(table, columns, path, "attribute").astype(np.float32)
+
+
+def predict_frame(model: SeismicModel, table: pd.DataFrame, *, path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Facies of every row of ``table`` — what the served model (:mod:`overseer.serving.seismic`) returns.
+
+    A well-log model (:func:`needs_well_and_depth_columns`): :func:`predict_table` (``well``,
+    ``depth``, ``facies``, ``p_<facies>``). An attribute model: ``facies`` and ``p_<facies>`` of the
+    attribute columns found by name (:func:`attribute_matrix`), one row per input row, in order."""
+    if needs_well_and_depth_columns(model):
+        return predict_table(model, table, path=path)
+    return facies_frame(model, model.estimator.predict_proba(attribute_matrix(model, table, path=path)))
 
 
 def predict_tables(model: SeismicModel, paths: Sequence[str | os.PathLike], *, progress: bool = True) -> pd.DataFrame:

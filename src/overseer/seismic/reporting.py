@@ -42,6 +42,25 @@ def selection_summary(selector: Any, truth: Mapping[str, Any] | None = None) -> 
     return summary
 
 
+def selection_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics.json`` beside ``selection.json``: the summary's numbers only (and its yes/no checks),
+    what ``dvc metrics show`` and ``dvc exp show`` tabulate. The winner's attributes, the search
+    kind and the warnings, in words, stay in ``selection.json``, which train_rf and train_gtm read."""
+    out: dict[str, Any] = {
+        key: summary[key] for key in ("best_score", "n_selected", "n_candidates", "combinations_evaluated")
+    }
+    out["exhaustive_search"] = summary["search"] == "exhaustive"
+    out["n_warnings"] = len(summary["warnings"])
+    if "truth" in summary:
+        truth = summary["truth"]
+        out["truth"] = {
+            "winner_is_informative_set": truth["winner_is_informative_set"],
+            "winner_within_informative": truth["winner_within_informative"],
+            "n_uninformative_selected": len(truth["uninformative_selected"]),
+        }
+    return out
+
+
 def plot_best_vs_n(summary: Mapping[str, Any]) -> plt.Figure:
     """Best average cumulative distance (eq. 8) per number of attributes; the eq. 9 winner marked."""
     rows = summary["best_per_n"]

@@ -96,26 +96,33 @@ class CrossValidationResult:
     run_time: dict[str, Any] = field(default_factory=dict)  # timings and cache state: not tracked files
 
     def summary(self) -> dict[str, Any]:
-        """Mean ± std (ddof=0, as the seismic CV and scikit-learn's ``cv_results_``) over folds."""
+        """``cv_summary.json``, numbers only (DVC tabulates it): mean ± std (ddof=0, as the seismic CV and
+        scikit-learn's ``cv_results_``) over folds; what was cross-validated, in words, is :meth:`described`."""
         stats = {
             metric: {"mean": float(self.folds[metric].mean()), "std": float(np.std(self.folds[metric].to_numpy()))}
             for metric in ("macro_f1", "accuracy", "weighted_f1")
         }
         return {
-            "evaluation": f"{self.k}-fold cross-validation over {self.grouping.kind}",
-            "scope": SCOPE,
-            "grouping": self.grouping.kind,
-            "grouping_note": self.grouping.note,
             "k": self.k,
             "n_groups": self.grouping.n_groups,
             "n_images": len(self.predictions),
             "seed": self.seed,
-            **({"weights_used": self.weights_used} if self.weights_used is not None else {}),
             **stats,
             "std_ddof": 0,
             "per_fold_macro_f1": [float(v) for v in self.folds["macro_f1"]],
             "pooled": {"accuracy": self.pooled.accuracy, "macro_f1": self.pooled.macro["f1"]},
             "folds_missing_train_classes": int((self.folds["missing_train_classes"] != "").sum()),
+        }
+
+    def described(self) -> dict[str, Any]:
+        """``cv_evaluation.json``, beside ``cv_summary.json``: what was cross-validated, in words — the
+        folds, the scope, the grouping and why, the backbone's weights."""
+        return {
+            "evaluation": f"{self.k}-fold cross-validation over {self.grouping.kind}",
+            "scope": SCOPE,
+            "grouping": self.grouping.kind,
+            "grouping_note": self.grouping.note,
+            **({"weights_used": self.weights_used} if self.weights_used is not None else {}),
         }
 
     def flat_metrics(self, prefix: str = "cv_") -> dict[str, float]:
@@ -128,11 +135,13 @@ class CrossValidationResult:
         return out
 
     def artifacts(self) -> dict[str, Any]:
-        """Files for :func:`overseer.io.write_artifacts`: ``cv_folds.csv``, ``cv_summary.json``,
-        ``cv_predictions.csv`` and ``cv_macro_f1.png`` (macro-F1 per fold with the mean line)."""
+        """Files for :func:`overseer.io.write_artifacts`: ``cv_folds.csv``, ``cv_summary.json`` (numbers),
+        ``cv_evaluation.json`` (words), ``cv_predictions.csv`` and ``cv_macro_f1.png`` (macro-F1 per fold
+        with the mean line)."""
         return {
             "cv_folds.csv": self.folds.to_csv(index=False, lineterminator="\n"),
             "cv_summary.json": self.summary(),
+            "cv_evaluation.json": self.described(),
             "cv_predictions.csv": self.predictions.to_csv(index=False, lineterminator="\n"),
             "cv_macro_f1.png": plot_fold_scores(self.folds, self.grouping.kind),
         }

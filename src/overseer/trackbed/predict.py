@@ -1,16 +1,19 @@
-"""Classify images or TFRecord files with an exported trackbed model (ONNX Runtime, or Keras)."""
+"""Classify images or TFRecord files with an exported trackbed model (ONNX Runtime, or Keras), or
+with a logged MLflow model (``models:/NAME@champion``, ``runs:/…``, a folder holding ``MLmodel``)
+through its pyfunc, exactly as a client of the registry or of ``mlflow models serve`` would."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from overseer.errors import InputError
+from overseer.serving.pyfunc import is_model_uri, load_pyfunc
 from overseer.trackbed.data.images import list_images, read_image
 from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE, decode_fields, image_from_fields
 from overseer.trackbed.data.tfrecord import is_tfrecord_source, iter_raw_records, list_tfrecords
@@ -93,22 +96,65 @@ def load_predictor(model_dir: str | os.PathLike, precision: str = "fp32"):
     raise InputError("no model.onnx or model.keras (run `dvc repro` to export one)", path=folder)
 
 
+def is_mlflow_model(model: str | os.PathLike) -> bool:
+    """True for an MLflow model URI or a local MLflow model folder (one holding ``MLmodel``)."""
+    return is_model_uri(model) or (Path(model) / "MLmodel").is_file()
+
+
+Classifier = Callable[[list[np.ndarray]], tuple[list[str], list[float]]]  # images -> (classes, confidences)
+
+
+def _folder_classifier(folder: Path, precision: str) -> Classifier:
+    """The export folder's predictor (one ONNX Runtime session for the whole call, or Keras)."""
+    classes = json.loads((folder / "classes.json").read_text()) if (folder / "classes.json").exists() else CLASSES
+    predictor = load_predictor(folder, precision)
+
+    def classify(images: list[np.ndarray]) -> tuple[list[str], list[float]]:
+        probs = predictor(_to_batch(images))
+        return [classes[int(p.argmax())] for p in probs], [float(p.max()) for p in probs]
+
+    return classify
+
+
+def _pyfunc_classifier(model: str | os.PathLike, precision: str) -> Classifier:
+    """An MLflow model loaded once; each batch goes through ``PyFuncModel.predict`` as a table of
+    PNG-encoded images (lossless: the model decodes the very pixels read here)."""
+    from overseer.serving.trackbed import IMAGE_COLUMN, encode_png
+
+    if precision != "fp32":
+        raise InputError(
+            f"precision {precision!r} applies to an export folder; an MLflow model serves the ONNX file it was "
+            "logged with (pass the export folder for model.int8.onnx)",
+            path=model,
+        )
+    pyfunc = load_pyfunc(model)
+
+    def classify(images: list[np.ndarray]) -> tuple[list[str], list[float]]:
+        table = pyfunc.predict(pd.DataFrame({IMAGE_COLUMN: [encode_png(image) for image in images]}))
+        return [str(name) for name in table["class"]], [float(c) for c in table["confidence"]]
+
+    return classify
+
+
 def predict(
     model_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], batch_size: int = 32, precision: str = "fp32"
 ) -> pd.DataFrame:
-    """One row per image: item, predicted class, confidence (and true class for TFRecords)."""
-    folder = Path(model_dir)
-    classes = json.loads((folder / "classes.json").read_text()) if (folder / "classes.json").exists() else CLASSES
-    predictor = load_predictor(folder, precision)
+    """One row per image: item, predicted class, confidence (and true class for TFRecords).
+
+    ``model_dir``: an export folder (``model.onnx`` / ``model.keras``, ``classes.json``), or an MLflow
+    model (:func:`is_mlflow_model`: ``models:/NAME@champion``, ``runs:/ID/model``, a folder with
+    ``MLmodel``), loaded once and predicted through its pyfunc."""
+    if is_mlflow_model(model_dir):
+        classify = _pyfunc_classifier(model_dir, precision)
+    else:
+        classify = _folder_classifier(Path(model_dir), precision)
     rows: list[dict] = []
     batch: list[tuple[str, np.ndarray, str | None]] = []
 
     def flush() -> None:
-        probs = predictor(_to_batch([image for _, image, _ in batch]))
-        for (name, _, true), p in zip(batch, probs, strict=True):
-            rows.append(
-                {"item": name, "class": classes[int(p.argmax())], "confidence": float(p.max()), "true_class": true}
-            )
+        names, confidences = classify([image for _, image, _ in batch])
+        for (item, _, true), name, confidence in zip(batch, names, confidences, strict=True):
+            rows.append({"item": item, "class": name, "confidence": confidence, "true_class": true})
         batch.clear()
 
     for item in _items(paths):
