@@ -78,29 +78,31 @@ def gtm() -> None:
 
 
 def gnn() -> None:
-    from overseer.engraving.evaluate import evaluate_pieces
+    from overseer.engraving.evaluate import choose_key_penalty, evaluate_pieces, write_evaluation
     from overseer.engraving.predict import predict_piece
     from overseer.engraving.schema import load_split
     from overseer.engraving.train import load_model
 
     cfg, model_dir, out = stage.load_params("evaluate", "gnn"), ENGRAVING.trained_model, ENGRAVING.eval_report
     names, pieces = load_split(ENGRAVING.prepared, "test")  # held-out only: never seen in training or early stopping
-    with stage_run("engraving", "evaluate@gnn", inputs=[model_dir, ENGRAVING.prepared / "test"]) as mlflow:
-        model = load_model(model_dir)
+    _, validation = load_split(ENGRAVING.prepared, "validation")  # the key change penalty is chosen on these
+    inputs = [model_dir, ENGRAVING.prepared / "test", ENGRAVING.prepared / "validation"]
+    with stage_run("engraving", "evaluate@gnn", inputs=inputs) as mlflow:
+        model, threshold = load_model(model_dir), float(cfg["threshold"])
+        predict = lambda piece: predict_piece(model, piece, max_notes=cfg.get("max_notes"))  # noqa: E731
+        key = choose_key_penalty(cfg.get("key_change_penalty", "auto"), validation, predict, threshold=threshold)
         evaluation = evaluate_pieces(
-            pieces, names, lambda piece: predict_piece(model, piece, max_notes=cfg.get("max_notes")),
-            threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
-        )  # fmt: skip
+            pieces, names, predict, threshold=threshold, min_clef_run=int(cfg["min_clef_run"]), key_change_penalty=key
+        )  # metrics.json's key: raw / per-bar / sequence-smoothed accuracy; key_penalty.csv: the validation grid
         with atomic_dir(out) as tmp:
-            write_artifacts(tmp, evaluation.artifacts)  # with tasks/{stem,clef}/predictions.csv (dvc plots)
-            for task, report in evaluation.tasks.items():
-                # summary, per-class scores, confusion matrix (plots for small class sets); per-note
-                # predictions of every task would be megabytes per run in git
-                write_report(report, tmp / "tasks" / task, plots=len(report.class_names) <= 4, items=False)
+            write_evaluation(evaluation, tmp)  # files, tasks/<task>/ reports (predictions.csv of stem, clef: dvc plots)
         log_heldout(mlflow, {f"eval_{k}": v for k, v in evaluation.post.items()})
         log_heldout(mlflow, {f"eval_raw_{k}": v for k, v in evaluation.raw.items()})
+        log_heldout(mlflow, {f"eval_key_{k}": v for k, v in evaluation.key.items()})
         log_artifacts(mlflow, [out / "metrics.json", out / "table1.md"], artifact_path="eval")
         print(evaluation.table.to_string())
+        print(f"key accuracy {evaluation.key['raw']:.4f} raw, {evaluation.key['per_bar']:.4f} per bar, "
+              f"{evaluation.key['sequence']:.4f} sequence-smoothed (penalty {key.penalty:g})")  # fmt: skip
 
 
 MODELS = {"cnn": cnn, "rf": rf, "gtm": gtm, "gnn": gnn}

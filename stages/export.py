@@ -116,26 +116,28 @@ def gtm() -> None:
 
 
 def gnn() -> None:
-    from overseer.engraving.engrave import engrave_pieces
+    from overseer.engraving.engrave import engrave_pieces, write_postprocess_settings
     from overseer.engraving.schema import load_split
     from overseer.engraving.train import load_model
     from overseer.serving.engraving import log_engraving_model
 
     cfg, train, out = stage.load_params("export", "gnn"), ENGRAVING.trained_model, ENGRAVING.exported_model
     names, pieces = load_split(ENGRAVING.prepared, "test")
+    penalty = float(read_json(ENGRAVING.eval_report / "metrics.json")["key"]["penalty"])  # chosen on validation
     with stage_run("engraving", "export@gnn", inputs=[train, ENGRAVING.eval_report / "metrics.json"]) as mlflow:
         model = load_model(train)  # loads back, or the export stops here
         with atomic_dir(out) as tmp:
             for item in train.iterdir():
                 shutil.copy2(item, tmp / item.name)
+            write_postprocess_settings(tmp, penalty)  # what engrave and the served model post-process with
             # held-out pieces engraved by the exported model: MusicXML, MEI (both read back), SVG pages
             held_out = list(zip(names, pieces, strict=True))[: int(cfg["pieces"])]
             written = engrave_pieces(
                 model, held_out, tmp / "engraved",
                 formats=cfg["formats"], pages=int(cfg["pages"]),
-                threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]),
+                threshold=float(cfg["threshold"]), min_clef_run=int(cfg["min_clef_run"]), key_change_penalty=penalty,
             )  # fmt: skip
-        info = log_engraving_model(train, cfg["registered_model_name"])
+        info = log_engraving_model(out, cfg["registered_model_name"])  # with postprocess.json
         version = _publish(mlflow, "gnn", cfg["registered_model_name"], info, out)
         log_artifacts(mlflow, [out / "engraved"], artifact_path="engraved")
         files = sorted(p.name for p in out.iterdir())

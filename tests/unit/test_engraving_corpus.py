@@ -29,6 +29,7 @@ from overseer.engraving.data.metadata import piece_key, score_metadata
 from overseer.engraving.data.scores import load_score_table
 from overseer.engraving.engrave import ScoreWarning, batch_names, engrave_batch, read_piece
 from overseer.engraving.evaluate import PIECE_METRICS, evaluate_pieces
+from overseer.engraving.key_smoothing import DEFAULT_KEY_CHANGE_PENALTY
 from overseer.errors import InputError
 
 Q = es.Q
@@ -237,8 +238,13 @@ def test_evaluate_engraving_on_a_folder(
     assert {p.name for p in out.iterdir()} == {"metrics.json", "table1.md", "pieces.csv", "skipped.csv",
                                               "corpus.json", "tasks"}  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"n_pieces", "n_skipped", "post_processed", "raw"}
+    assert set(metrics) == {"n_pieces", "n_skipped", "post_processed", "raw", "key"}
     assert metrics["n_pieces"] == 5 and metrics["n_skipped"] == 1
+    # key accuracy raw, per bar and smoothed over the piece with the model's penalty (no postprocess.json: the default)
+    assert {"raw", "per_bar", "sequence", "penalty", "changes_per_bar", "changes_sequence"} <= set(metrics["key"])
+    assert metrics["key"]["penalty"] == DEFAULT_KEY_CHANGE_PENALTY
+    assert metrics["key"]["sequence"] == pytest.approx(metrics["post_processed"]["acc_key"])
+    assert all(isinstance(v, int | float) for v in metrics["key"].values())
     assert metrics["post_processed"]["n_notes"] == 18 + 5 + 11 + 10 + 2
     assert (out / "table1.md").read_text().startswith("| Model | Voice F1 |")
     pieces = pd.read_csv(out / "pieces.csv")

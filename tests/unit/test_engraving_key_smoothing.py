@@ -130,10 +130,21 @@ def test_the_penalty_is_chosen_on_validation_pieces() -> None:
     flicker = item([C] * 10, [C] * 4 + [G] + [C] * 5)  # wants a penalty > 0.5
     modulation = item([C] * 5 + [G] * 3, [C] * 5 + [G] * 3)  # a change at the end: wants a penalty < 3
     choice = choose_penalty([flicker, modulation], candidates=[0.0, 0.25, 1.0, 2.0, 4.0, float("inf")])
-    assert choice.penalty in (1.0, 2.0)  # the plateau's middle
+    assert choice.penalty == 2.0  # the plateau 1..2: ties go to the larger penalty (fewer changes)
     assert choice.accuracy[1.0] == choice.accuracy[2.0] == 1.0
     assert choice.accuracy[0.0] < 1.0 and choice.accuracy[4.0] < 1.0
     assert choice.changes[0.0] == 3 and choice.changes[1.0] == 1 and choice.changes[float("inf")] == 0
-    assert choose_penalty([flicker, modulation]).penalty == 1.0  # the default candidates: finite, JSON-safe
+    assert choose_penalty([flicker, modulation]).penalty == 2.0  # the default candidates: finite, JSON-safe
+    rows = choice.table()  # key_penalty.csv: accuracy and mean key changes per piece, per candidate
+    assert [r["penalty"] for r in rows] == [0.0, 0.25, 1.0, 2.0, 4.0, float("inf")]
+    assert rows[0]["changes_per_piece"] == 1.5 and [r["chosen"] for r in rows] == [0, 0, 0, 1, 0, 0]
     with pytest.raises(ValueError, match="candidate"):
         choose_penalty([flicker], candidates=[])
+
+
+def test_one_key_wins_over_a_plateau_of_one_key_pieces() -> None:
+    """Pieces in one key whose bars flicker: every penalty past the flicker is as accurate; the largest is chosen."""
+    pieces = [item([D] * 12, [D] * 3 + [G] + [D] * 4 + [G] + [D] * 3), item([F] * 8, [F] * 2 + [C] + [F] * 5)]
+    choice = choose_penalty(pieces, candidates=[0.0, 1.0, 4.0, 16.0])
+    assert choice.accuracy[0.0] < 1.0 and choice.accuracy[1.0] == choice.accuracy[16.0] == 1.0
+    assert choice.penalty == 16.0 and choice.changes[16.0] == 0

@@ -206,3 +206,42 @@ def test_grace_note_without_principal_is_dropped():
     res = pp.postprocess(piece, oracle(piece))
     assert res["grace_principal"].tolist() == [0, -1]
     assert schema.SPELLINGS[res["grace_spelling"][0]] == "D"
+
+
+def _keyed_piece(bar_keys: list[int]) -> dict[str, np.ndarray]:
+    """Quarter notes on the upper staff, four a bar, each bar's notes labelled with its key (fifths)."""
+    notes = [N(4.0 * b + q, 1.0, 72, key=k) for b, k in enumerate(bar_keys) for q in range(4)]
+    return truth_piece(notes, regular_bars(len(bar_keys)))
+
+
+def _key_logits(pred: dict[str, np.ndarray], fifths: list[int], confidence: float = 3.0) -> dict[str, np.ndarray]:
+    """``pred`` with per-note key logits saying ``fifths[i]`` for note ``i``."""
+    logits = np.zeros((len(fifths), len(schema.KEY_FIFTHS)), dtype=np.float32)
+    logits[np.arange(len(fifths)), [schema.KEY_FIFTHS.index(f) for f in fifths]] = confidence
+    return {**pred, "logits_key": logits}
+
+
+def test_a_key_change_penalty_gives_one_key_to_a_noisily_flipping_piece():
+    piece = _keyed_piece([2] * 12)  # D major throughout
+    rng = np.random.default_rng(3)
+    # per note D major (2) or, 40% of the time, G major (1): whole bars flip to G by majority now and then
+    fifths = np.where(rng.random(48) < 0.4, 1, 2)
+    fifths[16:20] = fifths[36:40] = 1  # two bars certainly in G
+    pred = _key_logits(oracle(piece), fifths.tolist())
+    per_bar = pp.postprocess(piece, pred)["bar_key"]
+    assert len(set(per_bar.tolist())) == 2  # the paper's per-bar key flips
+    res = pp.postprocess(piece, pred, key_change_penalty=4.0)
+    assert res["bar_key"].tolist() == [schema.KEY_FIFTHS.index(2)] * 12  # one key signature
+    pp.check_result(piece, res)
+    assert np.array_equal(pp.postprocess(piece, pred, key_change_penalty=0)["bar_key"], per_bar)  # 0: per bar
+
+
+def test_a_key_change_penalty_keeps_a_real_modulation():
+    keys = [0] * 6 + [1] * 6  # C major, then six bars of G major
+    piece = _keyed_piece(keys)
+    pred = _key_logits(oracle(piece), [k for k in keys for _ in range(4)])
+    res = pp.postprocess(piece, pred, key_change_penalty=4.0)  # a change at the end costs 4 < 6 bars of G
+    assert [schema.KEY_FIFTHS[k] for k in res["bar_key"]] == keys
+    assert [schema.KEY_FIFTHS[k] for k in pp.postprocess(piece, pred, key_change_penalty=64.0)["bar_key"]] == [0] * 12
+    with pytest.raises(ValueError, match="penalty"):
+        pp.postprocess(piece, pred, key_change_penalty=-1.0)

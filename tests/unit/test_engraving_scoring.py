@@ -183,3 +183,48 @@ def test_an_undefined_piece_is_left_out_of_the_micro_average() -> None:
         assert pooled[key] == pytest.approx(alone[key]), key
     md = table_markdown(table1({"x": m}, reference=False))
     assert "| x | - | - | 100.0 |" in md
+
+
+# --- evaluate@gnn's key report (issue 13) -------------------------------------------------------------------
+
+
+def _flipping_key_piece(seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A piece in D major (12 bars of four quarters) and oracle predictions whose key says G in 3 bars."""
+    from engraving_truth import N, oracle, regular_bars, truth_piece
+
+    piece = truth_piece([N(4.0 * b + q, 1.0, 74, key=2) for b in range(12) for q in range(4)], regular_bars(12))
+    pred = oracle(piece)
+    flipped = np.random.default_rng(seed).choice(12, size=3, replace=False)
+    note_bars = piece["bar"]
+    logits = np.zeros((note_bars.size, len(schema.KEY_FIFTHS)), dtype=np.float32)
+    logits[np.arange(note_bars.size), np.where(np.isin(note_bars, flipped), 8, 9)] = 3.0  # G (1), else D (2)
+    logits[::4, 9] = 3.5  # one note per bar says D everywhere: raw accuracy between per-bar and smoothed
+    return piece, {**pred, "logits_key": logits}
+
+
+def test_evaluation_reports_key_accuracy_raw_per_bar_and_sequence_smoothed() -> None:
+    from overseer.engraving.evaluate import choose_key_penalty, evaluate_pieces
+
+    pairs = [_flipping_key_piece(seed) for seed in range(4)]
+    preds = {id(p): q for p, q in pairs}
+    pieces = [p for p, _ in pairs]
+
+    def predict(piece):
+        return preds[id(piece)]
+
+    choice = choose_key_penalty("auto", pieces[:2], predict, progress=False)  # "validation": the first two
+    assert choice.penalty == max(choice.accuracy) and choice.accuracy[choice.penalty] == 1.0  # ties: the largest
+    assert choose_key_penalty(2, pieces, predict).penalty == 2.0  # a number: as it is, nothing predicted
+    assert choose_key_penalty("0", pieces, predict).penalty == 0 and not choose_key_penalty(0, [], predict).accuracy
+    evaluation = evaluate_pieces(pieces[2:], ["a", "b"], predict, key_change_penalty=choice, progress=False)
+    key = evaluation.artifacts["metrics.json"]["key"]
+    assert key["per_bar"] == pytest.approx(9 / 12) and key["raw"] == pytest.approx((36 + 3) / 48)
+    assert key["sequence"] == 1.0 and key["penalty"] == choice.penalty
+    assert key["changes_sequence"] == 0 and key["changes_true"] == 0 and key["changes_per_bar"] > 0
+    assert evaluation.post["acc_key"] == key["sequence"]  # Table 1's post-processed Key Acc: the smoothed one
+    assert all(isinstance(v, float) for v in key.values())  # numbers only
+    csv = evaluation.artifacts["key_penalty.csv"].splitlines()
+    assert csv[0] == "penalty,accuracy,changes_per_piece,chosen" and len(csv) == 1 + len(choice.accuracy)
+    per_bar = evaluate_pieces(pieces[2:], ["a", "b"], predict, progress=False)  # no penalty: the paper's per bar
+    assert per_bar.key["sequence"] == per_bar.key["per_bar"] == per_bar.post["acc_key"] and per_bar.key["penalty"] == 0
+    assert "key_penalty.csv" not in per_bar.artifacts

@@ -128,6 +128,12 @@ MISTAKES = [
     ),
     ("ingest", set_(seismc={}), "ingest.seismc: unknown key; did you mean seismic?"),
     ("export.gnn", set_(formats=["musicxml", "pdf"]), "export.gnn.formats[1]: must be one of musicxml | mei, got"),
+    (
+        "evaluate.gnn",
+        set_(key_change_penalty="-1"),
+        "evaluate.gnn.key_change_penalty: must be auto or a number >= 0 (0: the key per bar), got '-1'",
+    ),
+    ("evaluate.gnn", set_(key_change_penalty="abc"), "evaluate.gnn.key_change_penalty: must be auto or a number >= 0"),
     ("tune", lambda s: s["rf"].update(heartbeat_seconds=0), "tune.rf.heartbeat_seconds: must be >= 1, got 0"),
     ("tune", lambda s: s["rf"]["pruner"].update(n_startup=3), "tune.rf.pruner.n_startup: unknown key; did you mean"),
     ("", set_(trian_rf={}), "trian_rf: unknown key; did you mean train_rf?"),
@@ -327,3 +333,13 @@ def test_check_reports_a_bad_key_and_a_bad_file(tmp_path: Path, capsys) -> None:
     assert f"{path}, line 3 column 8: mapping values are not allowed here" in capsys.readouterr().err
     assert main(["check", "--params", str(tmp_path / "nowhere.yaml")]) == 2
     assert "cannot read the params file" in capsys.readouterr().err
+
+
+def test_the_key_change_penalty_is_auto_or_a_number() -> None:
+    for value in ("auto", 0, 4, 2.5, "3e-1"):
+        section = {**PARAMS["evaluate"]["gnn"], "key_change_penalty": value}
+        assert schema.check_section(("evaluate", "gnn"), section)["key_change_penalty"] == value
+    for value in (-1, True, float("inf"), None, "Auto"):
+        assert "evaluate.gnn.key_change_penalty: must be auto or a number >= 0" in problem(
+            ("evaluate", "gnn"), set_(key_change_penalty=value)
+        )

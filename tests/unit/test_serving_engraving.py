@@ -220,3 +220,33 @@ def test_cli_check_model_accepts_uris_and_refuses_empty_folders(tmp_path: Path) 
     _check_model("models:/anything@champion")  # never loads: a bad URI is reported when it is used
     with pytest.raises(serving.InputError, match=r"no config\.json, no MLmodel"):
         _check_model(str(tmp_path))
+
+
+def test_the_key_change_penalty_param_defaults_to_the_model_folders(logged, model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from mlflow.models import Model
+
+    from overseer.engraving.engrave import model_key_change_penalty, write_postprocess_settings
+    from overseer.engraving.key_smoothing import DEFAULT_KEY_CHANGE_PENALTY
+
+    assert serving._options(None)["key_change_penalty"] == DEFAULT_KEY_CHANGE_PENALTY
+    assert serving._options({}, key_change_penalty=7.0)["key_change_penalty"] == 7.0  # the model's
+    assert serving._options({"key_change_penalty": 0.0}, key_change_penalty=7.0)["key_change_penalty"] == 0.0
+    with pytest.raises(Exception, match=r"key_change_penalty -1\.0: expected a number >= 0"):
+        serving._options({"key_change_penalty": -1.0})
+    folder = tmp_path / "export"
+    shutil.copytree(model_dir, folder)
+    write_postprocess_settings(folder, 16.0)  # what export@gnn writes beside the model
+    assert model_key_change_penalty(folder) == 16.0
+    assert model_key_change_penalty(model_dir) == DEFAULT_KEY_CHANGE_PENALTY  # no postprocess.json
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("serving").experiment_id):
+        info = serving.log_engraving_model(folder, NAME + "-keyed")
+    signature = Model.load(info.model_uri).signature
+    assert {p.name: p.default for p in signature.params}["key_change_penalty"] == 16.0
+    assert mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model().key_change_penalty == 16.0
+    table = serving.engraving_predictor(folder)(serving.input_example(), {"key_change_penalty": 0.0})
+    assert table["n_notes"][0] == 11
+    (folder / "postprocess.json").write_text('{"key_change_penalty": -2}')
+    with pytest.raises(serving.InputError, match="key_change_penalty must be a number >= 0"):
+        model_key_change_penalty(folder)

@@ -41,6 +41,7 @@ def evaluate_corpus(
     cache_dir: str | os.PathLike | None = CACHE_DIR,
     device: str | None = None,
     progress: bool = True,
+    key_change_penalty: float | None = None,
 ) -> tuple[Evaluation, dict[str, Any]]:
     """Evaluate the model saved in ``model_dir`` (or ``predict_fn``) on every score of ``corpus_dir``
     into ``out_dir`` (written whole or not at all; module docstring). Returns the evaluation and
@@ -48,12 +49,16 @@ def evaluate_corpus(
 
     ``silence``/``exotic_tuplets`` read the scores as ``ingest.engraving`` does (use the values the
     model was trained with); ``cache_dir`` is ingest's parse cache (relative: at the repository root;
-    None: none). The model is loaded before any score is read.
+    None: none). ``key_change_penalty`` smooths the key over each piece (:mod:`.key_smoothing`; 0:
+    per bar); None: the model's (``postprocess.json`` in ``model_dir``, else the default constant).
+    The model is loaded before any score is read.
     """
-    from overseer.engraving.engrave import check_predictions, model_predict_fn
+    from overseer.engraving.engrave import check_predictions, model_key_change_penalty, model_predict_fn
 
     if predict_fn is None:
         predict_fn = model_predict_fn(model_dir, device=device, max_notes=max_notes)
+    if key_change_penalty is None:
+        key_change_penalty = model_key_change_penalty(model_dir)
 
     def predict(piece: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         pred = predict_fn(dict(piece))
@@ -73,6 +78,7 @@ def evaluate_corpus(
     evaluation = evaluate_pieces(
         [corpus.pieces[i] for i in ids], ids, predict, threshold=threshold, min_clef_run=min_clef_run,
         paths=[corpus.entries[i]["path"] for i in ids], desc="evaluate", progress=progress,
+        key_change_penalty=float(key_change_penalty),
     )  # fmt: skip
     evaluation.skipped = skipped = read_skips + evaluation.skipped  # the scores refused on reading first
     evaluation.artifacts["metrics.json"] = evaluation.summary()
@@ -89,7 +95,7 @@ def evaluate_corpus(
         "exotic_tuplet_notes": corpus.exotic_notes,
         "options": {
             "threshold": threshold, "min_clef_run": min_clef_run, "max_notes": max_notes, "silence": silence,
-            "exotic_tuplets": exotic_tuplets,
+            "exotic_tuplets": exotic_tuplets, "key_change_penalty": float(key_change_penalty),
         },
         "cache": {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder) if cache.folder else None},
     }  # fmt: skip

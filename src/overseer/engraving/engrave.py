@@ -35,6 +35,12 @@ Output goes through :func:`staged_output`: on failure nothing is left behind, no
 folder. A score's zero-length notes are dropped (told in a :class:`ScoreWarning`); a duration no
 single symbol writes (16 quarters in a cadenza bar) is written as tied symbols by post-processing.
 
+Key signatures are smoothed over the piece (:mod:`.key_smoothing`, issue 13) with the model
+folder's key change penalty: ``postprocess.json`` beside ``model.pt`` (``{"key_change_penalty": p}``,
+written by export@gnn from evaluate@gnn's choice on validation pieces; :func:`model_key_change_penalty`),
+or :data:`~.key_smoothing.DEFAULT_KEY_CHANGE_PENALTY` without one; a ``key_change_penalty`` option
+overrides it (0: the paper's per-bar key).
+
 :func:`engrave_piece` does the same for a piece already in memory (a prepared ``.npz`` of the
 test split, say). :func:`engrave_batch` engraves many files (or folders of them) with one model:
 each piece into ``<out>/<name>/`` where ``name`` comes from the file's path relative to the folder
@@ -64,6 +70,7 @@ from overseer.engraving import export, schema
 from overseer.engraving import notation as nt
 from overseer.engraving import postprocess as pp
 from overseer.engraving.data.scores import SCORE_SUFFIXES
+from overseer.engraving.key_smoothing import DEFAULT_KEY_CHANGE_PENALTY
 from overseer.errors import InputError
 
 if TYPE_CHECKING:
@@ -82,6 +89,7 @@ GRID_NAMES = {
 }  # fmt: skip
 PERCUSSION_CHANNEL = 9
 PredictFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+POSTPROCESS_FILE = "postprocess.json"  # a model folder's post-processing settings: {"key_change_penalty": p}
 
 
 class QuantizeWarning(UserWarning):
@@ -435,6 +443,42 @@ def model_predict_fn(
     return predict
 
 
+def model_key_change_penalty(model_dir: str | os.PathLike | None) -> float:
+    """The key change penalty stored with a model: ``postprocess.json`` in the trained (or exported)
+    folder, or in an MLflow model folder's ``artifacts/model/``; :data:`DEFAULT_KEY_CHANGE_PENALTY`
+    without one (and for ``models:/`` or ``runs:/`` URIs). A file that is not such JSON, or a penalty
+    that is not a number >= 0, is an InputError naming the file."""
+    import json
+    import math
+
+    from overseer.serving.pyfunc import is_model_uri
+
+    if model_dir is None or is_model_uri(model_dir):
+        return DEFAULT_KEY_CHANGE_PENALTY
+    folder = Path(model_dir)
+    for path in (folder / POSTPROCESS_FILE, folder / "artifacts" / "model" / POSTPROCESS_FILE):
+        if not path.is_file():
+            continue
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))["key_change_penalty"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"not a post-processing settings file ({_reason(exc)})", path=path) from exc
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        if not ok:
+            raise InputError(f"key_change_penalty must be a number >= 0, got {value!r}", path=path)
+        return float(value)
+    return DEFAULT_KEY_CHANGE_PENALTY
+
+
+def write_postprocess_settings(folder: str | os.PathLike, key_change_penalty: float) -> Path:
+    """Write ``postprocess.json`` (the key change penalty, :func:`model_key_change_penalty`) into a model folder."""
+    from overseer.io import write_json
+
+    path = Path(folder) / POSTPROCESS_FILE
+    write_json(path, {"key_change_penalty": float(key_change_penalty)})
+    return path
+
+
 def _mlflow_engraving_model(uri_or_folder: str | os.PathLike) -> EngravingGNN:
     """The EngravingGNN inside an MLflow model logged by ``log_engraving_model``; InputError naming it otherwise."""
     from overseer.serving.pyfunc import load_pyfunc
@@ -515,8 +559,11 @@ def engrave_piece(
     svg_options: dict | None = None,
     threshold: float = 0.5,
     min_clef_run: int = 4,
+    key_change_penalty: float | None = DEFAULT_KEY_CHANGE_PENALTY,
 ) -> dict:
     """Predict, post-process and export one piece (module docstring); returns what was written.
+
+    ``key_change_penalty`` smooths the key over the piece (:mod:`.key_smoothing`; None or 0: per bar).
 
     The files are written through :func:`staged_output`: on any failure nothing is left in (or as)
     ``out_dir``; older ``page-k.svg`` files beyond the pages written are removed. An export that
@@ -535,7 +582,9 @@ def engrave_piece(
         raise InputError(f"pages {pages}: expected a whole number >= 0 (0: no SVG pages)")
     pred = predict_fn(piece)
     check_predictions(piece, pred)
-    res = pp.postprocess(piece, pred, threshold=threshold, min_clef_run=min_clef_run)
+    res = pp.postprocess(
+        piece, pred, threshold=threshold, min_clef_run=min_clef_run, key_change_penalty=key_change_penalty
+    )
     out_dir = Path(out_dir)
     with staged_output(out_dir) as tmp:
         try:
@@ -569,6 +618,7 @@ def engrave_pieces(
     threshold: float = 0.5,
     min_clef_run: int = 4,
     svg_options: dict | None = None,
+    key_change_penalty: float | None = DEFAULT_KEY_CHANGE_PENALTY,
 ) -> dict[str, dict]:
     """Engrave prepared pieces with ``model``, one folder ``out_dir/<name>`` each (:func:`engrave_piece`,
     whose keyword arguments these are); returns, per piece, the files written and its note count."""
@@ -579,7 +629,7 @@ def engrave_pieces(
         result = engrave_piece(
             piece, lambda p: predict_piece(model, p), Path(out_dir) / name, name,
             formats=tuple(formats), pages=int(pages), svg_options=svg_options,
-            threshold=float(threshold), min_clef_run=int(min_clef_run),
+            threshold=float(threshold), min_clef_run=int(min_clef_run), key_change_penalty=key_change_penalty,
         )  # fmt: skip
         written[name] = {"files": sorted(p.name for p in (Path(out_dir) / name).iterdir()), "notes": result["notes"]}
     return written
@@ -603,7 +653,8 @@ def engrave(
     defaults to the file's stem; ``device``/``max_notes`` go to the model's prediction; ``grid``
     to :func:`read_midi` (MIDI input only: a performed file is snapped to sixteenths unless
     another grid is given; moved or dropped notes are told in a :class:`QuantizeWarning`);
-    ``options`` (``formats``, ``pages``, ``svg_options``, ``threshold``, ``min_clef_run``) to
+    ``options`` (``formats``, ``pages``, ``svg_options``, ``threshold``, ``min_clef_run``,
+    ``key_change_penalty``: by default ``model_dir``'s, :func:`model_key_change_penalty`) to
     :func:`engrave_piece`, whose result is returned, with ``midi`` (:meth:`MidiNotes.summary`)
     for MIDI input. The input is read, and the model loaded, before anything is written.
     """
@@ -613,6 +664,8 @@ def engrave(
         if model_dir is None:
             raise ValueError("engrave needs a model_dir or a predict_fn")
         predict_fn = model_predict_fn(model_dir, device=device, max_notes=max_notes)
+    if model_dir is not None and "key_change_penalty" not in options:
+        options["key_change_penalty"] = model_key_change_penalty(model_dir)
     result = engrave_piece(piece, predict_fn, out_dir, name or Path(path).stem, **options)
     if notes is not None:
         result["midi"] = notes.summary()
@@ -734,6 +787,8 @@ def engrave_batch(
         if model_dir is None:
             raise ValueError("engrave_batch needs a model_dir or a predict_fn")
         predict_fn = model_predict_fn(model_dir, device=device, max_notes=max_notes)
+    if model_dir is not None and "key_change_penalty" not in options:
+        options["key_change_penalty"] = model_key_change_penalty(model_dir)  # read once, for every piece
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("the output folder is a file", path=out_dir)

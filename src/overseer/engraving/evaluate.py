@@ -15,6 +15,13 @@ note's true and post-processed class by name (``actual``, ``predicted``), what `
 draws as a confusion matrix; the other tasks keep counts only (per-note rows for all of them would
 be megabytes per run in git).
 
+Key (issue 13): ``key_change_penalty`` smooths the bar keys over each piece (:mod:`.key_smoothing`),
+so Table 1's post-processed Key Acc is then the sequence-smoothed one. ``metrics.json``'s ``key``
+holds the key accuracy raw (per-note argmax), per bar (the paper's post-processing) and
+sequence-smoothed side by side, the penalty, and the mean key changes per piece each writes (and
+the truth's). :func:`choose_key_penalty` picks the penalty on validation pieces
+(``evaluate.gnn.key_change_penalty: auto``); its candidates' accuracies go to ``key_penalty.csv``.
+
 :mod:`.corpus_eval` runs the same evaluation on any folder of scores (``overseer evaluate engraving``).
 """
 
@@ -31,9 +38,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from overseer.engraving import postprocess as pp
 from overseer.engraving import schema
 from overseer.engraving.data.labels import voice_successors
 from overseer.engraving.data.scores import one_line
+from overseer.engraving.key_smoothing import PENALTY_CANDIDATES, KeyItem, PenaltyChoice, choose_penalty, key_accuracy
 from overseer.engraving.postprocess import postprocess
 from overseer.engraving.scoring import labels_from_predictions, reports, score_pieces, table1, table_markdown
 from overseer.errors import InputError
@@ -100,9 +109,65 @@ class Evaluation:
     artifacts: dict[str, Any] = field(default_factory=dict)
     per_piece: pd.DataFrame = field(default_factory=pd.DataFrame)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    key: dict[str, float] = field(default_factory=dict)  # key_metrics: raw, per_bar, sequence, penalty, changes
 
     def summary(self) -> dict[str, Any]:
-        return {"n_pieces": self.n_pieces, "n_skipped": len(self.skipped), "post_processed": self.post, "raw": self.raw}
+        out = {"n_pieces": self.n_pieces, "n_skipped": len(self.skipped), "post_processed": self.post, "raw": self.raw}
+        return {**out, "key": self.key} if self.key else out
+
+
+def key_metrics(items: Sequence[KeyItem], penalty: float | None) -> dict[str, float]:
+    """``metrics.json``'s ``key`` (numbers only): accuracy ``raw``, ``per_bar``, ``sequence``, the
+    ``penalty`` (0: none), ``notes`` (known key labels) and the mean key changes per piece written per
+    bar (``changes_per_bar``), sequence-smoothed (``changes_sequence``) and in the truth (``changes_true``)."""
+    acc = key_accuracy(items, float(penalty or 0.0))
+    n = max(len(items), 1)
+    return {
+        "raw": acc.raw, "per_bar": acc.per_bar, "sequence": acc.sequence, "penalty": acc.penalty,
+        "notes": float(acc.notes), "changes_per_bar": acc.changes_per_bar / n,
+        "changes_sequence": acc.changes_sequence / n, "changes_true": acc.true_changes / n,
+    }  # fmt: skip
+
+
+def key_item(piece: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray], threshold: float = 0.5) -> KeyItem:
+    """What key smoothing needs of one predicted piece, its notes pooled into chords as post-processing
+    pools them (steps 0-2: notated times, predicted staff, chord edges with ``p >= threshold``)."""
+    notated = pp.notated_piece(dict(piece))
+    chord = pp.pool_chords(notated, np.asarray(pred["p_chord"]), pp.predict_staff(dict(pred)), threshold=threshold)
+    return KeyItem.of(piece, pred, chord=chord)
+
+
+def choose_key_penalty(
+    setting: str | float,
+    pieces: Sequence[Mapping[str, np.ndarray]],
+    predict: Predict,
+    *,
+    threshold: float = 0.5,
+    candidates: Sequence[float] = PENALTY_CANDIDATES,
+    progress: bool = True,
+) -> PenaltyChoice:
+    """The key change penalty of ``evaluate.gnn.key_change_penalty``: a number as it is (0: per-bar
+    keys; nothing predicted), ``"auto"`` the candidate with the best sequence-smoothed key accuracy on
+    ``pieces`` (the validation split; ties to the larger penalty: :func:`.key_smoothing.choose_penalty`).
+    A validation piece that cannot be predicted is left out (logged); none at all is an InputError."""
+    if setting != "auto":
+        return PenaltyChoice(float(setting))
+    items = []
+    for k, piece in enumerate(tqdm(pieces, desc="key penalty", unit="piece", disable=not progress)):
+        try:
+            items.append(key_item(piece, predict(piece), threshold))
+        except Exception as exc:  # noqa: BLE001 - one bad validation piece never aborts the choice
+            log.warning("key penalty: leaving out validation piece %d: %s", k, one_line(f"{type(exc).__name__}: {exc}"))
+    if not items:
+        raise InputError(f"no validation piece to choose the key change penalty on ({len(pieces)} given)")
+    return choose_penalty(items, candidates)
+
+
+def penalty_table(choice: PenaltyChoice) -> str:
+    """``key_penalty.csv``: per candidate penalty the validation key accuracy (sequence-smoothed), the
+    mean key changes per validation piece and whether it was chosen (``PenaltyChoice.table``)."""
+    columns = ["penalty", "accuracy", "changes_per_piece", "chosen"]
+    return pd.DataFrame(choice.table(), columns=columns).to_csv(index=False, float_format="%.6g")
 
 
 def skipped_table(skipped: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -143,22 +208,29 @@ def evaluate_pieces(
     paths: Sequence[str] | None = None,
     desc: str = "evaluate@gnn",
     progress: bool = True,
+    key_change_penalty: float | PenaltyChoice | None = None,
 ) -> Evaluation:
     """Predict, post-process and score ``pieces``: metrics.json, table1.md, pieces.csv, skipped.csv,
     the per-note predictions of ``CONFUSION_TASKS`` and per-task reports. A piece that fails is
     skipped (module docstring); when every piece fails the evaluation is an InputError naming the
-    first reason. ``paths`` (per piece) go into pieces.csv."""
+    first reason. ``paths`` (per piece) go into pieces.csv. ``key_change_penalty`` (a number, or
+    :func:`choose_key_penalty`'s choice, whose candidates then go to key_penalty.csv) smooths the key
+    over each piece; None or 0: per bar, as the paper."""
     if len(names) != len(pieces):
         raise ValueError(f"{len(names)} names for {len(pieces)} pieces")
+    choice = key_change_penalty if isinstance(key_change_penalty, PenaltyChoice) else None
+    penalty = choice.penalty if choice is not None else key_change_penalty
     paths = list(paths) if paths is not None else [None] * len(pieces)
-    kept, kept_names, raw_labels, post_labels, rows, skipped = [], [], [], [], [], []
+    kept, kept_names, raw_labels, post_labels, rows, skipped, key_items = [], [], [], [], [], [], []
     for name, path, piece in tqdm(
         list(zip(names, paths, pieces, strict=True)), desc=desc, unit="piece", disable=not progress
     ):
         try:
             pred = predict(piece)
             raw = labels_from_predictions(pred, piece, threshold)
-            res = postprocess(dict(piece), dict(pred), threshold=threshold, min_clef_run=min_clef_run)
+            res = postprocess(
+                dict(piece), dict(pred), threshold=threshold, min_clef_run=min_clef_run, key_change_penalty=penalty
+            )
             post = labels_from_postprocessed(piece, res)
         except Exception as exc:  # noqa: BLE001 - one bad piece never aborts the evaluation: skipped, listed
             reason = one_line(f"{type(exc).__name__}: {exc}")
@@ -169,6 +241,7 @@ def evaluate_pieces(
         kept_names.append(name)
         raw_labels.append(raw)
         post_labels.append(post)
+        key_items.append(KeyItem.of(piece, pred, chord=res["chord"]))
         rows.append(_piece_row(str(name), path, piece, post, raw))
     if pieces and not kept:
         raise InputError(f"no piece could be evaluated ({len(skipped)} skipped; the first: {skipped[0]['reason']})")
@@ -178,14 +251,16 @@ def evaluate_pieces(
         rows, columns=["piece", "path", "notes", *PIECE_METRICS, *(f"raw_{m}" for m in PIECE_METRICS)]
     )
     evaluation = Evaluation(
-        raw, post, table, len(kept), reports(post_labels, kept, kept_names), per_piece=per_piece, skipped=skipped
-    )
+        raw, post, table, len(kept), reports(post_labels, kept, kept_names), per_piece=per_piece, skipped=skipped,
+        key=key_metrics(key_items, penalty),
+    )  # fmt: skip
     evaluation.artifacts = {
         "metrics.json": evaluation.summary(),
         "table1.md": table_markdown(table),
         "pieces.csv": per_piece.to_csv(index=False, float_format="%.6g"),
         "skipped.csv": skipped_table(skipped).to_csv(index=False),
         **confusion_tables(evaluation.tasks),
+        **({"key_penalty.csv": penalty_table(choice)} if choice is not None and choice.accuracy else {}),
     }
     return evaluation
 

@@ -23,9 +23,14 @@ each chord first when ``chord`` is given, as post-processing does):
   bars in mid-piece stays while ``2p`` is below about ``m``.
 * ``"logprob"``: the mean log-probability of the key over the bar's notes.
 
-The penalty is chosen on validation pieces (:func:`choose_penalty`), and :func:`key_accuracy`
-reports raw (per-note argmax), per-bar and sequence-smoothed key accuracy side by side. Pure numpy:
-no model, no files.
+The penalty is chosen on validation pieces (:func:`choose_penalty`: the candidate with the best
+sequence-smoothed key accuracy, ties to the larger penalty, i.e. fewer key changes), and
+:func:`key_accuracy` reports raw (per-note argmax), per-bar and sequence-smoothed key accuracy side
+by side. Post-processing runs :func:`smooth_key_sequence` when given a penalty
+(``postprocess(..., key_change_penalty=p)``); evaluate@gnn chooses ``p`` (``evaluate.gnn.key_change_penalty:
+auto``) and reports the three accuracies; a model folder's ``postprocess.json`` carries the chosen
+value to ``overseer engrave`` and the served model (:data:`DEFAULT_KEY_CHANGE_PENALTY` without one).
+Pure numpy: no model, no files.
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ EMISSIONS = ("vote", "logprob")
 # candidate penalties for choose_penalty, in bars' worth of votes ("vote" scores); finite, so that
 # a chosen value goes into JSON and params (64: in practice one key unless a run wins 128 bars)
 PENALTY_CANDIDATES: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
+# the penalty of a model folder without postprocess.json (engrave, serving): a prior, not a fit. A
+# flicker of up to about 3 clear bars goes, a modulation of 4 or more clear bars stays (two changes,
+# 2 x 2 < 4 bars of votes). On the default data ``auto`` chooses 0 (its 3 validation pieces lose
+# key accuracy when smoothed: README, engraving: key smoothing); export@gnn's postprocess.json
+# carries whatever evaluate@gnn chose.
+DEFAULT_KEY_CHANGE_PENALTY = 2.0
 
 
 def _chord_mean(values: np.ndarray, chord: np.ndarray) -> np.ndarray:
@@ -223,9 +234,24 @@ def key_accuracy(items: Sequence[KeyItem], penalty: float, *, emission: str = "v
 
 @dataclass
 class PenaltyChoice:
+    """The chosen penalty and, per candidate, the sequence-smoothed accuracy and key changes written."""
+
     penalty: float
     accuracy: dict[float, float] = field(default_factory=dict)  # sequence-smoothed accuracy per candidate
     changes: dict[float, int] = field(default_factory=dict)  # key changes written per candidate
+    n_pieces: int = 0  # the pieces the choice was made on
+
+    def table(self) -> list[dict[str, float]]:
+        """One row per candidate: ``penalty``, ``accuracy`` (validation key accuracy, sequence-smoothed),
+        ``changes_per_piece`` (mean key changes written per piece) and ``chosen`` (1 or 0)."""
+        n = max(self.n_pieces, 1)
+        return [
+            {
+                "penalty": p, "accuracy": self.accuracy[p], "changes_per_piece": self.changes.get(p, 0) / n,
+                "chosen": float(p == self.penalty),
+            }
+            for p in sorted(self.accuracy)
+        ]  # fmt: skip
 
 
 def choose_penalty(
@@ -235,17 +261,17 @@ def choose_penalty(
     emission: str = "vote",
 ) -> PenaltyChoice:
     """The candidate penalty with the best sequence-smoothed key accuracy on ``items`` (validation
-    pieces). Of tied candidates (a plateau, common on few pieces) the middle one (lower median)
-    is taken: the choice least sensitive to the exact value."""
+    pieces). Of tied candidates (a plateau, common on few pieces) the largest is taken: the fewest
+    key changes for the same accuracy (a piece in one key then shows one key signature)."""
     if not candidates:
         raise ValueError("choose_penalty needs at least one candidate penalty")
-    values = sorted(float(c) for c in candidates)
+    values = sorted({float(c) for c in candidates})
     accuracy, changes = {}, {}
     for p in values:
         result = key_accuracy(items, p, emission=emission)
         accuracy[p], changes[p] = result.sequence, result.changes_sequence
     scores = np.array([accuracy[p] for p in values])
     if np.isnan(scores).all():
-        return PenaltyChoice(values[0], accuracy, changes)
+        return PenaltyChoice(values[0], accuracy, changes, len(items))
     best = np.flatnonzero(np.isclose(scores, np.nanmax(scores), rtol=0.0, atol=1e-12))
-    return PenaltyChoice(values[int(best[(best.size - 1) // 2])], accuracy, changes)
+    return PenaltyChoice(values[int(best[-1])], accuracy, changes, len(items))

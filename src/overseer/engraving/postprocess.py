@@ -46,7 +46,11 @@ The steps, in the paper's order (§2.7: chord pooling → voice assignment → u
    ``tuplet_actual:tuplet_normal``).
 6. **Spelling** (§2.2 item 3): the best of the spellings that are consistent with the note's MIDI pitch.
 7. **Key** (§2.2 item 4): one key per bar, the majority of its notes' (chord-averaged) key predictions,
-   ties broken by summed probability; a bar without notes keeps the previous bar's key.
+   ties broken by summed probability; a bar without notes keeps the previous bar's key. With a
+   ``key_change_penalty`` (issue 13) the bar keys are instead the Viterbi path over the bars that
+   maximises the bars' vote scores minus the penalty per key change
+   (:func:`.key_smoothing.smooth_key_sequence`): the piece changes key only where a run of bars'
+   evidence outweighs the penalty (0 or None: the per-bar majority above).
 8. **Clef** (§2.2 item 7): per staff, the notes of one onset vote (summed logits); a run of fewer than
    ``min_clef_run`` onsets with another clef is flicker and takes its neighbour's clef (the
    previous run's, or the next one's at the start). A clef change is inserted at the first note
@@ -343,8 +347,15 @@ def decode_spelling(logits: np.ndarray, pitch: np.ndarray) -> np.ndarray:
     return np.argmax(masked, axis=1).astype(np.int16)
 
 
-def smooth_key(key_logits: np.ndarray, chord: np.ndarray, bar: np.ndarray, n_bars: int) -> np.ndarray:
-    """One key class per bar: majority of the notes' chord-averaged argmax (paper §2.2 item 4, §4.3)."""
+def smooth_key(
+    key_logits: np.ndarray, chord: np.ndarray, bar: np.ndarray, n_bars: int, penalty: float | None = None
+) -> np.ndarray:
+    """One key class per bar: majority of the notes' chord-averaged argmax (paper §2.2 item 4, §4.3);
+    with a ``penalty`` > 0 the Viterbi path over the bars (module docstring, step 7)."""
+    if penalty:
+        from overseer.engraving.key_smoothing import smooth_key_sequence  # it imports this module
+
+        return smooth_key_sequence(key_logits, bar, n_bars, float(penalty), chord=chord)
     n_classes = len(schema.KEY_FIFTHS)
     logp = log_softmax(pool_mean(key_logits, chord))[chord]
     vote = np.argmax(logp, axis=1)
@@ -683,8 +694,12 @@ def postprocess(
     threshold: float = 0.5,
     min_clef_run: int = 4,
     merge_chains: bool = True,
+    key_change_penalty: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Post-process one piece's predictions into writable arrays (module docstring; paper §2.7).
+
+    ``key_change_penalty``: None or 0 keeps the paper's per-bar key; a number > 0 smooths the bar
+    keys over the whole piece with that cost per key change (step 7; :mod:`.key_smoothing`).
 
     The notated times (``onset``, ``duration``, ``bar_start``, ``bar_dur``, ``grace_onset``: the
     piece's, snapped by :func:`snap_times`) are part of the result; export writes those.
@@ -706,7 +721,7 @@ def postprocess(
     res.update(decode_durations(piece, pred, chord))
     res["spelling"] = decode_spelling(pred["logits_spelling"], piece["pitch"])
     bar = np.asarray(piece["bar"], dtype=np.int64)
-    res["bar_key"] = smooth_key(pred["logits_key"], chord, bar, piece["bar_start"].size)
+    res["bar_key"] = smooth_key(pred["logits_key"], chord, bar, piece["bar_start"].size, key_change_penalty)
     res["key"] = res["bar_key"][bar]
     res["clef"], clef_events = clefs(
         pred["logits_clef"], piece["onset"], staff, start=float(piece["bar_start"][0]), min_run=min_clef_run

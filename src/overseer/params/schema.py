@@ -52,6 +52,7 @@ from overseer.params.types import (
     _missing,
     _show,
     _unique,
+    _yaml_number,
 )
 
 # --- ingest ------------------------------------------------------------------------------------------
@@ -391,10 +392,24 @@ class EvaluateGtm(EvaluateRf):
     calibration_bins: Annotated[int, Field(ge=2)]
 
 
+def _key_change_penalty(value: Any) -> Any:
+    """``auto`` (chosen on the validation pieces: engraving.evaluate.choose_key_penalty) or a number >= 0
+    (the cost of one key change, engraving.key_smoothing; 0: the per-bar key); "4" is read as 4."""
+    import math
+
+    number = _yaml_number(value)
+    ok = value == "auto" or (
+        isinstance(number, int | float) and not isinstance(number, bool) and math.isfinite(number) and number >= 0
+    )
+    _check(ok, "choice", "must be auto or a number >= 0 (0: the key per bar), got {got}", got=_show(value))
+    return value
+
+
 class EvaluateGnn(Section):
     threshold: Fraction
     min_clef_run: PositiveInt
     max_notes: PositiveInt | None = None
+    key_change_penalty: Annotated[Any, AfterValidator(_key_change_penalty)] = "auto"
 
 
 class Evaluate(Section):

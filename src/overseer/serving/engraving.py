@@ -23,8 +23,12 @@ MusicXML (checked to read back with partitura). The result has one row per input
 
 ``params`` (all optional): ``threshold`` (voice/chord edge probability, 0.5), ``min_clef_run``
 (shorter clef regions are flicker, 4), ``grid`` (MIDI only: snap to 1/grid quarter; 0: the
-file's own grid, sixteenths for performed timing) and ``max_notes`` (predict longer pieces in
-overlapping windows of this many notes; 0: whole pieces).
+file's own grid, sixteenths for performed timing), ``max_notes`` (predict longer pieces in
+overlapping windows of this many notes; 0: whole pieces) and ``key_change_penalty`` (the cost of
+a key signature change when the key is smoothed over the piece, :mod:`overseer.engraving.key_smoothing`;
+0: the paper's per-bar key; by default the model's own, ``postprocess.json`` in its folder — the
+value evaluate@gnn chose on validation pieces — else ``DEFAULT_KEY_CHANGE_PENALTY``; the logged
+signature's default is that value).
 
 A row that cannot be engraved raises :class:`ScoreError` (an ``MlflowException``, HTTP 400 when
 served) whose message names the row and the reason in one line: ``row 1 (mid): not a Standard
@@ -54,6 +58,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from overseer.engraving.key_smoothing import DEFAULT_KEY_CHANGE_PENALTY
 from overseer.errors import InputError
 from overseer.serving.pyfunc import log_pyfunc
 
@@ -66,7 +71,10 @@ ARTIFACT = "model"  # the artifact key of the trained model folder
 MODEL_FILES = ("config.json", "model.pt")  # engraving.train.CONFIG_FILE, WEIGHTS_FILE (not imported: torch)
 INPUT_COLUMNS = ("score", "format")
 OUTPUT_COLUMNS = ("musicxml", "notes", "n_notes", "warnings")
-PARAM_DEFAULTS: dict[str, float | int] = {"threshold": 0.5, "min_clef_run": 4, "grid": 0, "max_notes": 0}
+PARAM_DEFAULTS: dict[str, float | int] = {
+    "threshold": 0.5, "min_clef_run": 4, "grid": 0, "max_notes": 0, "key_change_penalty": DEFAULT_KEY_CHANGE_PENALTY,
+}  # fmt: skip
+POSTPROCESS_FILE = "postprocess.json"  # engraving.engrave.POSTPROCESS_FILE: logged beside MODEL_FILES when present
 # format names a row may give -> the file suffix the reader expects
 FORMATS = {
     "musicxml": ".musicxml", "xml": ".xml", "mxl": ".mxl", "mei": ".mei", "krn": ".krn", "kern": ".krn",
@@ -137,18 +145,22 @@ class EngravingModel(mlflow.pyfunc.PythonModel):
 
     def __init__(self) -> None:
         self.model: EngravingGNN | None = None
+        self.key_change_penalty: float = DEFAULT_KEY_CHANGE_PENALTY  # the model folder's (postprocess.json)
 
     def load_context(self, context: Any) -> None:
-        """Load the model folder of the ``model`` artifact once, on the CPU, in eval mode."""
+        """Load the model folder of the ``model`` artifact once, on the CPU, in eval mode, and its key
+        change penalty (``postprocess.json``, when logged with it)."""
+        from overseer.engraving.engrave import model_key_change_penalty
         from overseer.engraving.train import load_model
 
         self.model = load_model(context.artifacts[ARTIFACT], device="cpu")
+        self.key_change_penalty = model_key_change_penalty(context.artifacts[ARTIFACT])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Engrave every row of ``model_input`` (columns ``score``, ``format``); module docstring."""
         if self.model is None:
             raise MlflowException("EngravingModel.predict before load_context: no model loaded")
-        options = _options(params)
+        options = _options(params, key_change_penalty=getattr(self, "key_change_penalty", DEFAULT_KEY_CHANGE_PENALTY))
         frame = pd.DataFrame(model_input)
         if "score" not in frame.columns:
             raise MlflowException.invalid_parameter_value(
@@ -173,8 +185,12 @@ class EngravingModel(mlflow.pyfunc.PythonModel):
             raise ScoreError(row, given, _reason(exc)) from exc
 
 
-def _options(params: dict[str, Any] | None) -> dict[str, Any]:
-    """The prediction options: defaults, overridden by ``params``; checked."""
+def _options(
+    params: dict[str, Any] | None, *, key_change_penalty: float = DEFAULT_KEY_CHANGE_PENALTY
+) -> dict[str, Any]:
+    """The prediction options: defaults (``key_change_penalty``: the model's), overridden by ``params``; checked."""
+    import math
+
     from overseer.engraving.engrave import GRIDS
 
     given = {k: v for k, v in (params or {}).items() if v is not None}
@@ -183,12 +199,16 @@ def _options(params: dict[str, Any] | None) -> dict[str, Any]:
         raise MlflowException.invalid_parameter_value(
             f"unknown params {unknown}: expected some of {', '.join(PARAM_DEFAULTS)}"
         )
-    out = {**PARAM_DEFAULTS, **given}
+    out = {**PARAM_DEFAULTS, "key_change_penalty": key_change_penalty, **given}
     try:
         threshold, min_run = float(out["threshold"]), int(out["min_clef_run"])
-        grid, max_notes = int(out["grid"]), int(out["max_notes"])
+        grid, max_notes, penalty = int(out["grid"]), int(out["max_notes"]), float(out["key_change_penalty"])
     except (TypeError, ValueError) as exc:
         raise MlflowException.invalid_parameter_value(f"params {out}: {exc}") from exc
+    if not (math.isfinite(penalty) and penalty >= 0):
+        raise MlflowException.invalid_parameter_value(
+            f"key_change_penalty {penalty}: expected a number >= 0 (0: the key per bar)"
+        )
     if not 0 < threshold < 1:
         raise MlflowException.invalid_parameter_value(f"threshold {threshold}: expected a probability in (0, 1)")
     if min_run < 1:
@@ -199,7 +219,10 @@ def _options(params: dict[str, Any] | None) -> dict[str, Any]:
         )
     if max_notes < 0:
         raise MlflowException.invalid_parameter_value(f"max_notes {max_notes}: expected 0 (no limit) or more")
-    return {"threshold": threshold, "min_clef_run": min_run, "grid": grid or None, "max_notes": max_notes or None}
+    return {
+        "threshold": threshold, "min_clef_run": min_run, "grid": grid or None, "max_notes": max_notes or None,
+        "key_change_penalty": penalty,
+    }  # fmt: skip
 
 
 def _as_bytes(score: Any) -> bytes:
@@ -274,7 +297,10 @@ def _engrave_bytes(model: EngravingGNN, data: bytes, suffix: str, options: dict[
         told = [_told(w.message, path) for w in caught if _is_input_warning(w.category)]
         pred = predict_piece(model, piece, max_notes=options["max_notes"])
         check_predictions(piece, pred)
-        res = pp.postprocess(piece, pred, threshold=options["threshold"], min_clef_run=options["min_clef_run"])
+        res = pp.postprocess(
+            piece, pred, threshold=options["threshold"], min_clef_run=options["min_clef_run"],
+            key_change_penalty=options["key_change_penalty"],
+        )  # fmt: skip
         written = export.export_score(piece, res, Path(tmp) / "out", "engraved", formats=("musicxml",), pages=0)
         musicxml = Path(written["musicxml"]).read_text(encoding="utf-8")
     notes = note_records(piece, res)
@@ -323,8 +349,9 @@ def note_records(piece: dict[str, np.ndarray], res: dict[str, np.ndarray]) -> li
 # --- logging ------------------------------------------------------------------------------------------------
 
 
-def signature() -> ModelSignature:
-    """Input ``score`` (binary) and ``format`` (string, optional); output :data:`OUTPUT_COLUMNS`; the params."""
+def signature(key_change_penalty: float | None = None) -> ModelSignature:
+    """Input ``score`` (binary) and ``format`` (string, optional); output :data:`OUTPUT_COLUMNS`; the params,
+    ``key_change_penalty``'s default the model's (None: :data:`PARAM_DEFAULTS`')."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -333,11 +360,9 @@ def signature() -> ModelSignature:
         [ColSpec("string", "musicxml"), ColSpec("string", "notes"), ColSpec("long", "n_notes"),
          ColSpec("string", "warnings")]
     )  # fmt: skip
+    defaults = {**PARAM_DEFAULTS, **({} if key_change_penalty is None else {"key_change_penalty": key_change_penalty})}
     params = ParamSchema(
-        [
-            ParamSpec(name, "double" if isinstance(value, float) else "long", value)
-            for name, value in PARAM_DEFAULTS.items()
-        ]
+        [ParamSpec(name, "double" if isinstance(value, float) else "long", value) for name, value in defaults.items()]
     )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
@@ -364,31 +389,34 @@ def log_engraving_model(
     example_score: bytes | None = None,
     example_format: str = "musicxml",
 ) -> Any:
-    """Log the trained model in ``model_dir`` (``config.json`` + ``model.pt``; other files there,
-    such as engraved pieces, are not logged) as an :class:`EngravingModel` under the active MLflow
+    """Log the trained model in ``model_dir`` (``config.json`` + ``model.pt``, and ``postprocess.json``
+    when there: the key change penalty, also the signature's default; other files there, such as
+    engraved pieces, are not logged) as an :class:`EngravingModel` under the active MLflow
     run, registered as a new version of ``registered_name``; returns MLflow's ``ModelInfo``.
 
     The input example is ``example_score`` (a file's bytes, ``example_format`` its suffix), by
     default :data:`EXAMPLE_MUSICXML`. The model folder must load (an ``InputError`` otherwise),
     before anything is logged.
     """
-    from overseer.engraving.engrave import model_predict_fn
+    from overseer.engraving.engrave import model_key_change_penalty, model_predict_fn
 
     src = Path(model_dir)
     missing = [name for name in MODEL_FILES if not (src / name).is_file()]
     if missing:
         raise InputError(f"not a trained EngravingGNN folder (no {', '.join(missing)})", path=src)
     model_predict_fn(src, device="cpu")  # loads back, or nothing is logged
+    penalty = model_key_change_penalty(src)  # a bad postprocess.json: an InputError, nothing logged
     with tempfile.TemporaryDirectory(prefix="overseer-engraving-model-") as tmp:
         folder = Path(tmp) / "model"
         folder.mkdir()
-        for name in MODEL_FILES:
-            shutil.copy2(src / name, folder / name)
+        for name in (*MODEL_FILES, POSTPROCESS_FILE):
+            if name in MODEL_FILES or (src / name).is_file():
+                shutil.copy2(src / name, folder / name)
         return log_pyfunc(
             EngravingModel,
             registered_name,
             artifacts={ARTIFACT: folder},
-            signature=signature(),
+            signature=signature(penalty),
             input_example=input_example(example_score, example_format),
             pip_requirements=pip_requirements(),
         )
@@ -408,9 +436,12 @@ def engraving_predictor(model: str | os.PathLike) -> Any:
 
     if not (Path(model) / MODEL_FILES[0]).is_file():
         raise InputError("no trained EngravingGNN here (no config.json) and not an MLflow model", path=model)
+    from overseer.engraving.engrave import model_key_change_penalty
+
     wrapped = EngravingModel()
     try:
         wrapped.model = load_model(model, device="cpu")
     except Exception as exc:  # json, the config, the state dict: re-raised with the reason
         raise InputError(f"cannot load the engraving model ({_reason(exc)})", path=model) from exc
+    wrapped.key_change_penalty = model_key_change_penalty(model)
     return lambda frame, params=None: wrapped.predict(None, frame, params=params)
