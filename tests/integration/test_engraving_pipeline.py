@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import partitura
 import pytest
-from conftest import make_project, run
+from conftest import make_project, run, serve_model
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,6 @@ def test_engraving_model_serves(tmp_path: Path) -> None:
     import sys
 
     import torch
-    from conftest import serve_model
 
     from overseer.engraving.model import EngravingGNN, ModelConfig
     from overseer.engraving.train import save_model

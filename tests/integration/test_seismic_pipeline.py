@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, ran_stages, run
+from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, ran_stages, run, serve_model
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,9 @@ def _runs(uri: str, experiment: str = "seismic") -> list:
 
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+    # stage runs only: the pipeline's parent runs (tracking.stage_run nests them) are counted apart
+    stages = "tags.`overseer.stage` != 'pipeline'"
+    return [] if found is None else client.search_runs([found.experiment_id], stages, max_results=1000)
 
 
 def test_remote_push_then_clone_pull_reproduces_nothing(tmp_path: Path, seismic_built: BuiltProject) -> None:
@@ -151,9 +153,12 @@ def test_runs_and_model_versions_land_on_tracking_server(tmp_path: Path, seismic
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("seismic")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # proxied by the server
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], "tags.`overseer.stage` != 'pipeline'")
     by_stage = {r.data.tags["overseer.stage"]: r for r in runs}
     assert len(runs) == len(CHAIN) and set(by_stage) == CHAIN
+    # one dvc repro: one parent run, every stage run nested beneath it
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`overseer.stage` = 'pipeline'")
+    assert {r.data.tags.get("mlflow.parentRunId") for r in runs} == {parent.info.run_id}
     for stage, found in by_stage.items():
         assert found.info.status == "FINISHED", stage
         assert found.info.run_name.startswith(f"seismic/{stage} [{commit[:7]}]")
@@ -267,7 +272,6 @@ def test_the_exported_forest_serves_facies_names_by_column_name(tmp_path: Path, 
     attribute columns reversed and an extra column gets facies names, those of the ordered rows."""
     import mlflow
     import pandas as pd
-    from conftest import serve_model
 
     from overseer.seismic.predict import load_seismic_model, predict_frame
     from overseer.serving.seismic import log_seismic_model

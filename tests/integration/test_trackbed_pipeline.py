@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_project, run
+from conftest import BIN, make_project, run, serve_model
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> N
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("trackbed")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], "tags.`overseer.stage` != 'pipeline'")  # not the parents
     by_stage = {r.data.tags["overseer.stage"]: r for r in runs}
     assert set(by_stage) == chain
     train_run = by_stage["train_cnn"]
@@ -58,6 +58,10 @@ def test_repro_end_to_end_then_nothing_then_only_downstream(tmp_path: Path) -> N
     assert "input.md5.data/prepared/trackbed/train" in train_run.data.tags
     assert "eval_macro_f1" in by_stage["evaluate@cnn"].data.metrics
     assert client.get_registered_model("trackbed-resnet50v2").latest_versions
+    # the first version: challenger and champion, tagged with its held-out score, its card as description
+    version = client.get_model_version_by_alias("trackbed-resnet50v2", "champion")
+    assert set(version.aliases) == {"challenger", "champion"} and float(version.tags["heldout.macro.f1"]) >= 0
+    assert "Held-out scores" in version.description and (export / "MODEL_CARD.md").is_file()
 
     # nothing changed: nothing runs
     run(["git", "add", "-A"], root, env)
@@ -146,7 +150,6 @@ def test_logged_model_serves_base64_images_over_rest(tmp_path: Path) -> None:
     import keras
     import mlflow
     import pandas as pd
-    from conftest import BIN, serve_model
 
     from overseer.serving.trackbed import TrackbedModel, encode_png, log_trackbed_model
     from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
