@@ -183,8 +183,8 @@ def test_runs_and_model_versions_land_on_tracking_server(tmp_path: Path, seismic
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
-    restored = mlflow.sklearn.load_model(local)
-    assert hasattr(restored, "predict")
+    restored = mlflow.pyfunc.load_model(local)  # the served pyfunc: facies names from named attribute columns
+    assert restored.metadata.get_input_schema().input_names()
 
     # a second export (from a copy of the project: the shared build stays as built) is a second version,
     # linked to the second export run
@@ -244,14 +244,15 @@ def test_queued_experiments_log_to_one_store(tmp_path: Path, seismic_built: Buil
     assert None not in depths.values(), shown
 
     runs = _runs(store)
-    assert len(runs) == 1 + 2 * 2  # the baseline's train_rf, then train_rf + export@rf per experiment
+    # the baseline's train_rf, then per experiment train_rf, evaluate@rf (export states its held-out scores), export@rf
+    assert len(runs) == 1 + 2 * 3
     by_experiment: dict[str, dict[str, object]] = {}
     for found in runs:
         by_experiment.setdefault(found.data.tags["dvc.experiment"], {})[found.data.tags["overseer.stage"]] = found
     assert set(by_experiment) == {"workspace", *depths.values()}
     for depth, name in depths.items():
         stages = by_experiment[name]
-        assert set(stages) == {"train_rf", "export@rf"}, name  # only what the new param invalidates
+        assert set(stages) == {"train_rf", "evaluate@rf", "export@rf"}, name  # only what the new param invalidates
         assert stages["train_rf"].data.params["train_rf.max_depth"] == str(depth)
         assert stages["train_rf"].info.run_name.startswith(f"seismic/train_rf [{name}]")
         assert f"train_rf.max_depth={depth}" in stages["train_rf"].data.tags["overseer.changed"]
