@@ -166,7 +166,6 @@ def start_mlflow_server(base: Path):
     Yields ``(uri, artifacts_dir)``, or None where no TCP port can be bound; the server's process
     group is stopped on exit.
     """
-    import signal
     import time
     import urllib.request
 
@@ -200,14 +199,7 @@ def start_mlflow_server(base: Path):
             time.sleep(0.5)
         yield uri, artifacts
     finally:
-        with contextlib.suppress(ProcessLookupError):  # the server and its uvicorn/job-runner children
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         log.close()
 
 
@@ -217,7 +209,6 @@ def serve_model(model_uri: str, env: dict, base: Path, timeout: float = 180):
     ``post(payload: dict) -> dict`` that sends one JSON request to ``/invocations``; None where no port
     can be bound. The server's process group is stopped on exit."""
     import json
-    import signal
     import time
     import urllib.request
 
@@ -260,12 +251,20 @@ def serve_model(model_uri: str, env: dict, base: Path, timeout: float = 180):
             time.sleep(0.5)
         yield post
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         log.close()
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with ``start_new_session=True`` and its children (uvicorn workers, job
+    runners): SIGTERM to the group, SIGKILL after 20 s."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
