@@ -166,8 +166,6 @@ def start_mlflow_server(base: Path):
     Yields ``(uri, artifacts_dir)``, or None where no TCP port can be bound; the server's process
     group is stopped on exit.
     """
-    import time
-    import urllib.request
 
     port = free_port()
     if port is None:
@@ -182,21 +180,7 @@ def start_mlflow_server(base: Path):
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError(
-                    f"mlflow server did not answer /health (exit {proc.poll()}):\n"
-                    + (base / "server.log").read_text()[-3000:]
-                )
-            time.sleep(0.5)
+        wait_until_up(f"{uri}/health", proc, base / "server.log", "mlflow server", 90, log)
         yield uri, artifacts
     finally:
         stop_process_group(proc)
@@ -209,7 +193,6 @@ def serve_model(model_uri: str, env: dict, base: Path, timeout: float = 180):
     ``post(payload: dict) -> dict`` that sends one JSON request to ``/invocations``; None where no port
     can be bound. The server's process group is stopped on exit."""
     import json
-    import time
     import urllib.request
 
     port = free_port()
@@ -236,19 +219,7 @@ def serve_model(model_uri: str, env: dict, base: Path, timeout: float = 180):
             raise AssertionError(f"{exc.code}: {exc.read().decode()[:3000]}") from exc
 
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError(f"mlflow models serve did not answer /ping (exit {proc.poll()}):\n"
-                                     + log_path.read_text()[-3000:])  # fmt: skip
-            time.sleep(0.5)
+        wait_until_up(f"{uri}/ping", proc, log_path, "mlflow models serve", timeout, log)
         yield post
     finally:
         stop_process_group(proc)
@@ -268,3 +239,24 @@ def stop_process_group(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, log_path: Path, what: str, timeout: float, log=None) -> None:
+    """Poll ``url`` until it answers 200; an AssertionError with the log's tail when ``proc`` exits or
+    ``timeout`` seconds pass."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if log is not None:
+                log.flush()
+            raise AssertionError(f"{what} did not answer {url} (exit {proc.poll()}):\n" + log_path.read_text()[-3000:])
+        time.sleep(0.5)

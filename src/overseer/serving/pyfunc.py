@@ -52,28 +52,16 @@ def log_pyfunc(
     with tempfile.TemporaryDirectory(prefix="overseer-model-code-") as tmp:
         code = Path(tmp) / f"{model_class.__module__.rsplit('.', 1)[-1]}_model.py"
         code.write_text(model_code(model_class))
-        return _log(mlflow, os.fspath(code), name, artifacts, signature, input_example, pip_requirements)
-
-
-def _log(
-    mlflow: Any,
-    code: str,
-    name: str,
-    artifacts: Mapping[str, str | os.PathLike],
-    signature: Any,
-    input_example: Any,
-    pip_requirements: Iterable[str],
-) -> Any:
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=code,
-        artifacts={key: os.fspath(path) for key, path in artifacts.items()},
-        code_paths=[os.fspath(PACKAGE)],
-        signature=signature,
-        input_example=input_example,
-        pip_requirements=list(pip_requirements),
-        registered_model_name=name,
-    )
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=os.fspath(code),
+            artifacts={key: os.fspath(path) for key, path in artifacts.items()},
+            code_paths=[os.fspath(PACKAGE)],
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=list(pip_requirements),
+            registered_model_name=name,
+        )
 
 
 def is_model_uri(text: str | os.PathLike) -> bool:
