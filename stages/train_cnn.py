@@ -9,18 +9,21 @@ from overseer import stage
 from overseer.io import atomic_dir, numbers_only, split_run_time, write_artifacts, write_json
 from overseer.paths import TRACKBED, TRACKBED_TRAIN_FILES
 from overseer.plots import plot_training_curves
+from overseer.settings import load_settings
 from overseer.tracking import log_artifacts, log_history, log_run_time, numeric, stage_run
 
 
 def main() -> None:
     from overseer.trackbed.data.tfrecord import list_tfrecords
+    from overseer.trackbed.distribute import training_strategy
     from overseer.trackbed.model import model_card, save_keras
     from overseer.trackbed.train import train_cnn
 
-    cfg = stage.load_params("train_cnn")
-    with stage_run("trackbed", "train_cnn", inputs=[TRACKBED_TRAIN_FILES]) as mlflow:
+    cfg, settings = stage.load_params("train_cnn"), load_settings()
+    strategy = training_strategy(settings.tf_strategy)  # how it trains (a setting), not what
+    with stage_run("trackbed", "train_cnn", inputs=[TRACKBED_TRAIN_FILES], tags=settings.tags("tf_strategy")) as mlflow:
         with tempfile.TemporaryDirectory() as work:
-            result = train_cnn(cfg, list_tfrecords(TRACKBED_TRAIN_FILES), Path(work))
+            result = train_cnn(cfg, list_tfrecords(TRACKBED_TRAIN_FILES), Path(work), strategy)
         mlflow.set_tag("weights_used", result.weights_used)
         log_history(mlflow, result.history)
         summary, run_time = split_run_time(result.summary())

@@ -23,6 +23,9 @@ Each setting, as ``key`` in the local file / variable (default; the params key i
   train_rf's volume prediction: bounded memory for volumes larger than RAM
 - ``cache_dir`` / ``OVERSEER_CACHE_DIR`` (.cache/engraving; ``ingest.engraving.cache_dir``): the parse
   cache of ingest@engraving, relative to the repository root; none: no cache
+- ``tf_strategy`` / ``OVERSEER_TF_STRATEGY`` (auto; never a param): the ``tf.distribute`` strategy of
+  train_cnn (:mod:`overseer.trackbed.distribute`): auto (mirrored over two or more GPUs, else
+  default) | default | mirrored
 
 In a variable, a boolean is 1/0 (true/false, yes/no, on/off) and ``none`` (or ``null``) is null.
 Values are checked like params (:mod:`overseer.params`): every problem is one line of one
@@ -40,7 +43,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, PrivateAttr, ValidationError
 
@@ -63,8 +66,8 @@ class Setting:
 
     key: str
     env: str
-    moved_from: str
-    kind: str  # how a variable's text reads: bool | int | jobs (int or none) | path (text or none)
+    moved_from: str | None  # None: a setting from the start
+    kind: str  # how a variable's text reads: bool | int | jobs (int or none) | path (text or none) | word
 
 
 SETTINGS: dict[str, Setting] = {
@@ -75,6 +78,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("n_jobs", "OVERSEER_N_JOBS", "train_rf.n_jobs", "jobs"),
         Setting("chunk_voxels", "OVERSEER_CHUNK_VOXELS", "train_rf.chunk_voxels", "int"),
         Setting("cache_dir", "OVERSEER_CACHE_DIR", "ingest.engraving.cache_dir", "path"),
+        Setting("tf_strategy", "OVERSEER_TF_STRATEGY", None, "word"),
     )
 }
 
@@ -89,6 +93,7 @@ class Settings(Section):
     n_jobs: Jobs = 2  # a whole number other than 0 (-1: all cores) or null (1)
     chunk_voxels: PositiveInt = 2_000_000
     cache_dir: PathText | None = ".cache/engraving"  # relative to the repository root; null: no cache
+    tf_strategy: Literal["auto", "default", "mirrored"] = "auto"
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -130,6 +135,8 @@ def _from_env(setting: Setting, text: str) -> tuple[Any, str | None]:
         return None, f"must be 1 or 0 (true/false, yes/no, on/off), got {text!r}"
     if setting.kind == "path":
         return (None if lower in _NONE else word), None
+    if setting.kind == "word":
+        return lower, None
     if setting.kind == "jobs" and lower in _NONE:
         return None, None
     try:
@@ -208,7 +215,7 @@ def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
 def moved_setting(param: str, value: Any) -> str | None:
     """What to tell a params file that sets ``param`` (a dotted key path, e.g. ``train_gnn.progress``)
     to ``value`` when that key is a run-time setting now; None for any other key."""
-    setting = next((s for s in SETTINGS.values() if s.moved_from == param), None)
+    setting = next((s for s in SETTINGS.values() if s.moved_from is not None and s.moved_from == param), None)
     if setting is None:
         return None
     head = "is a run-time setting now, not a param (it cannot change results): remove it from params.yaml"

@@ -28,6 +28,7 @@ OLD_PARAMS = {
     "n_jobs": 2,
     "chunk_voxels": 2_000_000,
     "cache_dir": ".cache/engraving",
+    "tf_strategy": "auto",  # never a param; its default changes nothing on a machine without two GPUs
 }
 NO_FILE = "/nonexistent/overseer.local.yaml"
 
@@ -62,6 +63,7 @@ def test_variable_beats_file_beats_default(tmp_path: Path) -> None:
         "n_jobs": 3,  # variable over file
         "chunk_voxels": 1000,  # file
         "cache_dir": None,  # variable
+        "tf_strategy": "auto",  # default
     }
     assert settings.source("n_jobs") == "OVERSEER_N_JOBS" and settings.source("cache_dir") == "OVERSEER_CACHE_DIR"
     assert settings.source("progress") == str(path) and settings.source("torch_threads") == "default"
@@ -199,7 +201,8 @@ MOVED = [
 
 
 def test_the_moved_keys_are_the_settings_and_params_yaml_has_none_of_them() -> None:
-    assert {s.moved_from for s in SETTINGS.values()} == {".".join((*p, k)) for p, k, *_ in MOVED}
+    moved = {s.moved_from for s in SETTINGS.values() if s.moved_from is not None}
+    assert moved == {".".join((*p, k)) for p, k, *_ in MOVED}
     for path, key, *_ in MOVED:
         section = PARAMS
         for part in path:
@@ -308,3 +311,9 @@ def test_train_gnn_keeps_threads_and_progress_out_of_its_cfg(caplog) -> None:
     assert "ignores unknown" not in caplog.text
     assert run_options(cfg) == {"threads": 2, "progress": False}
     assert run_options({"epochs": 3}) == {"threads": 1, "progress": True}
+
+
+def test_the_tf_strategy_is_a_word_from_its_list() -> None:
+    assert load_settings({"OVERSEER_TF_STRATEGY": "Mirrored"}, NO_FILE).tf_strategy == "mirrored"
+    message = error({"OVERSEER_TF_STRATEGY": "horovod"})
+    assert message == "OVERSEER_TF_STRATEGY: must be one of auto | default | mirrored, got 'horovod'"

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from overseer.splits import stratified_split
 from overseer.trackbed.data.schema import CLASSES, IMAGE_SIZE
+from overseer.trackbed.distribute import replica_batches, replicated_forward
 from overseer.trackbed.model import (
     build_augmentation,
     build_backbone,
@@ -97,14 +98,21 @@ def set_determinism(seed: int) -> None:
 
 
 def embed(
-    backbone: keras.Model, files: Sequence[str | os.PathLike], batch_size: int
+    backbone: keras.Model,
+    files: Sequence[str | os.PathLike],
+    batch_size: int,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Backbone embeddings (float32, n×2048), labels and file names of every record, in file order."""
+    """Backbone embeddings (float32, n×2048), labels and file names of every record, in file order.
+
+    Under a multi-replica ``strategy`` each batch is split across the replicas
+    (:func:`~overseer.trackbed.distribute.replicated_forward`)."""
+    strategy = strategy or tf.distribute.get_strategy()
     features, labels, names = [], [], []
     forward = tf.function(lambda images: backbone(images, training=False), reduce_retracing=True)
     with tqdm(desc="backbone embeddings", unit="img") as progress:
         for images, batch_labels, batch_names in image_dataset(files, batch_size):
-            features.append(forward(images).numpy().astype(np.float32))
+            features.append(replicated_forward(strategy, forward, images).numpy().astype(np.float32))
             labels.append(batch_labels.numpy())
             names.extend(n.decode() for n in batch_names.numpy())
             progress.update(int(images.shape[0]))
@@ -271,15 +279,18 @@ def image_split_datasets(
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(image, one-hot) train and validation datasets of the records, split by ``is_val`` (file order)."""
     is_val = np.asarray(is_val, dtype=bool)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync  # the strategy whose scope we are in
 
     def pick(want_val: bool, shuffle: bool) -> tf.data.Dataset:
-        data = _records(files, is_val if want_val else ~is_val)
+        keep = is_val if want_val else ~is_val
+        data = _records(files, keep)
         if shuffle:
             data = data.shuffle(640, seed=seed, reshuffle_each_iteration=True)
 
         data = data.map(lambda s: decode_record(s, image_size), num_parallel_calls=tf.data.AUTOTUNE)
         data = data.map(lambda im, lab, _: (im, tf.one_hot(lab, len(CLASSES))))
-        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        what = "validation images" if want_val else "training images"
+        return replica_batches(data, int(keep.sum()), batch_size, replicas, what).prefetch(tf.data.AUTOTUNE)
 
     return pick(False, True), pick(True, False)
 
@@ -324,14 +335,30 @@ def fit_on_images(
     return _history(fit, phase, first_epoch)
 
 
-def train_cnn(cfg: Mapping[str, Any], train_files: Sequence[str | os.PathLike], workdir: Path) -> TrainResult:
-    """Embeddings once -> head on embeddings -> joined model (-> optional fine-tuning)."""
+def train_cnn(
+    cfg: Mapping[str, Any],
+    train_files: Sequence[str | os.PathLike],
+    workdir: Path,
+    strategy: tf.distribute.Strategy | None = None,
+) -> TrainResult:
+    """Embeddings once -> head on embeddings -> joined model (-> optional fine-tuning).
+
+    Every model is built and compiled in ``strategy``'s scope (default: TensorFlow's default
+    strategy; :func:`~overseer.trackbed.distribute.training_strategy` picks one for the machine)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        return _train_cnn(cfg, train_files, workdir, strategy)
+
+
+def _train_cnn(
+    cfg: Mapping[str, Any], train_files: Sequence[str | os.PathLike], workdir: Path, strategy: tf.distribute.Strategy
+) -> TrainResult:
     set_determinism(int(cfg["seed"]))
     workdir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     backbone = build_backbone(str(cfg["weights"]))
-    x, y, _ = embed(backbone.model, train_files, int(cfg["batch_size"]))
+    x, y, _ = embed(backbone.model, train_files, int(cfg["batch_size"]), strategy)
     timings["embed"] = time.perf_counter() - start
     is_val = stratified_split(y, float(cfg["val_fraction"]), int(cfg["seed"]))
 
