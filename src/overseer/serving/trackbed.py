@@ -160,12 +160,12 @@ def decode_image(data: bytes | str, row: int | None = None) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides
         try:
-            array = images._decode(io.BytesIO(raw), images.MAX_SIDE)
+            array = images.decode_image(io.BytesIO(raw), images.MAX_SIDE)
         except Image.DecompressionBombError as exc:
             raise ImageInputError(f"image too large ({exc})", row=row) from None
         except InputError as exc:
             raise ImageInputError(str(exc), row=row) from None
-        except images._DECODE_ERRORS as exc:
+        except images.DECODE_ERRORS as exc:
             reason = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc))
             raise ImageInputError(f"not a readable JPEG or PNG image ({reason})", row=row) from None
     if array.size == 0:

@@ -29,7 +29,7 @@ import struct
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -48,7 +48,7 @@ MAX_PIXELS = 150_000_000
 JUNK_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r", "__macosx", "@eadir"})
 
 # what Pillow raises on a broken file, beyond OSError (incl. UnidentifiedImageError) and ValueError
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, KeyError, IndexError, TypeError)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, KeyError, IndexError, TypeError)
 
 
 class IgnoredFilesWarning(UserWarning):
@@ -180,12 +180,12 @@ def read_image(path: str | os.PathLike, max_side: int | None = MAX_SIDE) -> np.n
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides
         try:
-            array = _decode(path, max_side)
+            array = decode_image(path, max_side)
         except Image.DecompressionBombError as exc:
             raise InputError(f"image too large: over Pillow's decompression-bomb limit ({exc})", path=path) from None
         except InputError:
             raise
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             raise InputError(f"unreadable image ({exc}); expected a complete JPEG or PNG file", path=path) from None
     for warning in caught:  # Pillow's "Corrupt EXIF data" and the like, with the file named
         warnings.warn(f"{path}: {warning.message}", ImageReadWarning, stacklevel=2)
@@ -194,7 +194,10 @@ def read_image(path: str | os.PathLike, max_side: int | None = MAX_SIDE) -> np.n
     return array
 
 
-def _decode(path: str | os.PathLike, max_side: int | None) -> np.ndarray:
+def decode_image(path: str | os.PathLike | BinaryIO, max_side: int | None) -> np.ndarray:
+    """The pixels of one JPEG/PNG file or stream (uint8 H×W or H×W×3, EXIF-oriented, at most
+    ``max_side`` per side), with no checks around it: Pillow's errors (:data:`DECODE_ERRORS`) pass
+    through for the caller to name its own input; over :data:`MAX_PIXELS` is an InputError."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
