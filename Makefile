@@ -26,8 +26,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 # Two workers keep both cores busy (most tests wait on one single-threaded process). loadfile keeps a
-# test file in one worker: the tests that read a session-built project share one file, so it is built
-# once. (loadgroup would be finer, but pytest-xdist 3.8's group suffix has no effect under pytest 9.)
+# test file in one worker: the tests that read a session-built project share one file (or are mapped to
+# it: SHARED_BUILD in tests/conftest.py), so it is built once. (loadgroup would be finer, but
+# pytest-xdist 3.8's group suffix has no effect under pytest 9.)
 TEST_WORKERS ?= 2
 
 test: lint

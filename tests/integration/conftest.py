@@ -3,8 +3,8 @@
 Building a chain is what costs (each stage a process importing MLflow, TensorFlow or Great
 Expectations): a chain that several tests read is built once per test run (``seismic_built``), and
 a test that changes the project works on its own copy (``copy_project``). `make test` runs two
-pytest-xdist workers with ``--dist loadfile``: the readers of a shared build live in one file, so
-one worker builds it once.
+pytest-xdist workers with ``--dist loadfile``: the readers of a shared build live in one file (or
+are mapped to it by ``SHARED_BUILD`` in tests/conftest.py), so one worker builds it once.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def copy_project(built: BuiltProject, dest: Path) -> tuple[Path, dict]:
     return dest, env
 
 
-# The seismic chain that test_seismic_pipeline reads (all its readers are in that one file: see Makefile):
+# The seismic chain that test_seismic_pipeline and test_team_store read (one worker: see Makefile):
 # exhaustive selection over the synthetic survey's 11 attributes, built in about a minute and a half.
 SEISMIC_SMALL = {
     ("ingest", "seismic", "default", "shape"): [40, 40, 80],
