@@ -1,8 +1,17 @@
-"""train_gnn: EngravingGNN (hybrid heterogeneous GraphSAGE + GRU, multi-task heads) on the training pieces."""
+"""train_gnn: EngravingGNN (hybrid heterogeneous GraphSAGE + GRU, multi-task heads) on the training pieces.
+
+One process by default. Under torchrun (or with ``OVERSEER_TORCHRUN`` set, which restarts this script
+under torchrun with those arguments) every process trains its shard with DistributedDataParallel and
+rank 0 alone opens the MLflow run and writes the model and reports (``overseer.engraving.distributed``).
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+
 from overseer import stage
+from overseer.engraving.distributed import is_main_process, torchrun_command
 from overseer.io import atomic_dir, is_run_time, numbers_only, split_run_time, write_artifacts, write_json
 from overseer.paths import ENGRAVING
 from overseer.plots import plot_training_curves
@@ -18,6 +27,9 @@ def main() -> None:
     run_options = {"threads": settings.torch_threads, "progress": settings.progress}  # not params: no result changes
     _, train = load_split(prepared, "train")
     _, validation = load_split(prepared, "validation")  # early stopping watches this; the test split waits
+    if not is_main_process():  # a torchrun worker: trains its shard; rank 0 logs and writes
+        train_gnn(train, validation, {**cfg, **run_options})
+        return
     inputs, tags = [prepared / "train", prepared / "validation"], settings.tags("progress", "torch_threads")
     with stage_run("engraving", "train_gnn", inputs=inputs, tags=tags) as mlflow:
         result = train_gnn(train, validation, {**cfg, **run_options}, on_epoch=epoch_logger(mlflow))
@@ -41,4 +53,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if command := torchrun_command(__file__, sys.argv[1:]):  # OVERSEER_TORCHRUN: the same stage, N processes
+        os.execv(command[0], command)
     stage.run(main)

@@ -56,8 +56,9 @@ log = logging.getLogger(__name__)
 
 LOCAL_FILE = "overseer.local.yaml"
 ENV_PREFIX = "OVERSEER_"
-#: variables read elsewhere, not settings: the MLflow pipeline id (``overseer.lineage``)
-OTHER_VARIABLES = ("OVERSEER_PIPELINE_ID",)
+#: variables read elsewhere, not settings: the MLflow pipeline id (``overseer.lineage``) and the torchrun
+#: arguments of train_gnn (``overseer.engraving.distributed``)
+OTHER_VARIABLES = ("OVERSEER_PIPELINE_ID", "OVERSEER_TORCHRUN")
 
 
 @dataclass(frozen=True)

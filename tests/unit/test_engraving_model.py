@@ -198,3 +198,57 @@ def test_one_hetero_sage_layer_is_the_equation_by_hand(piece: dict[str, np.ndarr
     assert layer.conv.aggr == "sum"
     assert sum(int(e.shape[1]) for e in edges.values()) > 0
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_hand_written_gru_backward_passes_gradcheck() -> None:
+    from overseer.engraving.model import _RecurrenceGRU
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(5, 4, batch_first=True).double()
+    x = torch.randn(3, 7, 5, dtype=torch.double, requires_grad=True)
+    params = (gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
+    assert torch.autograd.gradcheck(lambda x, *p: _RecurrenceGRU.apply(x, *p, gru), (x, *params))
+
+
+def test_fast_gru_training_step_equals_autograd_through_nn_gru(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same outputs and (up to rounding) the same gradients as the reference path, windows of unequal length."""
+    torch.manual_seed(0)
+    seq = SequenceGRU(schema.N_FEATURES, 32, 3, True, 0.0)
+    x = torch.randn(50, schema.N_FEATURES, requires_grad=True)
+    batch = torch.tensor([0] * 20 + [1] * 12 + [2] * 18)
+    weight = torch.linspace(-1, 1, 50 * 32).view(50, 32)
+    got = {}
+    for mode in ("reference", "fast"):
+        monkeypatch.setattr(SequenceGRU, "recurrence", mode)
+        seq.zero_grad()
+        x.grad = None
+        y = seq(x, batch)
+        (y * weight).sum().backward()
+        got[mode] = (y.detach(), x.grad.clone(), [p.grad.clone() for p in seq.parameters()])
+    assert torch.equal(got["fast"][0], got["reference"][0])
+    torch.testing.assert_close(got["fast"][1], got["reference"][1], rtol=1e-4, atol=1e-6)
+    for fast, ref in zip(got["fast"][2], got["reference"][2], strict=True):
+        torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_fast_dropout_keeps_the_distribution_of_nn_dropout() -> None:
+    from overseer.engraving.model import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.3).train()
+    x = torch.ones(200, 500)
+    y = drop(x)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.01
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    assert torch.equal(drop.eval()(x), x)  # identity outside training, as nn.Dropout
+
+
+def test_state_dict_keys_are_those_of_saved_models() -> None:
+    """The speed-ups add no parameter: models saved before load unchanged (GRU weights keep their names)."""
+    keys = set(EngravingGNN(TINY).state_dict())
+    gru = {k for k in keys if k.startswith("encoder.sequence.")}
+    expected = {f"encoder.sequence.{d}.0.{w}_l0" for d in ("fwd", "bwd") for w in ("weight_ih", "weight_hh")}
+    expected |= {f"encoder.sequence.{d}.0.{b}_l0" for d in ("fwd", "bwd") for b in ("bias_ih", "bias_hh")}
+    assert expected <= gru
+    assert not any("dropout" in k for k in keys)

@@ -185,7 +185,8 @@ def test_no_fold_scores_a_well_it_trained_on() -> None:
     assert scored.cv["folds"] == 6 and scored.cv["one_group_per_fold"]
     assert scored.report.summary()["n_items"] == len(table)
     assert scored.report.accuracy == 0.0  # every row scored by a forest that never saw its well
-    assert np.isnan(scored.report.predictions["confidence"]).all()  # out of fold: no class probability
+    conf = scored.report.predictions["confidence"]
+    assert conf.notna().all() and conf.between(0, 1).all()  # the fold model's probability of its prediction
 
 
 def test_many_wells_are_cross_validated_in_folds_of_wells() -> None:

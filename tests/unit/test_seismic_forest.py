@@ -519,10 +519,14 @@ def test_model_io_loads_the_well_features_transformer(well_result, tmp_path) -> 
             {"well_features": {"neighbors": 1}},
             "train_rf.well_features.neighbors: unknown key; did you mean neighbours?",
         ),
-        ({"well_features": {"neighbours": -1}}, "train_rf.well_features.neighbours: must be >= 0, got -1"),
-        ({"well_features": {"gradients": "yes"}}, "train_rf.well_features.gradients: must be true or false"),
-        ({"smooth": {"window": 4}}, "train_rf.smooth.window: must be an odd number of samples (1: off), got 4"),
-        ({"smooth": {"window": 0}}, "train_rf.smooth.window: must be >= 1, got 0"),
+        (
+            {"well_features": {"neighbours": -1}},
+            "train_rf.well_features.neighbours: must be auto or a whole number >= 0 (0: off), got -1",
+        ),
+        ({"well_features": {"gradients": "yes"}}, "train_rf.well_features.gradients: must be true, false or auto"),
+        ({"smooth": {"window": 4}}, "train_rf.smooth.window: must be auto or an odd number of samples >= 1 (1: off)"),
+        ({"smooth": {"window": 0}}, "train_rf.smooth.window: must be auto or an odd number of samples >= 1 (1: off)"),
+        ({"smooth": {"window": "atuo"}}, "train_rf.smooth.window: must be auto or an odd number"),
         ({"estimator": "xgb"}, "train_rf.estimator: must be one of random_forest | hist_gradient_boosting"),
         ({"hgb": {"max_iter": [0]}}, "train_rf.hgb.max_iter[0]: must be >= 1, got 0"),
         ({"hgb": {"learning_rate": 0}}, "train_rf.hgb.learning_rate: must be > 0, got 0"),
@@ -537,3 +541,73 @@ def test_params_schema_of_the_new_keys(change: dict, message: str) -> None:
     full = {"estimator": "hist_gradient_boosting", "hgb": dict(HGB_DEFAULTS), "smooth": {"window": 5},
             "well_features": {"neighbours": 2, "gradients": True}}  # fmt: skip
     assert params.problems(("train_rf",), full, partial=True) == []
+    auto = {"smooth": {"window": "auto"}, "well_features": {"neighbours": "auto", "gradients": "auto"}}
+    assert params.problems(("train_rf",), auto, partial=True) == []
+
+
+# ---------------------------------------------------------------- issue 11 leftovers
+def test_auto_reads_as_off_outside_train_rf_and_is_no_error_for_volumes(table: pd.DataFrame) -> None:
+    auto = {"well_features": {"neighbours": "auto", "gradients": "auto"}, "smooth": {"window": "auto"}}
+    conf = resolve_config({**CFG, **auto})
+    assert conf["well_features"] == {"neighbours": 0, "gradients": False} and conf["smooth"] == {"window": 1}
+    check_source(auto, "volumes")  # auto means off there: no error
+    check_source(auto, "synthetic")
+    assert list(train_forest(table, None, {**CFG, **auto}).pipeline.named_steps) == ["scale", "forest"]
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "hist_gradient_boosting"])
+def test_cross_validation_gives_out_of_fold_probabilities(table: pd.DataFrame, estimator: str) -> None:
+    conf = resolve_config({**CFG, "tree_counts": [5, 10], "estimator": estimator, "hgb": {"max_iter": [5, 10]}})
+    x, y, groups, inputs = training_arrays(table, None, conf)
+    cv = cross_validate(x, y, groups, conf, inputs=inputs)
+    for n in (5, 10):
+        assert cv.proba[n].shape == (len(y), cv.classes.size)
+        np.testing.assert_allclose(cv.proba[n].sum(axis=1), 1.0)
+        np.testing.assert_array_equal(cv.proba[n].argmax(axis=1), cv.oof[n])  # the prediction is their argmax
+    # the fold that tested each row is the fold of make_folds' splits
+    for fold, (_, test) in enumerate(make_folds(y, groups, conf["folds"], "blocked", conf["seed"])):
+        assert (cv.fold[test] == fold).all()
+    # each fold's probabilities are what a model fitted on the other folds gives (predict equals argmax)
+    train, test = make_folds(y, groups, conf["folds"], "blocked", conf["seed"])[0]
+    codes = np.searchsorted(cv.classes, y)
+    alone = build_pipeline(10, conf["max_depth"], estimator=estimator, random_state=conf["seed"], n_jobs=1,
+                           class_weight=conf["class_weight"]).fit(x[train], codes[train])  # fmt: skip
+    np.testing.assert_allclose(cv.proba[10][np.ix_(test, alone.classes_)], alone.predict_proba(x[test]))
+    np.testing.assert_array_equal(cv.oof[10][test], alone.predict(x[test]))
+
+
+def test_cv_report_carries_the_out_of_fold_confidence(result) -> None:
+    confidence = result.cv_report.predictions["confidence"].to_numpy()
+    assert not np.isnan(confidence).any() and ((confidence > 0) & (confidence <= 1)).all()
+    np.testing.assert_allclose(confidence, result.oof_proba.max(axis=1))
+    assert result.summary()["cv_pooled_macro_f1"] == result.cv_report.macro["f1"]
+
+
+def test_one_cv_macro_f1_the_fold_mean_that_chose_the_tree_count(result) -> None:
+    summary = result.summary()
+    folds = result.cv[result.cv["n_estimators"] == result.best_n_estimators]
+    assert summary["cv_macro_f1"] == summary["cv"][result.best_n_estimators]["macro_f1_mean"]
+    assert summary["cv_macro_f1"] == pytest.approx(folds["macro_f1"].mean())
+    assert summary["cv_macro_f1_std"] == pytest.approx(np.std(folds["macro_f1"]))
+    assert summary["cv_accuracy"] == pytest.approx(folds["accuracy"].mean())
+    assert summary["cv_macro_f1"] == max(v["macro_f1_mean"] for v in summary["cv"].values())
+
+
+def test_gradient_boosting_fits_on_the_project_thread_setting(table: pd.DataFrame, monkeypatch) -> None:
+    """HGB takes its threads from OpenMP (not n_jobs): every fit runs under n_jobs threads."""
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    seen: list[int] = []
+    fit = HistGradientBoostingClassifier.fit
+
+    def spy(self, *args, **kwargs):  # the real fit, after noting the threads it will use
+        seen.append(_openmp_effective_n_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", spy)
+    cfg = {**CFG, "folds": 2, "estimator": "hist_gradient_boosting", "hgb": {"max_iter": [3]}}
+    for n_jobs in (1, 2):
+        seen.clear()
+        trained = train_forest(table, None, {**cfg, "n_jobs": n_jobs})
+        assert seen == [n_jobs] * 3, seen  # 2 folds and the final fit
+        assert trained.pipeline[-1].n_iter_ == 3

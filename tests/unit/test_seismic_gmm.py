@@ -321,3 +321,50 @@ def test_spd_inverse_and_log_determinant(n: int) -> None:
     bad[3, 1] = -np.eye(n)
     with pytest.raises(np.linalg.LinAlgError):
         gmm._spd_inverse(bad)
+
+
+def test_spd_inverse_leaves_its_input_alone() -> None:
+    cov = np.array([[[2.0, 0.5], [0.5, 1.0]]])  # one matrix: the batch-last copy is a view of it
+    before = cov.copy()
+    prec, _ = gmm._spd_inverse(cov)
+    np.testing.assert_array_equal(cov, before)
+    np.testing.assert_allclose(prec[0], np.linalg.inv(before[0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_fused_vvv_sem_step_equals_the_m_step_and_coefficients(n: int) -> None:
+    """_vvv_sem_step (one sweep of the augmented moment matrix) gives the coefficients, eq. 5 and
+    admissibility of _vvv_step + _coefficients + _admissible, up to rounding; with an empty
+    cluster and a cluster collapsed onto one value of an attribute among the problems."""
+    rng = np.random.default_rng(n)
+    b, s = 4, 120
+    x = rng.normal(size=(b, s, n)) * rng.uniform(0.5, 2.0, n) + rng.normal(size=n)
+    z = rng.integers(0, 2, (b, s))
+    z[1] = 0  # cluster 1 empty
+    x[2, z[2] == 1, 0] = 0.7  # cluster 1 collapsed in attribute 0
+    f = gmm.augmented_data(x, np.ones((b, s), bool))
+    moments = gmm._moments(f, z, f.sum(axis=-1), 2)
+    floor = np.full((b, n), 1e-3)
+    coef, loglik, valid = gmm._vvv_sem_step(moments, floor, n + 1)
+    counts, means, scatter = gmm._statistics(moments.copy(), n)
+    expected_valid = gmm._admissible(counts, scatter, floor, n + 1)
+    params, expected_loglik = gmm._vvv_step(counts, means, scatter, floor)
+    np.testing.assert_array_equal(valid, expected_valid)
+    assert list(valid) == [True, False, False, True]
+    np.testing.assert_allclose(loglik, expected_loglik, rtol=1e-12)
+    np.testing.assert_allclose(coef, gmm._coefficients(params), rtol=1e-9, atol=1e-9)
+
+
+def test_shared_rows_work_buffers_do_not_carry_over_between_calls() -> None:
+    x, _, full, rows_of = _shared_problems()
+    combos = [(0, 1), (1, 2, 4), (3,)]
+    for row in (rows_of(c) for c in combos):  # one size at a time, as selection batches them
+        shared = gmm.SharedRowsData(full, np.stack([row, row]), np.array([0, 1]))
+        z1, z2 = (np.random.default_rng(k).integers(0, 3, (2, x.shape[1])) for k in (0, 1))
+        c1, c2 = (np.random.default_rng(k).normal(size=(2, 2, row.size)) for k in (2, 3))
+        first_m, first_l = shared.moments(z1, 3), shared.log_odds(c1)
+        shared.moments(z2, 3), shared.log_odds(c2)
+        np.testing.assert_array_equal(shared.moments(z1, 3), first_m)
+        np.testing.assert_array_equal(shared.log_odds(c1), first_l)
+        fresh = gmm.SharedRowsData(full, np.stack([row, row]), np.array([0, 1]))
+        np.testing.assert_array_equal(fresh.log_odds(c1), first_l)

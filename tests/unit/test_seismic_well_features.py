@@ -11,6 +11,7 @@ from overseer.errors import InputError
 from overseer.seismic.well_features import (
     WellSequenceFeatures,
     check_window,
+    encoded_columns,
     model_inputs,
     model_matrix,
     smooth_per_well,
@@ -108,6 +109,44 @@ GRADIENT_FAILURES = {
         "project's InputError (a division by zero), not a number"
     ),
 }
+
+
+def test_encoded_columns_pass_through_without_neighbours_or_gradients() -> None:
+    """One-hot formation columns (ingest's ``<column>:<level>``) keep their values and get no sequence features."""
+    table = wells_table(2)
+    table["Formation:A1 SH"] = (table["depth"] > table["depth"].median()).astype(np.float64)
+    table["Formation:B1 LM"] = 1.0 - table["Formation:A1 SH"]
+    inputs = ["well", "depth", "gr", "Formation:A1 SH", "rhob", "Formation:B1 LM"]
+    assert encoded_columns(inputs) == [3, 5] and encoded_columns(["gr", "rhob"]) == []
+    x = table[inputs]
+    step = WellSequenceFeatures(neighbours=1, gradients=True, passthrough=(3, 5)).fit(x)
+    names = list(step.get_feature_names_out())
+    sequence = ["gr_above1", "gr_below1", "rhob_above1", "rhob_below1", "gr_gradient", "rhob_gradient"]
+    assert names == ["gr", "Formation:A1 SH", "rhob", "Formation:B1 LM", *sequence]
+    got = pd.DataFrame(step.transform(x), columns=names, index=table.index)
+    # the logs' sequence features are those of the logs alone: the encoded columns change nothing
+    logs_only = WellSequenceFeatures(neighbours=1, gradients=True).fit(table[["well", "depth", *LOGS]])
+    alone = pd.DataFrame(logs_only.transform(table[["well", "depth", *LOGS]]),
+                         columns=logs_only.get_feature_names_out(), index=table.index)  # fmt: skip
+    pd.testing.assert_frame_equal(got[alone.columns], alone)
+    pd.testing.assert_frame_equal(
+        got[["Formation:A1 SH", "Formation:B1 LM"]], x[["Formation:A1 SH", "Formation:B1 LM"]]
+    )
+    with pytest.raises(ValueError, match="passthrough column 1"):
+        WellSequenceFeatures(neighbours=1, passthrough=(1,)).fit(x)
+
+
+def test_training_passes_ingests_one_hot_columns_through() -> None:
+    from overseer.seismic.forest import train_forest
+
+    table = wells_table(3)
+    table = pd.concat([table, wells_table(4).assign(well=lambda t: t["well"] + "2")], ignore_index=True)
+    table["facies"] = (table["gr"] > 60).astype(int)
+    table["Formation:A"] = (table["depth"] > 1003).astype(np.float32)
+    cfg = {"tree_counts": [5], "folds": 2, "n_jobs": 1, "well_features": {"neighbours": 1, "gradients": True}}
+    trained = train_forest(table, ["gr", "Formation:A"], cfg)
+    assert trained.feature_names == ["gr", "Formation:A", "gr_above1", "gr_below1", "gr_gradient"]
+    assert trained.pipeline.named_steps["well_features"].passthrough == (3,)  # saved with the model
 
 
 @parametrize_with_checks(

@@ -22,6 +22,16 @@ thread count for the run: on two shared cores two OpenMP threads made training 1
 learns, so they stay out of the resolved cfg that the model folder records (the stage takes them
 from :mod:`overseer.settings`, not from params).
 
+Started by ``torchrun`` with several processes, training is data-parallel (PyTorch
+DistributedDataParallel; process group, sharding and helpers in
+:mod:`overseer.engraving.distributed`): every step's global batch is the single process's batch,
+dealt over the ranks, and each task's loss is averaged over its labelled items of the whole global
+batch, so the gradient — and without dropout the whole history — matches a single process up to
+floating-point summation order. ``batch_windows`` must be a multiple of the number of processes.
+Rank 0 alone validates, calls ``on_epoch`` and decides to stop; every rank follows its numbers.
+Dropout masks (and transposition draws) are drawn per rank, so with dropout the two runs agree in
+distribution only.
+
 ``on_epoch(epoch, metrics)`` is called after every epoch with the flat metric dict (see
 :func:`train_gnn`); the stage logs it to MLflow, an Optuna objective reports it. Raising
 :class:`StopTraining` from it ends training normally (best weights restored, ``stopped =
@@ -33,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -45,12 +56,23 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as nnf
+from torch.nn.parallel import DistributedDataParallel
 from torch_geometric.data import HeteroData
 from tqdm import tqdm
 
 from overseer.engraving import schema
-from overseer.engraving.dataset import CANDIDATE_EDGE_TYPES, NOTE, iterate_batches, piece_to_data
+from overseer.engraving.dataset import (
+    CANDIDATE_EDGE_TYPES,
+    NOTE,
+    collate,
+    iterate_batches,
+    piece_to_data,
+    sample_windows,
+    window,
+)
+from overseer.engraving.distributed import DistContext, check_windows, per_rank_batch, process_group, shard_steps
 from overseer.engraving.model import EngravingGNN, ModelConfig
+from overseer.engraving.precision import resolve_precision
 from overseer.engraving.scoring import labels_from_predictions, score_pieces
 from overseer.engraving.transpose import Transposer
 from overseer.io import atomic_file, split_run_time, write_json
@@ -70,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "pos_weight_voice": 1.0,  # BCE positive-class weight of the voice candidates
     "pos_weight_chord": 1.0,
     "grad_clip": 0.0,  # max gradient norm; 0 = off
+    "precision": "auto",  # training autocast (precision.resolve_precision): auto, fp32 or bf16
     # transposition augmentation of the training windows (transpose.Transposer); off: as before
     "transpose": {"enabled": False, "max_fifths": 6, "probability": 0.5},
     **ModelConfig().to_dict(),
@@ -159,13 +182,15 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def make_augment(c: Mapping[str, Any]) -> Transposer | None:
+def make_augment(c: Mapping[str, Any], rank: int = 0) -> Transposer | None:
     """The window augmentation of a resolved cfg: a :class:`Transposer` when ``transpose.enabled``,
-    seeded from ``seed`` apart from the window sampling (same windows with it on or off)."""
+    seeded from ``seed`` apart from the window sampling (same windows with it on or off); each
+    process of a distributed run (``rank`` > 0) draws its own shifts."""
     t = c["transpose"]
     if not t["enabled"]:
         return None
-    return Transposer(int(t["max_fifths"]), float(t["probability"]), seed=[int(c["seed"]), 1])
+    seed = [int(c["seed"]), 1, *([rank] if rank else [])]
+    return Transposer(int(t["max_fifths"]), float(t["probability"]), seed=seed)
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -221,6 +246,15 @@ class _Meter:
         for task, (loss, count) in losses.items():
             self.sums[task] += float(loss.detach())
             self.counts[task] += count
+
+    def reduce(self, ctx: DistContext) -> None:
+        """Sums and counts over every process of a distributed run (unchanged when alone)."""
+        if not ctx.enabled:
+            return
+        both = torch.tensor([[self.sums[t], self.counts[t]] for t in TASKS], dtype=torch.float64, device=ctx.device)
+        both = ctx.all_reduce_sum(both).cpu().tolist()
+        self.sums = {t: s for t, (s, _) in zip(TASKS, both, strict=True)}
+        self.counts = {t: round(n) for t, (_, n) in zip(TASKS, both, strict=True)}
 
     def means(self, prefix: str) -> dict[str, float]:
         per_task = {t: self.sums[t] / self.counts[t] if self.counts[t] else 0.0 for t in TASKS}
@@ -312,8 +346,67 @@ def train_gnn(
         raise ValueError("train_gnn needs at least one training piece")
     if int(c["epochs"]) < 1:
         raise ValueError(f"epochs must be at least 1, not {c['epochs']}")
-    with torch_threads(int(run["threads"])):
-        return _train(train_pieces, val_pieces, c, on_epoch, pick_device(device), progress=bool(run["progress"]))
+    with torch_threads(int(run["threads"])), process_group(pick_device(device)) as ctx:
+        return _train(train_pieces, val_pieces, c, on_epoch, ctx, progress=bool(run["progress"]) and ctx.is_main)
+
+
+def _data_parallel(
+    model: EngravingGNN, ctx: DistContext, graphs: Sequence[HeteroData], c: Mapping[str, Any]
+) -> torch.nn.Module:
+    """``model`` wrapped in DistributedDataParallel when the run has several processes (itself otherwise).
+
+    Checks first that the epoch's windows can be shared (``distributed.check_windows``,
+    ``distributed.per_rank_batch``), then reseeds torch per rank so that dropout masks differ between
+    ranks (DDP has already broadcast rank 0's initial weights). ``find_unused_parameters`` stays off:
+    every head is in every step's graph, even with no labelled item (its loss is ``logits.sum() * 0``).
+    """
+    if not ctx.enabled:
+        return model
+    size = int(c["window"])
+    n_windows = sum(max(1, math.ceil(g[NOTE].num_nodes / size)) for g in graphs if g[NOTE].num_nodes)
+    check_windows(n_windows, ctx.world_size, size)
+    per_rank_batch(int(c["batch_windows"]), ctx.world_size)
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    net = DistributedDataParallel(model, device_ids=ids)
+    torch.manual_seed(int(c["seed"]) + ctx.rank)
+    return net
+
+
+def _epoch_batches(
+    graphs: Sequence[HeteroData],
+    c: Mapping[str, Any],
+    rng: np.random.Generator,
+    augment: Callable[[HeteroData], HeteroData] | None,
+    ctx: DistContext,
+) -> Iterator[tuple[HeteroData, bool]]:
+    """This process's training batches of one epoch, each with whether it counts (``active``).
+
+    Alone: ``dataset.iterate_batches``. Distributed: the same epoch plan (``dataset.sample_windows``
+    from the same generator), each step's global batch dealt over the ranks by
+    ``distributed.shard_steps``; on CUDA the batch is pinned for an asynchronous copy.
+    """
+    size, per_batch = int(c["window"]), int(c["batch_windows"])
+    if not ctx.enabled:
+        yield from ((batch, True) for batch in iterate_batches(graphs, size, per_batch, rng, augment))
+        return
+    plan = sample_windows([g[NOTE].num_nodes for g in graphs], size, rng)
+    for positions, active in shard_steps(len(plan), per_batch, ctx.rank, ctx.world_size):
+        windows = [window(graphs[plan[p][0]], plan[p][1], size) for p in positions]
+        batch = collate(windows if augment is None else [augment(w) for w in windows])
+        yield (batch.pin_memory() if ctx.device.type == "cuda" else batch), active
+
+
+def _step_loss(losses: Mapping[str, tuple[torch.Tensor, int]], active: bool, ctx: DistContext) -> torch.Tensor:
+    """The loss to back-propagate: :func:`total_loss`, alone. Distributed, each task's loss sum is
+    divided by the task's labelled items over *all* ranks (all-reduced) and multiplied by the world
+    size, which DDP's gradient average divides out: the gradient is the single process's on the same
+    global batch. An inactive (padding) step weighs 0 and adds no labelled item."""
+    if not ctx.enabled:
+        return total_loss(losses)
+    local = [float(count) if active else 0.0 for _, count in losses.values()]
+    counts = ctx.all_reduce_sum(torch.tensor(local, dtype=torch.float64, device=ctx.device)).tolist()
+    merged = {task: (loss, int(n)) for (task, (loss, _)), n in zip(losses.items(), counts, strict=True)}
+    return total_loss(merged) * (float(ctx.world_size) if active else 0.0)
 
 
 def _train(
@@ -321,10 +414,11 @@ def _train(
     val_pieces: Sequence[Mapping[str, np.ndarray]],
     c: dict[str, Any],
     on_epoch: Callable[[int, dict[str, float]], None] | None,
-    dev: torch.device,
+    ctx: DistContext,
     *,
     progress: bool = True,
 ) -> TrainResult:
+    dev = ctx.device
     seed_everything(int(c["seed"]))
     t0 = time.perf_counter()
     train_graphs = [piece_to_data(p) for p in train_pieces]
@@ -333,10 +427,13 @@ def _train(
 
     model_cfg = ModelConfig.from_dict(c)
     model = EngravingGNN(model_cfg).to(dev)
+    net = _data_parallel(model, ctx, train_graphs, c)  # the model itself in a single process
+    amp = resolve_precision(str(c["precision"]), dev)  # autocast dtype of the training steps
+    scaler = amp.grad_scaler()  # enabled only for CUDA fp16
     optimizer = torch.optim.Adam(model.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"]))
     pos_weight = {"voice": float(c["pos_weight_voice"]), "chord": float(c["pos_weight_chord"])}
     rng = np.random.default_rng(int(c["seed"]))
-    augment = make_augment(c)
+    augment = make_augment(c, ctx.rank)
     monitor = "val_loss" if val_graphs else "train_loss"
     patience = int(c["patience"])
     best_loss, best_epoch, best_state = float("inf"), 0, None
@@ -350,27 +447,34 @@ def _train(
         meter = _Meter()
         notes = 0
         t_epoch = time.perf_counter()
-        for batch in iterate_batches(train_graphs, int(c["window"]), int(c["batch_windows"]), rng, augment):
-            batch = batch.to(dev)
-            losses = task_losses(model(batch), batch, pos_weight)
-            loss = total_loss(losses)
+        for batch, active in _epoch_batches(train_graphs, c, rng, augment, ctx):
+            batch = batch.to(dev, non_blocking=True)
+            with amp.autocast():
+                losses = task_losses(net(batch), batch, pos_weight)
+                loss = _step_loss(losses, active, ctx)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if float(c["grad_clip"]) > 0:
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), float(c["grad_clip"]))
-            optimizer.step()
-            meter.add(losses)
-            notes += batch[NOTE].num_nodes
+            scaler.step(optimizer)
+            scaler.update()
+            if active:
+                meter.add(losses)
+                notes += batch[NOTE].num_nodes
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t_epoch
         t_train += seconds
+        meter.reduce(ctx)  # all ranks' windows: the global epoch means
+        notes = int(ctx.all_reduce_sum(torch.tensor(notes, dtype=torch.int64, device=dev)))
         metrics = {"epoch": float(epoch), **meter.means("train_")}
         metrics["notes_per_s"] = notes / seconds if seconds > 0 else 0.0
         metrics["epoch_seconds"] = seconds
         metrics["lr"] = float(optimizer.param_groups[0]["lr"])
-        if val_graphs:
+        if val_graphs and ctx.is_main:
             metrics.update(evaluate_graphs(model, val_graphs, dev, pos_weight))
+        metrics = ctx.broadcast(metrics)  # rank 0's validation: every rank decides on the same numbers
         history.append(metrics)
 
         current = metrics[monitor]
@@ -380,10 +484,13 @@ def _train(
             best_loss, best_epoch = current, epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         bar.set_postfix(train=f"{metrics['train_loss']:.3f}", val=f"{metrics.get('val_loss', float('nan')):.3f}")
+        callback_stop = False
         try:
-            if on_epoch is not None:
+            if on_epoch is not None and ctx.is_main:  # rank 0 reports (MLflow, Optuna)
                 on_epoch(epoch, {k: v for k, v in metrics.items() if k != "epoch"})
         except StopTraining:
+            callback_stop = True
+        if ctx.broadcast(callback_stop):  # decided once, on rank 0
             stopped = "callback"
             break
         if patience > 0 and epoch - best_epoch >= patience:

@@ -33,7 +33,6 @@ from overseer.params.types import (
     MissingLogs,
     NonNegativeFloat,
     NonNegativeInt,
-    OddWindow,
     PairMode,
     PathText,
     PositiveFloat,
@@ -126,6 +125,7 @@ class IngestSeismic(Section):
     drop: ColumnNames | None = None
     duplicates: Duplicates = None
     kuwahara: Kuwahara | None = None
+    store: Literal["auto", "npy", "zarr"] = "auto"  # seismic.data.zarr_store: zarr for surveys beyond RAM
     holdout: Holdout
     default: SeismicDefault = None
 
@@ -235,13 +235,33 @@ class SelectAttributes(Section):
     seed: Seed
 
 
-class WellFeatures(Section):  # seismic.well_features.WellSequenceFeatures (well logs only)
-    neighbours: NonNegativeInt = None
-    gradients: bool = None
+def _neighbours(value: Any) -> Any:
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    ok = value == "auto" or (whole and value >= 0)
+    _check(ok, "auto_or", "must be auto or a whole number >= 0 (0: off), got {got}", got=_show(value))
+    return value
 
 
-class Smooth(Section):  # seismic.well_features.smooth_per_well
-    window: OddWindow = None
+def _gradients(value: Any) -> Any:
+    ok = value == "auto" or isinstance(value, bool)
+    _check(ok, "auto_or", "must be true, false or auto, got {got}", got=_show(value))
+    return value
+
+
+def _window(value: Any) -> Any:
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    ok = value == "auto" or (whole and value >= 1 and value % 2 == 1)
+    _check(ok, "auto_or", "must be auto or an odd number of samples >= 1 (1: off), got {got}", got=_show(value))
+    return value
+
+
+class WellFeatures(Section):  # seismic.well_features.WellSequenceFeatures (well logs only); auto: seismic.well_choice
+    neighbours: Annotated[Any, AfterValidator(_neighbours)] = None
+    gradients: Annotated[Any, AfterValidator(_gradients)] = None
+
+
+class Smooth(Section):  # seismic.well_features.smooth_per_well; auto: seismic.well_choice
+    window: Annotated[Any, AfterValidator(_window)] = None
 
 
 class Hgb(Section):  # seismic.forest.HGB_DEFAULTS: HistGradientBoostingClassifier
@@ -339,6 +359,7 @@ class TrainGnn(Section):
     pos_weight_voice: PositiveFloat = None
     pos_weight_chord: PositiveFloat = None
     grad_clip: NonNegativeFloat = None  # 0: off
+    precision: Literal["auto", "fp32", "bf16"] = None  # engraving.precision.PRECISIONS
     transpose: Transpose = None
     seed: Seed = None
 
@@ -474,10 +495,22 @@ class TuneModel(Section):
     heartbeat_seconds: PositiveInt = None
 
 
+class SeismicDask(Section):  # seismic.dask_volume: where and in what chunks the volume-wide steps run
+    scheduler: Text | None = None  # null: threads ($DASK_SCHEDULER_ADDRESS when set) | local | an address
+    workers: PositiveInt = None  # scheduler: local: LocalCluster worker processes
+    memory_limit: Text = None  # scheduler: local: per worker, e.g. 2GiB
+    chunks: Annotated[list[Annotated[int, Field(ge=-1)]], Field(min_length=3, max_length=3)] = None
+
+
+class Seismic(Section):
+    dask: SeismicDask = None
+
+
 class ParamsFile(Section):
     """The whole ``params.yaml``; a section may be left out (a stage that needs it says so)."""
 
     ingest: Ingest = None
+    seismic: Seismic = None
     validate_: Validate = Field(None, alias="validate")  # BaseModel.validate is taken
     select_attributes: SelectAttributes = None
     train_rf: TrainRf = None

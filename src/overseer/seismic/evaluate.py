@@ -144,12 +144,15 @@ def cross_validated_report(
     or ``WELL_FOLDS`` folds of wells when there are more) and by the blocked CV's inline ×
     crossline blocks for picks (``train_rf.folds`` folds), whatever ``cv_scheme`` trained. Every
     training row is predicted once, by the fold that held its group out; facies are passed to the
-    fold loop by name, so its warnings and errors name them. Out-of-fold predictions carry no
-    class probability: the items' confidence is NaN. ``fraction`` (``holdout.fraction``) labels it.
+    fold loop by name, so its warnings and errors name them. An item's confidence is the fold
+    model's probability of the facies it predicted (before smoothing). The well features and window
+    are the trained ones (``config.json`` ``well_features``/``smooth``: train_rf's ``auto`` choice
+    included, made on all the training wells). ``fraction`` (``holdout.fraction``) labels it.
     """
     best = int(config["best_n_estimators"])  # trees (or boosting iterations): the trained size only
     options = {"n_jobs": n_jobs} if n_jobs is not None else {}
-    conf = resolve_config({**config["train_rf"], "tree_counts": [best], "cv_scheme": "blocked", **options})
+    chosen = {k: config[k] for k in ("well_features", "smooth") if k in config}  # auto resolved at training
+    conf = resolve_config({**config["train_rf"], **chosen, "tree_counts": [best], "cv_scheme": "blocked", **options})
     if "hgb" in conf:  # gradient boosting's size is its max_iter
         conf["hgb"] = {**conf["hgb"], "max_iter": [best]}
     x, ids, groups, inputs = training_arrays(train, [str(name) for name in config["features"]], conf)
@@ -161,12 +164,13 @@ def cross_validated_report(
     splits = usable_folds(
         names, groups, _fold_count(names, groups, WELL_FOLDS if by_well else conf["folds"]), conf["seed"]
     )
-    result = cross_validate(x, names, groups, {**conf, "folds": len(splits)})
+    result = cross_validate(x, names, groups, {**conf, "folds": len(splits)}, inputs=inputs)
     if result.table["n_test"].tolist() != [test.size for _, test in splits]:  # the fold listing is what was scored
         raise RuntimeError("cross_validate made other folds than make_folds with the same arguments")
     to_id = np.array([list(facies).index(name) for name in result.classes])
     predicted = smoothed(kept, to_id[result.oof[best]], config)
-    report = classification_report(ids, predicted, facies, np.full(ids.size, np.nan), row_ids(kept))
+    confidence = result.proba[best].max(axis=1)  # out-of-fold probability of the predicted facies
+    report = classification_report(ids, predicted, facies, confidence, row_ids(kept))
     n_groups = int(np.unique(groups).size)
     cv = {
         "grouped_by": grouped_by,

@@ -317,7 +317,8 @@ def validate_feature_sets(
     ``labels_col``: the facies column; ``groups``: the CV group of every row of ``table`` (None: from
     the table, :func:`~overseer.seismic.forest.spatial_groups` with ``cfg['block_size']``, when the
     scheme is blocked); ``cfg``: the ``train_rf`` params (plus run options such as ``n_jobs``),
-    read by :func:`~overseer.seismic.forest.resolve_config`.
+    read by :func:`~overseer.seismic.forest.resolve_config` (``auto`` well features read as off: train_rf
+    chooses them after the attributes, :mod:`overseer.seismic.well_choice`).
 
     Cost is bounded: one forest of ``n_estimators`` trees (default: the largest of
     ``cfg['tree_counts']``; with ``estimator: hist_gradient_boosting`` the largest ``hgb.max_iter``)
@@ -369,8 +370,8 @@ def validate_feature_sets(
     scores = []
     for name, feats, aliases, gmm_score in sets:
         # training_arrays builds x exactly as train_forest does (well features included)
-        x, y, table_groups, _ = training_arrays(rows, feats, conf)
-        cv = cross_validate(x, y, table_groups if fold_groups is None else fold_groups, conf)
+        x, y, table_groups, inputs = training_arrays(rows, feats, conf)
+        cv = cross_validate(x, y, table_groups if fold_groups is None else fold_groups, conf, inputs=inputs)
         folds = cv.table.sort_values("fold")
         codes = np.searchsorted(cv.classes, y)
         pooled = classification_report(codes, cv.oof[trees], [str(c) for c in cv.classes]).macro["f1"]

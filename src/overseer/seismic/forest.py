@@ -22,14 +22,23 @@ scikit-learn, plus what the notes leave out:
   cross-validated as the forest's tree counts are (one warm-started model per fold grows through
   them; without early stopping or subsampling that is the same as a fresh fit of each), and the
   CV rows' ``n_estimators`` is then the number of boosting iterations. Its importance is the
-  normalised total split gain per attribute (the analogue of eq. 3 for boosted trees).
+  normalised total split gain per attribute (the analogue of eq. 3 for boosted trees). HGB runs on
+  OpenMP threads, not joblib's: every fit and prediction here runs under ``threadpool_limits`` of
+  ``n_jobs`` (:func:`thread_limit`), so the project's thread setting holds for both estimators.
+* One definition of "CV macro-F1" (:meth:`ForestResult.summary` ``cv_macro_f1``, MLflow
+  ``val_macro_f1``): the mean over folds of each fold's macro-F1 at the chosen size, the number the
+  tree count (and the feature/well-feature choices) are chosen by and whose fold-to-fold spread gives
+  the tie rule its standard error. ``cv_pooled_macro_f1`` is another statistic, named so: one
+  macro-F1 of all out-of-fold predictions together (it differs when folds differ in size or mix).
+* Out-of-fold class probabilities (``CrossValidation.proba``), so that CV reports carry a confidence.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -40,6 +49,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from overseer.errors import InputError
@@ -50,6 +60,8 @@ from overseer.seismic.well_features import (
     WELL_FEATURE_DEFAULTS,
     WellSequenceFeatures,
     check_window,
+    encoded_columns,
+    is_auto,
     model_inputs,
     model_matrix,
     well_features_enabled,
@@ -87,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
     "well_features": WELL_FEATURE_DEFAULTS,  # well logs only: neighbours ±k and depth gradients per well
     "smooth": SMOOTH_DEFAULTS,  # post-hoc running mode filter per well (window 1: off); applied by predict
 }
+# well_features / smooth values "auto" (train_rf's leave-wells-out choice, overseer.seismic.well_choice)
+# are resolved before training; resolve_config reads any left as the off value of DEFAULTS
 NESTED = ("hgb", "well_features", "smooth")
 # how a run goes, not what it learns: accepted in a config, never recorded in the model it trains
 # (the stage takes it from overseer.settings, not from params)
@@ -123,6 +137,7 @@ def build_pipeline(
     estimator: str = "random_forest",
     hgb: Mapping[str, Any] | None = None,
     well_features: Mapping[str, Any] | None = None,
+    passthrough: Sequence[int] = (),
 ) -> Pipeline:
     """[``WellSequenceFeatures``] + ``StandardScaler`` (when ``normalise``, rfc3d's "Normalize attribute")
     + ``RandomForestClassifier`` (or ``HistGradientBoostingClassifier``).
@@ -135,7 +150,9 @@ def build_pipeline(
     and ``"balanced_subsample"`` weights as ``"balanced"`` (its expected weights). When
     ``well_features`` adds anything (:func:`~overseer.seismic.well_features.well_features_enabled`)
     the pipeline's input is ``well`` (codes), ``depth`` and the logs, and its first step, named
-    ``"well_features"``, adds the neighbours and gradients and drops ``well`` and ``depth``.
+    ``"well_features"``, adds the neighbours and gradients and drops ``well`` and ``depth``;
+    ``passthrough`` (input positions of encoded columns, :func:`~overseer.seismic.well_features.encoded_columns`)
+    get neither.
     The classifier step is always named ``"forest"`` (the last); the scaler, when present, ``"scale"``.
     """
     if class_weight not in CLASS_WEIGHTS:
@@ -167,7 +184,10 @@ def build_pipeline(
     steps: list[tuple[str, Any]] = []
     if well_features_enabled(well_features):
         options = {**WELL_FEATURE_DEFAULTS, **(well_features or {})}
-        steps.append(("well_features", WellSequenceFeatures(int(options["neighbours"]), bool(options["gradients"]))))
+        step = WellSequenceFeatures(
+            int(options["neighbours"]), bool(options["gradients"]), passthrough=tuple(int(j) for j in passthrough)
+        )
+        steps.append(("well_features", step))
     steps += [("scale", StandardScaler())] if normalise else []
     return Pipeline([*steps, ("forest", model)])
 
@@ -188,12 +208,30 @@ def size_candidates(conf: Mapping[str, Any]) -> list[int]:
     return counts
 
 
-def pipeline_for(conf: Mapping[str, Any], size: int, n_jobs: int | None) -> Pipeline:
-    """:func:`build_pipeline` of a checked config (:func:`resolve_config`) with ``size`` trees/iterations."""
+def pipeline_for(
+    conf: Mapping[str, Any], size: int, n_jobs: int | None, inputs: Sequence[str] | None = None
+) -> Pipeline:
+    """:func:`build_pipeline` of a checked config (:func:`resolve_config`) with ``size`` trees/iterations;
+    ``inputs``: the pipeline's input column names (:func:`training_arrays`), whose encoded columns the
+    well features pass through (None: every column but well and depth is a log)."""
     return build_pipeline(
         size, conf["max_depth"], conf["normalise"], conf["class_weight"], conf["seed"], n_jobs,
         **forest_options(conf), estimator=conf["estimator"], hgb=conf["hgb"], well_features=conf["well_features"],
+        passthrough=encoded_columns(inputs) if inputs is not None else (),
     )  # fmt: skip
+
+
+@contextmanager
+def thread_limit(n_jobs: int | None) -> Iterator[None]:
+    """OpenMP threads capped at ``n_jobs`` (the project's thread setting) while inside: scikit-learn's
+    ``HistGradientBoostingClassifier`` takes its threads from OpenMP, not from an ``n_jobs``
+    (scikit-learn user guide, "Parallelism": ``threadpoolctl``). None or a value below 1 (-1: all
+    cores): no cap."""
+    if n_jobs is None or int(n_jobs) < 1:
+        yield
+        return
+    with threadpool_limits(limits=int(n_jobs), user_api="openmp"):
+        yield
 
 
 def spatial_groups(table: pd.DataFrame, block_size: int, coords: Sequence[str] = ("inline", "crossline")) -> np.ndarray:
@@ -278,6 +316,9 @@ class CrossValidation(NamedTuple):
     table: pd.DataFrame  # CV_COLUMNS, one row per tree count and fold
     oof: dict[int, np.ndarray]  # tree count -> out-of-fold class codes (indices into ``classes``)
     classes: np.ndarray  # the sorted facies labels
+    proba: dict[int, np.ndarray]  # tree count -> out-of-fold probabilities, rows × classes (0 for a facies
+    # a fold did not train on); ``oof`` is their argmax, as the estimators' ``predict``
+    fold: np.ndarray  # the fold that tested each row
 
 
 FoldCallback = Callable[[int, pd.DataFrame], None]
@@ -290,6 +331,8 @@ def cross_validate(
     conf: Mapping[str, Any],
     *,
     on_fold: FoldCallback | None = None,
+    inputs: Sequence[str] | None = None,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> CrossValidation:
     """rfc3d's cross-validation of every tree count, fold by fold: the one fold loop of training and tuning.
 
@@ -300,7 +343,10 @@ def cross_validate(
     logs (folds must then keep wells whole: blocked). After each fold, ``on_fold(fold, rows)`` gets
     that fold's rows (columns ``scheme`` … ``macro_f1`` of ``CV_COLUMNS``, one per tree count in
     increasing order); an exception it raises (a pruned tuning trial) ends the cross-validation and
-    propagates.
+    propagates. ``inputs``: ``x``'s column names (:func:`pipeline_for`); ``splits``: (train, test)
+    index pairs to use instead of :func:`make_folds`' (every row tested once). Each fold's model
+    predicts its test rows' probabilities once; the predicted class is their argmax (what the
+    estimators' ``predict`` returns). Fits and predictions run under :func:`thread_limit`.
     """
     scheme, random_state = conf["cv_scheme"], conf["seed"]
     counts, size = size_candidates(conf), size_param(conf)
@@ -308,18 +354,23 @@ def cross_validate(
     y = np.asarray(y)
     classes, codes = np.unique(y, return_inverse=True)
     names = [str(c) for c in classes]
-    splits = make_folds(y, groups, conf["folds"], scheme, random_state)  # facies ids, so errors name them
+    if splits is None:
+        splits = make_folds(y, groups, conf["folds"], scheme, random_state)  # facies ids, so errors name them
     oof = {n: np.full(codes.shape[0], -1, dtype=np.int64) for n in counts}
+    proba = {n: np.zeros((codes.shape[0], classes.size)) for n in counts}
+    tested = np.full(codes.shape[0], -1, dtype=np.int64)
     rows = []
     what = "rfc3d" if size == "n_estimators" else "hgb"
-    with tqdm(total=len(splits) * len(counts), desc=f"{what} {scheme} CV", unit="fit", leave=False) as bar:
+    bar = tqdm(total=len(splits) * len(counts), desc=f"{what} {scheme} CV", unit="fit", leave=False)
+    with bar, thread_limit(conf["n_jobs"]):
         for fold, (train, test) in enumerate(splits):
+            tested[test] = fold
             # One warm-started forest per fold grows through the tree counts in increasing order: with
             # an integer random_state scikit-learn draws the same trees as a fresh fit of each count
             # (it skips the seeds of the trees already grown), so 50/100/200 costs 200 trees, not 350.
             # (HGB likewise grows through its max_iter candidates: without early stopping or
             # subsampling a warm-started fit adds the iterations a fresh fit would make.)
-            model = pipeline_for(conf, counts[0], conf["n_jobs"])
+            model = pipeline_for(conf, counts[0], conf["n_jobs"], inputs)
             model.set_params(forest__warm_start=True)
             fold_rows = []
             for n in counts:
@@ -327,7 +378,9 @@ def cross_validate(
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=_WARM_START_NOTE, category=UserWarning)
                     model.fit(x[train], codes[train])
-                pred = model.predict(x[test])
+                fold_proba = model.predict_proba(x[test])
+                proba[n][np.ix_(test, model.classes_)] = fold_proba
+                pred = model.classes_[fold_proba.argmax(axis=1)]
                 oof[n][test] = pred
                 report = classification_report(codes[test], pred, names)
                 fold_rows.append(
@@ -352,7 +405,7 @@ def cross_validate(
         table[f"{metric}_mean"] = by_count[metric].transform("mean")
         table[f"{metric}_std"] = by_count[metric].transform(lambda s: float(np.std(s.to_numpy())))
     table = table.sort_values(["n_estimators", "fold"], kind="stable").reset_index(drop=True)
-    return CrossValidation(table[CV_COLUMNS], oof, classes)
+    return CrossValidation(table[CV_COLUMNS], oof, classes, proba, tested)
 
 
 def cross_validate_tree_counts(
@@ -412,17 +465,31 @@ class ForestResult:
     cv_report: ClassificationReport | None = None  # pooled out-of-fold predictions of the best tree count
     inputs: list[str] = field(default_factory=list)  # the pipeline's input columns (config.json "features")
     estimator: str = "random_forest"  # or "hist_gradient_boosting" (best_n_estimators: its max_iter)
+    oof: np.ndarray | None = None  # out-of-fold class codes (indices into ``classes``) of the best size
+    oof_proba: np.ndarray | None = None  # their probabilities, rows × classes
+    oof_fold: np.ndarray | None = None  # the fold that tested each row
+    rows: np.ndarray | None = None  # positions in the training table of the rows trained on (finite ones)
+    well_choice: dict[str, Any] | None = None  # train_rf's auto choice (overseer.seismic.well_choice), if any
 
     @property
     def cv_summary(self) -> pd.DataFrame:
         return summarise_cv(self.cv)
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready digest for metrics files and run logs."""
+        """A JSON-ready digest for metrics files and run logs.
+
+        ``cv_macro_f1`` (± ``cv_macro_f1_std``, over folds, ddof=0) is *the* CV macro-F1: the mean of the
+        folds' macro-F1 at ``best_n_estimators``, i.e. ``cv[best_n_estimators]["macro_f1_mean"]``, the
+        number that chose it (``cv_accuracy`` likewise). ``cv_pooled_macro_f1`` / ``cv_pooled_accuracy``: the
+        scores of all out-of-fold predictions together, a different statistic."""
+        best = self.cv_summary.loc[self.best_n_estimators]
         out: dict[str, Any] = {
             "cv_scheme": self.scheme,
             "estimator": self.estimator,
             "best_n_estimators": self.best_n_estimators,
+            "cv_macro_f1": float(best["macro_f1_mean"]),
+            "cv_macro_f1_std": float(best["macro_f1_std"]),
+            "cv_accuracy": float(best["accuracy_mean"]),
             "cv": {
                 int(n): {k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}
                 for n, row in self.cv_summary.to_dict(orient="index").items()
@@ -438,6 +505,8 @@ class ForestResult:
             # or facies mix (a small fold missing a facies scores low on its own)
             out["cv_pooled_accuracy"] = self.cv_report.accuracy
             out["cv_pooled_macro_f1"] = self.cv_report.macro["f1"]
+        if self.well_choice is not None:
+            out["well_choice"] = self.well_choice
         return out
 
 
@@ -500,6 +569,8 @@ def _check_nested(out: dict[str, Any]) -> None:
     """The nested options of a config: ``estimator``, ``hgb``, ``well_features`` and ``smooth``."""
     if out["estimator"] not in ESTIMATORS:
         raise InputError(f"train_rf.estimator must be one of {list(ESTIMATORS)}, got {out['estimator']!r}")
+    for key in ("well_features", "smooth"):  # auto: resolved by train_rf before it trains; off for anyone else
+        out[key] = {k: (DEFAULTS[key][k] if is_auto(v) else v) for k, v in out[key].items()}
     wf = out["well_features"]
     n = wf["neighbours"]
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
@@ -516,7 +587,9 @@ def _check_nested(out: dict[str, Any]) -> None:
 
 def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``DEFAULTS`` and ``RUN_OPTIONS`` updated with the known keys of ``cfg`` (other keys, a stage's
-    own, are ignored); the nested options (``hgb``, ``well_features``, ``smooth``) key by key."""
+    own, are ignored); the nested options (``hgb``, ``well_features``, ``smooth``) key by key. An
+    ``auto`` left in ``well_features`` or ``smooth`` reads as off (neighbours 0, gradients false,
+    window 1): train_rf resolves it first (:func:`overseer.seismic.well_choice.train_with_choice`)."""
     out = {**DEFAULTS, **RUN_OPTIONS}
     out.update({k: v for k, v in cfg.items() if k in out and k not in NESTED})
     for key in NESTED:
@@ -538,11 +611,13 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_source(cfg: Mapping[str, Any], source: str) -> None:
-    """``train_rf.well_features`` needs well logs: any other ingest ``source`` (meta.json) is an ``InputError``."""
+    """``train_rf.well_features`` needs well logs: any other ingest ``source`` (meta.json) is an ``InputError``
+    (``auto`` is not: it means off there)."""
     if well_features_enabled(cfg.get("well_features")) and source != "well_logs":
         raise InputError(
             f"train_rf.well_features (neighbours/gradients along depth per well) needs well-log training data; "
-            f"ingest@seismic prepared source {source!r}: set train_rf.well_features.neighbours: 0 and gradients: false"
+            f"ingest@seismic prepared source {source!r}: set train_rf.well_features.neighbours: 0 and gradients: false "
+            "(or auto, which is off there)"
         )
 
 
@@ -605,6 +680,11 @@ def training_arrays(
     return x, y, groups, names
 
 
+def trained_rows(table: pd.DataFrame, inputs: Sequence[str]) -> np.ndarray:
+    """Positions in ``table`` of the rows :func:`training_arrays` keeps for ``inputs`` (finite in all of them)."""
+    return np.flatnonzero(np.isfinite(model_matrix(table, list(inputs))).all(axis=1))
+
+
 def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: Mapping[str, Any]) -> ForestResult:
     """rfc3d: cross-validate each tree count (HGB: each ``hgb.max_iter``), refit the best on all rows,
     Gini (HGB: split-gain) importance of what the classifier sees (:func:`model_feature_names`).
@@ -620,17 +700,20 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
     conf = resolve_config(cfg)
     x, y, groups, inputs = training_arrays(table, feature_names, conf)
     scheme = conf["cv_scheme"]
-    cv, oof, classes = cross_validate(x, y, groups, conf)
+    folds = cross_validate(x, y, groups, conf, inputs=inputs)
+    cv, oof, classes = folds.table, folds.oof, folds.classes
     best = best_tree_count(cv)
     log.info("%s: %s %d-fold CV, best %s %d", conf["estimator"], scheme, conf["folds"], size_param(conf), best)
-    pipeline = pipeline_for(conf, best, conf["n_jobs"])
-    pipeline.fit(x, y)
+    pipeline = pipeline_for(conf, best, conf["n_jobs"], inputs)
+    with thread_limit(conf["n_jobs"]):
+        pipeline.fit(x, y)
     if conf["estimator"] == "random_forest":
         pipeline.set_params(forest__n_jobs=None)  # a run-time setting: the model file must not record it
     names = model_feature_names(pipeline, inputs)
 
     codes = np.searchsorted(classes, y)
-    cv_report = classification_report(codes, oof[best], [str(c) for c in classes])
+    # confidence: the out-of-fold probability of the predicted facies
+    cv_report = classification_report(codes, oof[best], [str(c) for c in classes], folds.proba[best].max(axis=1))
     if conf["class_weight"] is None:
         weights = np.ones(classes.size)
     else:  # "balanced_subsample" reweights every bootstrap sample; its expected weights are these
@@ -647,15 +730,22 @@ def train_forest(table: pd.DataFrame, feature_names: Sequence[str] | None, cfg: 
         estimator=conf["estimator"],
         classes=list(classes),
         cv_report=cv_report,
+        oof=oof[best],
+        oof_proba=folds.proba[best],
+        oof_fold=folds.fold,
+        rows=trained_rows(table, inputs),
     )
 
 
-def model_config(cfg: Mapping[str, Any], result: ForestResult, meta: Mapping[str, Any]) -> dict[str, Any]:
+def model_config(
+    cfg: Mapping[str, Any], result: ForestResult, meta: Mapping[str, Any], resolved: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The trained model's ``config.json``: its ``train_rf`` params, ``features`` (the pipeline's input
     columns, matched by name at prediction: ``well`` and ``depth`` first when ``well_features`` adds
     anything), the training summary, ``facies`` and ingest's ``inputs`` (meta.json; null for volumes),
-    and the resolved ``well_features`` and ``smooth`` (the post-hoc filter prediction applies)."""
-    conf = resolve_config(cfg)
+    and the resolved ``well_features`` and ``smooth`` (the post-hoc filter prediction applies): those of
+    ``resolved`` (the params with ``auto`` replaced by train_rf's choice), else of ``cfg``."""
+    conf = resolve_config(cfg if resolved is None else resolved)
     return {
         "train_rf": dict(cfg), "features": list(result.inputs), **result.summary(), "facies": meta["facies"],
         "inputs": meta.get("inputs"), "well_features": conf["well_features"], "smooth": conf["smooth"],

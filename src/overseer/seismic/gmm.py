@@ -59,6 +59,7 @@ MODEL_DESCRIPTIONS = {
 }
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _FIXED_POINT_SWEEPS = 8  # VEI/VEE M-step sweeps; the CEM iterations refine further
+_SWEEP_MAX_N = 12  # SPD inverses up to this size by the batched sweep operator (_spd_inverse)
 
 
 def n_parameters(model: str, n_clusters: int, n_dims: int) -> int:
@@ -154,27 +155,41 @@ def _spd_inverse(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     log-determinant in f(x | μk, Σk) of eq. 3 (E-step, eq. 4; likelihood, eq. 5).
 
     Up to n = 12 by the sweep operator (Gauss–Jordan without pivoting, stable for SPD): n steps,
-    each vectorised over the whole batch, the pivots multiplying to |Σ|. Larger n: LAPACK per
-    matrix (Cholesky for log|Σ|, then the inverse), which is then the faster. Raises
-    ``LinAlgError`` if a matrix is not positive definite."""
+    each vectorised over the whole batch (stored batch-last), the pivots multiplying to |Σ|.
+    Larger n: LAPACK per matrix (Cholesky for log|Σ|, then the inverse). Measured on one core
+    (issue 11, session 4): on 1000 matrices the sweep takes 0.4 / 5.8 / 11.3 ms at n = 6 / 12 /
+    16, LAPACK 2.6 / 10.0 / 14.3 ms, but a whole N = 16 size class fits no faster beyond 12 (and
+    a handful of 17 × 17 matrices twice as slow), so the limit stays. Raises ``LinAlgError`` if
+    a matrix is not positive definite."""
     n = cov.shape[-1]
-    if n > 12:
+    if n > _SWEEP_MAX_N:
         chol = np.linalg.cholesky(cov)
         return np.linalg.inv(cov), 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-    a = np.array(cov, dtype=np.float64, copy=True)
-    logdet = np.zeros(a.shape[:-2])
+    lead = cov.shape[:-2]
+    last = np.moveaxis(np.asarray(cov, np.float64).reshape(-1, n, n), 0, -1).copy()  # a copy even when m = 1
+    inv, logdet = _sweep(last, range(n))
+    return np.ascontiguousarray(np.moveaxis(inv, -1, 0)).reshape(cov.shape), logdet.reshape(lead)
+
+
+def _sweep(a: np.ndarray, order: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The sweep operator (Gauss–Jordan without pivoting) on m SPD matrices stored batch-last,
+    ``a`` (n, n, m) C-contiguous (overwritten), pivots in ``order`` (all n of them): returns a⁻¹
+    (n, n, m) and log|a| (m,) (``_spd_inverse``). Batch-last, every NumPy operation runs over m
+    contiguous values (with the batch first, the broadcasting loops run over n-long rows and
+    cost several times more); the arithmetic per entry is the same either way."""
+    logdet = np.zeros(a.shape[-1])
     outer = np.empty_like(a)
-    for k in range(n):
-        v = a[..., k, :].copy()
-        d = v[..., k].copy()
+    for k in order:
+        v = a[k].copy()  # (n, m): row k
+        d = v[k].copy()
         if not (d > 0).all():
             raise np.linalg.LinAlgError("Matrix is not positive definite")
         logdet += np.log(d)
-        r = v / d[..., None]
-        a -= np.multiply(v[..., :, None], r[..., None, :], out=outer)
-        a[..., k, :] = r
-        a[..., :, k] = r
-        a[..., k, k] = -1.0 / d
+        r = np.divide(v, d)
+        a -= np.multiply(v[:, None, :], r[None, :, :], out=outer)
+        a[k] = r
+        a[:, k] = r
+        a[k, k] = -1.0 / d
     return np.negative(a, out=a), logdet
 
 
@@ -255,7 +270,10 @@ class SharedRowsData:
     Both GEMMs are float64 with P (rows per group) padded to a multiple of 8: OpenBLAS then
     computes every output row with the same summation order whatever the other rows hold, so a
     problem's fit does not depend on its batch (float32 SGEMM does not have that property; the
-    tests check batched against single-combination fits)."""
+    tests check batched against single-combination fits). Re-checked in issue 11 session 4:
+    OpenBLAS 0.3.31's SGEMM rows differ in the last bit between batches at any row padding
+    (8 … 64), so the float32 SEM E-step (25 % faster SEM) was not taken. The work arrays of
+    both GEMMs are reused from call to call (``_buffer``)."""
 
     def __init__(self, full: np.ndarray, rows: np.ndarray, group: np.ndarray, total: np.ndarray | None = None):
         self.full = full  # (G, D, S)
@@ -275,6 +293,16 @@ class SharedRowsData:
         rank[order] = np.arange(self.group.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         self._rank, self._largest = rank, int(sizes.max(initial=0))
         self._layout: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._buffers: dict[tuple[str, int], np.ndarray] = {}
+
+    def _buffer(self, kind: str, km: int, shape: tuple[int, ...]) -> np.ndarray:
+        """A zeroed work array reused by every call with ``km`` clusters: the calls write the same
+        (problem, cluster) rows every time, so the padding rows stay zero (no allocation and
+        zero-fill per EM iteration)."""
+        key = (kind, km)
+        if key not in self._buffers:
+            self._buffers[key] = np.zeros(shape)
+        return self._buffers[key]
 
     def subset(self, idx: np.ndarray) -> SharedRowsData:
         out = SharedRowsData.__new__(SharedRowsData)
@@ -300,22 +328,25 @@ class SharedRowsData:
         n_groups, _, s = self.full.shape
         km = n_clusters - 1
         padded, row, index = self._rows_of(km)
-        stack = np.zeros((n_groups * padded, s))
+        stack = self._buffer("z", km, (n_groups * padded, s))
         if km == 1:
             stack[row[:, 0]] = z == 1
         else:
             stack[row] = z[:, None, :] == np.arange(1, n_clusters)[None, :, None]
-        rest = (stack.reshape(n_groups, padded, s) @ self.full_t).reshape(-1)[index]
+        product = self._buffer("moments", km, (n_groups, padded, self.full.shape[1]))
+        rest = np.matmul(stack.reshape(n_groups, padded, s), self.full_t, out=product).reshape(-1)[index]
         return np.concatenate([(self.total - rest.sum(axis=1))[:, None, :], rest], axis=1)
 
     def log_odds(self, coef: np.ndarray) -> np.ndarray:
         """Δ (B, K−1, S) float64, the log-odds of eq. 4 (see ``_log_odds``), from the per-problem
         coefficients ``coef`` (B, K−1, d)."""
         n_groups, d_full, s = self.full.shape
-        padded, row, index = self._rows_of(coef.shape[1])
-        c = np.zeros(n_groups * padded * d_full)
+        km = coef.shape[1]
+        padded, row, index = self._rows_of(km)
+        c = self._buffer("coef", km, (n_groups * padded * d_full,))
         c[index] = coef
-        return (c.reshape(n_groups, padded, d_full) @ self.full).reshape(-1, s)[row]
+        product = self._buffer("log_odds", km, (n_groups, padded, s))
+        return np.matmul(c.reshape(n_groups, padded, d_full), self.full, out=product).reshape(-1, s)[row]
 
 
 AugmentedData = PerProblemData | SharedRowsData
@@ -377,9 +408,10 @@ def _m_step(model: str, counts: np.ndarray, means: np.ndarray, scatter: np.ndarr
         lam = np.trace(reg, axis1=-2, axis2=-1) / (n * safe)
         for _ in range(_FIXED_POINT_SWEEPS):
             common = (reg / lam[..., None, None]).sum(axis=1)
-            _, logdet = np.linalg.slogdet(common)
-            common = common / np.exp(logdet / n)[:, None, None]  # |C| = 1
-            lam = np.einsum("bkij,bji->bk", reg, np.linalg.inv(common)) / (n * safe)
+            inverse, logdet = _spd_inverse(common)  # one batched sweep, not LAPACK per matrix
+            scale = np.exp(logdet / n)[:, None, None]
+            common = common / scale  # |C| = 1
+            lam = np.einsum("bkij,bji->bk", reg, inverse * scale) / (n * safe)
         cov = lam[..., None, None] * common[:, None]
     else:
         raise ValueError(f"unknown covariance model {model!r}; expected one of {COVARIANCE_MODELS}")
@@ -539,18 +571,23 @@ def sem_partition(
     per = b // n_groups
     # problems group-major with as many per group: the random numbers broadcast, no gather
     stacked = b == per * n_groups and np.array_equal(group, np.repeat(np.arange(n_groups), per))
+    fused = model == "VVV" and n < _SWEEP_MAX_N  # the augmented sweep has n + 1 pivots (_spd_inverse)
     for it in range(uniforms.shape[0]):
-        counts, means, scatter = _statistics(data.moments(z, n_clusters), n)
-        valid = _admissible(counts, scatter, floor, min_size)
-        if model == "VVV":
-            params, loglik = _vvv_step(counts, means, scatter, floor)
+        if fused:
+            coef, loglik, valid = _vvv_sem_step(data.moments(z, n_clusters), floor, min_size)
         else:
-            params = _m_step(model, counts, means, scatter, floor)
-            loglik = _classification_loglik(counts, scatter, params, floor)
+            counts, means, scatter = _statistics(data.moments(z, n_clusters), n)
+            valid = _admissible(counts, scatter, floor, min_size)
+            if model == "VVV":
+                params, loglik = _vvv_step(counts, means, scatter, floor)
+            else:
+                params = _m_step(model, counts, means, scatter, floor)
+                loglik = _classification_loglik(counts, scatter, params, floor)
+            coef = _coefficients(params)
         better = valid & (loglik > best)
         best = np.where(better, loglik, best)
         best_z[better] = z[better]
-        delta = _log_odds(data, params)
+        delta = data.log_odds(coef[:, 1:] - coef[:, :1])
         if thresholds is not None and stacked:  # K = 2: Δ below 2 log((1 − u)/u)
             drawn = (delta.reshape(n_groups, per, s) < thresholds[it][:, None, :]).reshape(b, s)
         elif thresholds is not None:
@@ -559,6 +596,60 @@ def sem_partition(
             drawn = _s_step(delta, None, uniforms[it][group])
         z = np.where(valid[:, None], drawn, z0)
     return best_z
+
+
+@lru_cache(maxsize=64)
+def _augmented_layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """How F's d = (n+1)(n+2)/2 entries [xi·xj (i ≤ j), x, 1] map onto the upper triangle of the
+    (n+1) × (n+1) matrix x̃ x̃ᵀ, x̃ = (x, 1): the (n+1, n+1) position in F of every entry, and per
+    F entry its row, column and weight (2 off the diagonal) in a quadratic form x̃ᵀ Q x̃ = C · F."""
+    p = n * (n + 1) // 2
+    index = np.empty((n + 1, n + 1), dtype=np.int64)
+    index[:n, :n] = _symmetric_index(n)
+    index[:n, n] = index[n, :n] = p + np.arange(n)
+    index[n, n] = p + n
+    iu, ju = _triu(n)
+    rows = np.concatenate([iu, np.arange(n), [n]])
+    cols = np.concatenate([ju, np.full(n, n), [n]])
+    return index, rows, cols, np.where(rows == cols, 1.0, 2.0)
+
+
+def _vvv_sem_step(moments: np.ndarray, floor: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One SEM M-step of VVV (Σk = Wk/Nk + diag(floor), φk = Nk/N, eqs. 2–3) fused with what the
+    next E-step needs, from the cluster moments (B, K, d): the E-step coefficients C (B, K, d) of
+    ``_coefficients``, the classification log-likelihood of eq. 5 (B,) as in ``_vvv_step`` and
+    ``_admissible`` (B,).
+
+    The moments of a cluster divided by Nk are its augmented second-moment matrix
+    A = [[E xxᵀ + diag(floor), μ], [μᵀ, 1]] (``_augmented_layout``), whose Schur complement is
+    Σk and whose inverse is [[Σk⁻¹, −Σk⁻¹μk], [−μkᵀΣk⁻¹, 1 + μkᵀΣk⁻¹μk]] with |A| = |Σk|. One
+    sweep of A (``_sweep``, pivot of x̃'s 1 first: that is the centring) therefore gives the
+    precision, Σk⁻¹μk, μkᵀΣk⁻¹μk and log|Σk| at once, the coefficients are A⁻¹'s entries, and the
+    scatters and means are never formed. The maths is that of ``_vvv_step`` + ``_coefficients``;
+    only the rounding differs (documented in benchmarks/README.md, issue 11)."""
+    b, k, d = moments.shape
+    n = floor.shape[-1]
+    index, rows, cols, weight = _augmented_layout(n)
+    counts = moments[..., -1]
+    safe = np.maximum(counts, 1.0).reshape(-1)
+    aug = moments.reshape(-1, d).T[index]  # (n+1, n+1, B·K), batch-last for _sweep
+    aug /= safe
+    diag = np.arange(n)
+    floor_last = np.repeat(floor, k, axis=0).T  # (n, B·K)
+    raw = aug[diag, diag] - aug[diag, n] ** 2  # raw variances Wk,ii/Nk
+    aug[diag, diag] += floor_last
+    aug[n, n] = 1.0  # Nk/Nk (an empty cluster: Σk = diag(floor), as in _vvv_step)
+    inv, logdet = _sweep(aug, (n, *range(n)))
+    logdet = logdet.reshape(b, k)
+    collapsed = ((raw < floor_last) & (counts.reshape(-1) > 0)).any(axis=0).reshape(b, k)
+    valid = (counts >= min_size).all(axis=1) & ~collapsed.any(axis=1)
+    weights = counts / counts.sum(axis=1, keepdims=True)
+    log_w = np.where(counts > 0, counts * np.log(np.where(counts > 0, weights, 1.0)), 0.0)
+    loglik = (log_w - 0.5 * counts * (n * (_LOG_2PI + 1.0) + logdet)).sum(axis=1)
+    coef = inv[rows, cols]  # (d, B·K)
+    coef *= weight[:, None]
+    coef[-1] += (logdet - 2.0 * np.log(np.maximum(weights, 1e-300)) - 1.0).reshape(-1)
+    return coef.T.reshape(b, k, d), loglik, valid
 
 
 def _vvv_step(

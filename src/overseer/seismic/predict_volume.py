@@ -256,17 +256,24 @@ def predict_prepared_survey(
     *,
     chunk_voxels: int = CHUNK_VOXELS,
     n_jobs: int | None = None,
+    dask: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Classify every voxel of ingest@seismic's prepared volumes into ``out_dir`` (``facies.npy``,
     probability volumes when ``cfg["probabilities"]``, SEG-Y with the input's headers when the
     survey came as SEG-Y) in chunks of about ``chunk_voxels`` voxels with ``n_jobs`` workers (run-time
     settings: see :func:`predict_volume`); returns the numeric prediction stats. A well-log survey
-    has no volume: ``out_dir`` then says so in ``NO_VOLUME.txt`` and the stats are None."""
+    has no volume: ``out_dir`` then says so in ``NO_VOLUME.txt`` and the stats are None.
+
+    A Zarr store (a large survey), or a Dask scheduler in ``dask`` (``seismic.dask``: scheduler,
+    workers, memory_limit, chunks) or ``$DASK_SCHEDULER_ADDRESS``, runs the same classification as
+    one Dask graph (:func:`overseer.seismic.dask_volume.predict_volume_dask`): the same facies."""
     from overseer.seismic.data.volumes import load_volumes
 
     if not meta["has_volumes"]:
         (out_dir / "NO_VOLUME.txt").write_text("trained on well logs: no attribute volume to classify\n")
         return None
+    if _use_dask(volumes_dir, dask):
+        return _predict_dask(model, volumes_dir, meta, features, out_dir, cfg, dict(dask or {}))
     volumes, _ = load_volumes(volumes_dir, names=features)
     stats = predict_volume(
         model, volumes, features, out_dir / "facies.npy", int(chunk_voxels),
@@ -275,4 +282,31 @@ def predict_prepared_survey(
         segy_options={"iline_byte": meta["iline_byte"], "xline_byte": meta["xline_byte"], "dtype": "int16"},
         n_jobs=n_jobs,
     )  # fmt: skip
+    return {k: v for k, v in stats.items() if not isinstance(v, str | Path)}
+
+
+def _use_dask(volumes_dir: Path, dask: Mapping[str, Any] | None) -> bool:
+    from overseer.seismic.dask_volume import scheduler_address
+    from overseer.seismic.data.zarr_store import is_zarr_store
+
+    return is_zarr_store(volumes_dir) or scheduler_address((dask or {}).get("scheduler")) is not None
+
+
+def _predict_dask(
+    model: Any, volumes_dir: Path, meta: Mapping[str, Any], features: Sequence[str], out_dir: Path,
+    cfg: Mapping[str, Any], dask: Mapping[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`predict_prepared_survey` on the Dask scheduler that ``dask`` (``seismic.dask``) names."""
+    from overseer.seismic.dask_volume import dask_scheduler, open_volumes, predict_volume_dask
+
+    local = {k: dask[k] for k in ("workers", "memory_limit") if dask.get(k) is not None}
+    with dask_scheduler(dask.get("scheduler"), n_workers=local.get("workers", 2),
+                        memory_limit=local.get("memory_limit", "auto")):  # fmt: skip
+        volumes, _ = open_volumes(volumes_dir, names=features, chunks=dask.get("chunks"))
+        stats = predict_volume_dask(
+            model, volumes, features, out_dir / "facies.npy",
+            probabilities_dir=out_dir / "probabilities" if cfg["probabilities"] else None,
+            segy_template=meta["segy_template"],
+            segy_options={"iline_byte": meta["iline_byte"], "xline_byte": meta["xline_byte"], "dtype": "int16"},
+        )  # fmt: skip
     return {k: v for k, v in stats.items() if not isinstance(v, str | Path)}

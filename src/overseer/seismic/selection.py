@@ -14,8 +14,10 @@ centred attributes, their augmented data F = [xi·xj (i ≤ j), x, 1] over all N
 facies). Each combination's own F is a row subset of its facies' F, so nothing per combination
 is copied: every M-step (cluster moments, eqs. 2–3) and E-step (log-odds of eq. 4) of a whole
 batch is one float64 GEMM per facies against the shared F (``gmm.SharedRowsData``), the CEM of
-all covariance models runs as one batch (``gmm.cem_fit_models``), and the k × k inverses and
-log-determinants are batched (``gmm._spd_inverse``). Those GEMMs give every row the same
+all covariance models runs as one batch (``gmm.cem_fit_models``), the k × k inverses and
+log-determinants are batched (``gmm._spd_inverse``, stored batch-last), and SEM's VVV M-step, eq. 5
+and the next E-step's coefficients come from one sweep of each cluster's augmented moment matrix
+(``gmm._vvv_sem_step``). Those GEMMs give every row the same
 summation order whatever the other rows hold, so a combination's fit depends only on its data
 and the seed — never on its batch, the search strategy or ``n_jobs`` (tested bit for bit).
 

@@ -14,7 +14,13 @@ provides both:
   (:func:`overseer.seismic.predict.predict_table`) and evaluation to call.
 
 Everything is computed per well in depth order whatever the order of the input rows, and
-returned in the input's row order.
+returned in the input's row order. Neighbours and gradients are taken of the numeric logs only:
+encoded columns (ingest's one-hot ``<column>:<level>`` features, e.g. ``Formation:A1 SH``,
+:func:`encoded_columns`) pass through as they are — the slope of an indicator is zero except at a
+formation boundary and its neighbours repeat it, neither of which says more than the column itself.
+
+``auto`` (:data:`AUTO`) for ``neighbours``, ``gradients`` or ``window`` is train_rf's choice by
+leave-wells-out CV (:mod:`overseer.seismic.well_choice`); this module sees resolved values only.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from overseer.errors import InputError
+from overseer.seismic.data.well_logs import LEVEL_SEPARATOR
 
 WELL_COLUMN = "well"
 DEPTH_COLUMN = "depth"
 KEY_COLUMNS = (WELL_COLUMN, DEPTH_COLUMN)
+#: a train_rf.well_features / smooth value that train_rf chooses by leave-wells-out CV (well logs; off elsewhere)
+AUTO = "auto"
 #: ``train_rf.well_features`` when it is left out: nothing added (the pipeline takes the logs only)
 WELL_FEATURE_DEFAULTS: dict[str, Any] = {"neighbours": 0, "gradients": False}
 #: ``train_rf.smooth`` when it is left out: window 1, no filter
@@ -39,9 +48,21 @@ SMOOTH_DEFAULTS: dict[str, Any] = {"window": 1}
 
 
 def well_features_enabled(options: Mapping[str, Any] | None) -> bool:
-    """True when ``train_rf.well_features`` adds anything (neighbours > 0 or gradients)."""
-    options = {**WELL_FEATURE_DEFAULTS, **(options or {})}
+    """True when ``train_rf.well_features`` adds anything (neighbours > 0 or gradients); ``auto``
+    values count as off (they are resolved before a pipeline is built)."""
+    options = {**WELL_FEATURE_DEFAULTS, **{k: v for k, v in (options or {}).items() if not is_auto(v)}}
     return int(options["neighbours"]) > 0 or bool(options["gradients"])
+
+
+def is_auto(value: Any) -> bool:
+    """True for the param value ``auto`` (:data:`AUTO`)."""
+    return isinstance(value, str) and value == AUTO
+
+
+def encoded_columns(inputs: Sequence[str]) -> list[int]:
+    """Positions in ``inputs`` of encoded (one-hot) columns, named ``<column>:<level>`` by ingest
+    (:func:`overseer.seismic.data.well_logs.one_hot_name`): :class:`WellSequenceFeatures` passes them through."""
+    return [j for j, name in enumerate(inputs) if LEVEL_SEPARATOR in str(name) and str(name) not in KEY_COLUMNS]
 
 
 def _well_order(wells: np.ndarray, depths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,15 +88,27 @@ class WellSequenceFeatures(TransformerMixin, BaseEstimator):
     log's ``np.gradient`` over depth within its well (second-order central differences inside,
     one-sided at the ends; 0 in a one-sample well). Column names: :meth:`get_feature_names_out`.
 
+    ``passthrough``: input columns (positions) that are not logs but encoded values (one-hot
+    formation columns, :func:`encoded_columns`): they stay in the first block, in input order, and get
+    no neighbours or gradients.
+
     Stateless: ``fit`` only records the input's width (and names). A well with a depth twice is an
     ``InputError`` when ``gradients`` is on (the gradient would divide by zero).
     """
 
-    def __init__(self, neighbours: int = 0, gradients: bool = False, well_column: int = 0, depth_column: int = 1):
+    def __init__(
+        self,
+        neighbours: int = 0,
+        gradients: bool = False,
+        well_column: int = 0,
+        depth_column: int = 1,
+        passthrough: Sequence[int] = (),
+    ):
         self.neighbours = neighbours
         self.gradients = gradients
         self.well_column = well_column
         self.depth_column = depth_column
+        self.passthrough = passthrough
 
     def _check_params(self) -> None:
         if (
@@ -88,7 +121,13 @@ class WellSequenceFeatures(TransformerMixin, BaseEstimator):
             raise ValueError("well_column and depth_column must be different columns")
 
     def _log_columns(self, n_features: int) -> list[int]:
+        """Every column but well and depth: logs and pass-through columns, input order."""
         return [j for j in range(n_features) if j not in (self.well_column, self.depth_column)]
+
+    def _sequence_columns(self, n_features: int) -> list[int]:
+        """Positions within :meth:`_log_columns` of the logs that get neighbours and gradients."""
+        kept = {int(j) for j in self.passthrough}
+        return [i for i, j in enumerate(self._log_columns(n_features)) if j not in kept]
 
     def fit(self, X: Any, y: Any = None) -> WellSequenceFeatures:  # noqa: N803 (scikit-learn naming)
         """Check the parameters and record ``n_features_in_`` (and ``feature_names_in_`` of a DataFrame)."""
@@ -97,6 +136,9 @@ class WellSequenceFeatures(TransformerMixin, BaseEstimator):
         for j in (self.well_column, self.depth_column):
             if not 0 <= j < x.shape[1]:
                 raise ValueError(f"column {j} is outside the {x.shape[1]} input columns")
+        for j in self.passthrough:
+            if not 0 <= int(j) < x.shape[1] or int(j) in (self.well_column, self.depth_column):
+                raise ValueError(f"passthrough column {j} is not one of the {x.shape[1]} input columns' logs")
         return self
 
     def transform(self, X: Any) -> np.ndarray:  # noqa: N803 (scikit-learn naming)
@@ -109,17 +151,18 @@ class WellSequenceFeatures(TransformerMixin, BaseEstimator):
         order, codes, starts = _well_order(wells, depths)
         ends = np.r_[starts[1:], codes.size]
         ordered, z = logs[order], depths[order]
+        sequence = ordered[:, self._sequence_columns(x.shape[1])]  # numeric logs: no encoded columns
         k = int(self.neighbours)
         blocks = [ordered]
         position = np.arange(codes.size)
         first, last = np.repeat(starts, ends - starts), np.repeat(ends - 1, ends - starts)
         for i in range(1, k + 1):  # rows i above/below in the same well, the end value past its ends
-            blocks += [ordered[np.maximum(position - i, first)], ordered[np.minimum(position + i, last)]]
+            blocks += [sequence[np.maximum(position - i, first)], sequence[np.minimum(position + i, last)]]
         if k:  # per log: above1, below1, above2, ... (blocks are per offset: reorder to per log)
             stacked = np.stack(blocks[1:], axis=2)  # rows × logs × (2k)
             blocks = [ordered, stacked.reshape(codes.size, -1)]
         if self.gradients:
-            blocks.append(self._gradients(ordered, z, starts, ends, wells[order]))
+            blocks.append(self._gradients(sequence, z, starts, ends, wells[order]))
         out = np.empty((codes.size, sum(b.shape[1] for b in blocks)), dtype=np.float64)
         out[order] = np.hstack(blocks)
         return out
@@ -143,16 +186,18 @@ class WellSequenceFeatures(TransformerMixin, BaseEstimator):
         return grad
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
-        """Output column names: ``<log>``, ``<log>_above<i>``, ``<log>_below<i>``, ``<log>_gradient``."""
+        """Output column names: every log and pass-through column, then ``<log>_above<i>``, ``<log>_below<i>``,
+        ``<log>_gradient`` of the logs (not of the pass-through columns)."""
         check_is_fitted(self, "n_features_in_")
         if input_features is None:
             names = getattr(self, "feature_names_in_", None)
             input_features = list(names) if names is not None else [f"x{j}" for j in range(self.n_features_in_)]
         if len(input_features) != self.n_features_in_:
             raise ValueError(f"input_features has {len(input_features)} names, the input {self.n_features_in_} columns")
-        logs = [str(input_features[j]) for j in self._log_columns(self.n_features_in_)]
+        everything = [str(input_features[j]) for j in self._log_columns(self.n_features_in_)]
+        logs = [everything[i] for i in self._sequence_columns(self.n_features_in_)]
         k = int(self.neighbours)
-        names = list(logs)
+        names = list(everything)
         names += [f"{log}_{side}{i}" for log in logs for i in range(1, k + 1) for side in ("above", "below")]
         names += [f"{log}_gradient" for log in logs] if self.gradients else []
         return np.asarray(names, dtype=object)
@@ -194,7 +239,8 @@ def model_matrix(table: pd.DataFrame, inputs: Sequence[str]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- post-hoc filter
 def check_window(window: Any) -> int:
-    """``window`` as an int: odd and >= 1 (1: no filter), else an ``InputError`` naming the param."""
+    """``window`` as an int: odd and >= 1 (1: no filter), else an ``InputError`` naming the param
+    (``auto`` is resolved by train_rf before anything checks the window)."""
     ok = isinstance(window, int | np.integer) and not isinstance(window, bool) and window >= 1 and window % 2 == 1
     if not ok:
         raise InputError(f"train_rf.smooth.window must be an odd whole number >= 1 (1: off), got {window!r}")

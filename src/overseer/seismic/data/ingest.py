@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -296,10 +297,55 @@ def _check_picked_finite(
         )
 
 
-def _kuwahara(attributes: Mapping[str, np.ndarray], radius: int) -> dict[str, np.ndarray]:
+def _scratch(out_dir: str | os.PathLike) -> Path:
+    """Where a Zarr survey's filtered attributes wait until they are copied into the store."""
+    return Path(out_dir).parent / f".{Path(out_dir).name}.kuwahara.zarr"
+
+
+def _kuwahara(attributes: Mapping[str, np.ndarray], radius: int, scratch: Path | None = None) -> dict[str, Any]:
+    """The filtered attributes: in one piece, or (a Zarr store) chunk by chunk as a Dask graph of the
+    same values (:func:`overseer.seismic.data.kuwahara.kuwahara_chunked`) written to the Zarr folder ``scratch``,
+    whose arrays are returned (they slice and gather picks as memory maps do)."""
     from overseer.seismic.data.kuwahara import kuwahara3d
 
+    if scratch is not None:
+        import dask.array as da
+
+        from overseer.seismic.data.kuwahara import kuwahara_chunked
+        from overseer.seismic.data.zarr_store import DEFAULT_CHUNKS, chunk_shape, open_zarr_store, save_volumes_zarr
+
+        grid = Grid.regular(next(iter(attributes.values())).shape)
+        block = chunk_shape(grid.shape, DEFAULT_CHUNKS)
+        filtered = {n: kuwahara_chunked(da.from_array(v, chunks=block), radius) for n, v in attributes.items()}
+        save_volumes_zarr(scratch, filtered, grid)  # computed chunk by chunk as it is stored
+        return dict(open_zarr_store(scratch)[0])
     return {name: kuwahara3d(np.asarray(v), radius=radius) for name, v in tqdm(attributes.items(), desc="kuwahara")}
+
+
+#: ``ingest.seismic.store: auto`` writes Zarr above this many bytes of float32 attribute volumes
+AUTO_ZARR_BYTES = 8 * 2**30
+
+
+def store_kind(cfg: Mapping[str, Any], attributes: Mapping[str, Any]) -> str:
+    """``npy`` or ``zarr``: ``ingest.seismic.store``, with ``auto`` by the attribute volumes' size
+    (:data:`AUTO_ZARR_BYTES`; the default survey stays a memory-mapped ``.npy`` store)."""
+    kind = str(cfg.get("store") or "auto")
+    if kind != "auto":
+        return kind
+    total = sum(4 * int(np.prod(v.shape)) for v in attributes.values())
+    return "zarr" if total > AUTO_ZARR_BYTES else "npy"
+
+
+def _save_store(path: Path, kind: str, stored: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    """The prepared volumes as the chosen store; Zarr keeps the input's SEG-Y headers as metadata."""
+    if kind == "npy":
+        save_volumes(path, stored, data["grid"], sources=data.get("sources", {}))
+        return
+    from overseer.seismic.data.zarr_store import save_volumes_zarr, segy_headers
+
+    template = data["segy_template"]
+    segy = segy_headers(template) if template else None
+    save_volumes_zarr(path, stored, data["grid"], sources=data.get("sources", {}), segy=segy)
 
 
 def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -313,7 +359,9 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
     if kuwahara.get("enabled") and attributes:
         why = "the Kuwahara filter (ingest.seismic.kuwahara.enabled) needs finite volumes; fill them or switch it off"
         _require_finite(attributes, data["grid"], sources, why)
-        attributes = _kuwahara(attributes, int(kuwahara["radius"]))
+        scratch = _scratch(out_dir) if store_kind(cfg, attributes) == "zarr" else None
+        attributes = _kuwahara(attributes, int(kuwahara["radius"]), scratch)
+    store = store_kind(cfg, attributes) if attributes else "npy"
     hold = cfg["holdout"]
     fraction = float(hold["fraction"])
     if "logs" in data:
@@ -366,12 +414,13 @@ def ingest_seismic(cfg: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[s
                 stored[AMPLITUDE] = data["amplitude"]
             if data["facies_model"] is not None:
                 stored["true_facies"] = data["facies_model"].astype(np.float32)
-            save_volumes(tmp / "volumes", stored, data["grid"], sources=sources)
+            _save_store(tmp / "volumes", store, stored, data)
         save_training_table(table[~held].reset_index(drop=True), tmp / "train.parquet")
         save_training_table(table[held].reset_index(drop=True), tmp / "holdout.parquet")
         write_json(tmp / "meta.json", meta)
         if data["truth"] is not None:
             write_json(tmp / "truth.json", data["truth"])
+    shutil.rmtree(_scratch(out_dir), ignore_errors=True)  # the chunked filter's output, now copied
     report = {"source": meta["source"], "attributes": candidates, "rows": counts, "holdout": meta["holdout"]}
     if "duplicates" in data:
         report["duplicates"] = data["duplicates"]

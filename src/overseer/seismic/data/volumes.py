@@ -250,6 +250,10 @@ def _copy_to_npy(volume: np.ndarray, target: Path, shape: tuple[int, int, int]) 
 
 def volume_sources(in_dir: str | os.PathLike) -> dict[str, str | None]:
     """Name → the user's file each volume of a store was read from (None: generated, or unknown)."""
+    from overseer.seismic.data.zarr_store import is_zarr_store, open_zarr_store
+
+    if is_zarr_store(in_dir):
+        return {entry["name"]: entry.get("source") for entry in open_zarr_store(in_dir)[2].get("volumes", [])}
     manifest = _read_json(Path(in_dir) / MANIFEST, "a volume store (no manifest.json; written by save_volumes?)")
     entries = manifest.get("volumes", []) if isinstance(manifest, dict) else []
     return {entry["name"]: entry.get("source") for entry in entries if isinstance(entry, dict) and "name" in entry}
@@ -259,8 +263,17 @@ def load_volumes(
     in_dir: str | os.PathLike, names: Sequence[str] | None = None, mmap: bool = True
 ) -> tuple[dict[str, np.ndarray], Grid]:
     """Volumes (all, or ``names`` in that order) and the grid of a store written by
-    :func:`save_volumes`; memory-mapped read-only (``np.memmap``) unless ``mmap`` is False."""
+    :func:`save_volumes`; memory-mapped read-only (``np.memmap``) unless ``mmap`` is False.
+
+    A Zarr store (:func:`overseer.seismic.data.zarr_store.save_volumes_zarr`, large surveys) opens
+    as read-only ``zarr.Array`` s, which slice and gather voxels as memory maps do (in memory with
+    ``mmap`` False); :func:`overseer.seismic.dask_volume.open_volumes` opens either as Dask arrays."""
+    from overseer.seismic.data.zarr_store import is_zarr_store, open_zarr_store
+
     base = Path(in_dir)
+    if is_zarr_store(base):
+        arrays, grid, _ = open_zarr_store(base, names)
+        return ({n: a for n, a in arrays.items()} if mmap else {n: a[:] for n, a in arrays.items()}), grid
     manifest = _read_json(base / MANIFEST, "a volume store (no manifest.json; written by save_volumes?)")
     if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
         raise InputError(f"not a volume store manifest (expected format {STORE_FORMAT!r})", path=base / MANIFEST)

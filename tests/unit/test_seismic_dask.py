@@ -1,0 +1,218 @@
+"""The Dask path of the volume-wide seismic steps equals the single-process path voxel for voxel,
+on threads and on a LocalCluster of 2 worker processes; a failing chunk leaves no partial output."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from params_defaults import section
+from sklearn.ensemble import RandomForestClassifier
+
+from overseer.errors import InputError
+from overseer.seismic import dask_volume as dv
+from overseer.seismic.data.grid import Grid
+from overseer.seismic.data.kuwahara import kuwahara3d
+from overseer.seismic.data.segy import read_segy, write_segy
+from overseer.seismic.data.volumes import save_volumes
+from overseer.seismic.data.zarr_store import is_zarr_store, open_zarr_store, save_volumes_zarr, segy_headers
+from overseer.seismic.gtm_workflow import build_gtm
+from overseer.seismic.predict_volume import predict_volume
+
+SHAPE = (12, 10, 16)
+CHUNKS = (5, 4, 16)  # 3 × 3 chunks, uneven at the edges
+GTM_CFG = {"grid": [5, 5], "rbf_grid": [3, 3], "rbf_width": 1.0, "alpha": 1e-3, "max_iter": 15, "tol": 1e-2,
+           "likelihood": "bhattacharyya", "seed": 0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster of 2 single-threaded worker processes for the whole module (CI has 2 cores)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, memory_limit="1GiB"
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def client(cluster, monkeypatch):
+    """The cluster reached the way users reach theirs: by address, from $DASK_SCHEDULER_ADDRESS."""
+    monkeypatch.setenv(dv.SCHEDULER_ENV, cluster.scheduler_address)
+    with dv.dask_scheduler(None) as connected:
+        yield connected
+
+
+def _survey(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    layers = np.repeat(np.arange(4), 4)[None, None, :] * np.ones(SHAPE)
+    return {
+        "a": (layers + rng.normal(0, 0.3, SHAPE) + 50.0).astype(np.float32),  # offset data, as real attributes
+        "b": (np.cos(layers) + rng.normal(0, 0.3, SHAPE)).astype(np.float32),
+    }
+
+
+def _labels() -> np.ndarray:
+    return (np.repeat(np.arange(4), 4)[None, None, :] * np.ones(SHAPE, dtype=np.int64)).astype(np.int64)
+
+
+def _forest(vols: dict[str, np.ndarray]) -> RandomForestClassifier:
+    x = np.stack([vols["a"].ravel(), vols["b"].ravel()], axis=1)
+    return RandomForestClassifier(n_estimators=8, random_state=0, n_jobs=1).fit(x[::3], _labels().ravel()[::3])
+
+
+def _dask(vols: dict[str, np.ndarray]) -> dict[str, da.Array]:
+    return {k: da.from_array(v, chunks=CHUNKS) for k, v in vols.items()}
+
+
+def test_kuwahara_on_threads_equals_the_whole_volume_filter():
+    volume = _survey()["a"]
+    with dv.dask_scheduler(None) as nothing:
+        assert nothing is None
+        chunked = dv.kuwahara(da.from_array(volume, chunks=CHUNKS), radius=2).compute()
+    np.testing.assert_array_equal(chunked, kuwahara3d(volume, radius=2))
+
+
+def test_kuwahara_and_forest_on_a_cluster_equal_the_single_process_path(client, tmp_path):
+    vols = _survey()
+    vols["b"][0, 0, :3] = np.nan  # undefined voxels: facies -1, probability NaN on both paths
+    np.testing.assert_array_equal(
+        dv.kuwahara(da.from_array(vols["a"], chunks=CHUNKS), radius=1).compute(), kuwahara3d(vols["a"], radius=1)
+    )
+    model = _forest({k: np.nan_to_num(v) for k, v in vols.items()})
+    ref = predict_volume(model, vols, ["a", "b"], tmp_path / "ref.npy", chunk_voxels=300,
+                         probabilities_dir=tmp_path / "ref_p", progress=False, engine="sklearn")  # fmt: skip
+    stats = dv.predict_volume_dask(model, _dask(vols), ["a", "b"], tmp_path / "facies.npy",
+                                   probabilities_dir=tmp_path / "p")  # fmt: skip
+    np.testing.assert_array_equal(np.load(tmp_path / "facies.npy"), np.load(tmp_path / "ref.npy"))
+    for c in model.classes_:
+        np.testing.assert_array_equal(
+            np.load(tmp_path / "p" / f"probability_{c}.npy"), np.load(tmp_path / "ref_p" / f"probability_{c}.npy")
+        )
+    assert stats["facies_counts"] == ref["facies_counts"]
+    assert stats["undefined_voxels"] == ref["undefined_voxels"] == 3
+    assert stats["chunks"] == 9
+
+
+def test_gtm_probabilities_on_a_cluster_equal_predict_volume(client, tmp_path):
+    vols = _survey(1)
+    x = np.stack([vols["a"].ravel(), vols["b"].ravel()], axis=1)
+    y = _labels().ravel().copy()
+    y[1::2] = -1  # unlabelled voxels beside the picks, as train_gtm fits
+    gtm = build_gtm(GTM_CFG, n_jobs=1).fit(x[::2], y[::2])
+    predict_volume(gtm, vols, ["a", "b"], tmp_path / "ref.npy", chunk_voxels=500,
+                   probabilities_dir=tmp_path / "ref_p", progress=False, engine="sklearn")  # fmt: skip
+    dv.predict_volume_dask(gtm, _dask(vols), ["a", "b"], tmp_path / "g.zarr", probabilities_dir=tmp_path / "p")
+    np.testing.assert_array_equal(da.from_zarr(str(tmp_path / "g.zarr")).compute(), np.load(tmp_path / "ref.npy"))
+    for c in gtm.classes_:
+        got = da.from_zarr(str(tmp_path / "p" / f"probability_{c}.zarr")).compute()
+        np.testing.assert_array_equal(got, np.load(tmp_path / "ref_p" / f"probability_{c}.npy"))
+
+
+def test_npy_and_zarr_stores_open_as_the_same_dask_arrays(tmp_path):
+    vols = _survey()
+    grid = Grid.regular(SHAPE, inline_start=100, crossline_start=300, sample_interval_ms=4.0)
+    save_volumes(tmp_path / "npy", vols, grid)
+    save_volumes_zarr(tmp_path / "zarr", vols, grid, chunks=CHUNKS, sources={"a": "a.npy"})
+    assert is_zarr_store(tmp_path / "zarr") and not is_zarr_store(tmp_path / "npy")
+    small, g1 = dv.open_volumes(tmp_path / "npy", chunks=CHUNKS)
+    large, g2 = dv.open_volumes(tmp_path / "zarr", names=["b", "a"])
+    assert g1.difference(g2) is None and list(large) == ["b", "a"]
+    for name, volume in vols.items():
+        assert isinstance(small[name], da.Array) and isinstance(large[name], da.Array)
+        assert small[name].chunksize == large[name].chunksize == CHUNKS
+        np.testing.assert_array_equal(small[name].compute(), volume)
+        np.testing.assert_array_equal(large[name].compute(), volume)
+    with pytest.raises(InputError, match="no volume named"):
+        open_zarr_store(tmp_path / "zarr", names=["c"])
+
+
+def test_segy_is_ingested_to_zarr_trace_block_by_trace_block_with_its_headers(tmp_path):
+    volume = _survey()["a"]
+    grid = Grid.regular(SHAPE, inline_start=100, crossline_start=300, sample_interval_ms=4.0)
+    write_segy(volume, grid, tmp_path / "a.sgy")
+    save_volumes_zarr(tmp_path / "store", {"a": tmp_path / "a.sgy"}, grid, chunks=CHUNKS,
+                      segy=segy_headers(tmp_path / "a.sgy"))  # fmt: skip
+    arrays, stored_grid, attrs = open_zarr_store(tmp_path / "store")
+    np.testing.assert_array_equal(arrays["a"][:], read_segy(tmp_path / "a.sgy")[0])
+    assert stored_grid.difference(grid) is None
+    assert attrs["segy"]["binary"] and len(attrs["segy"]["text"][0]) == 3200
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".zarr"])
+def test_a_nan_tile_under_the_filter_leaves_no_partial_output(tmp_path, suffix):
+    volume = _survey()["a"]
+    volume[10:, 8:, :] = np.nan  # the last tile
+    target = tmp_path / f"filtered{suffix}"
+    with pytest.raises(InputError, match="finite"):
+        dv.store_results({target: dv.kuwahara(da.from_array(volume, chunks=CHUNKS), radius=1, centre=50.0)})
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_task_on_the_cluster_leaves_the_previous_output(client, tmp_path):
+    target = tmp_path / "facies.npy"
+    np.save(target, np.zeros(SHAPE, np.int8))
+    before = target.read_bytes()
+
+    def fail_on_the_last_block(block, block_info=None):
+        if block_info[0]["chunk-location"] == (2, 2, 0):
+            raise RuntimeError("chunk failed")
+        return block
+
+    failing = da.from_array(_survey()["a"], chunks=CHUNKS).map_blocks(fail_on_the_last_block, dtype=np.float32)
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        dv.store_results({target: failing})
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["facies.npy"]
+
+
+def test_the_scheduler_comes_from_params_else_the_environment(cluster, monkeypatch):
+    monkeypatch.delenv(dv.SCHEDULER_ENV, raising=False)
+    assert dv.scheduler_address(None) is None
+    monkeypatch.setenv(dv.SCHEDULER_ENV, "tcp://elsewhere:8786")
+    assert dv.scheduler_address(None) == "tcp://elsewhere:8786"
+    assert dv.scheduler_address(cluster.scheduler_address) == cluster.scheduler_address  # params win
+    with dv.dask_scheduler(cluster.scheduler_address) as connected:
+        assert connected.scheduler.address == cluster.scheduler_address
+        assert len(connected.scheduler_info()["workers"]) == 2
+    monkeypatch.setenv(dv.SCHEDULER_ENV, "")
+    assert dv.scheduler_address(None) is None
+
+
+def test_ingest_writes_a_zarr_store_with_the_same_filtered_volumes_and_table(tmp_path):
+    from overseer.seismic.data.ingest import ingest_seismic
+    from overseer.seismic.data.volumes import load_volumes
+
+    cfg = section("ingest", "seismic", kuwahara={"enabled": True, "radius": 1})
+    cfg["default"] = {**cfg["default"], "shape": [16, 12, 24]}
+    ingest_seismic({**cfg, "store": "npy"}, tmp_path / "npy")
+    ingest_seismic({**cfg, "store": "zarr"}, tmp_path / "zarr")
+    assert is_zarr_store(tmp_path / "zarr" / "volumes") and not is_zarr_store(tmp_path / "npy" / "volumes")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["npy", "zarr"]  # no scratch left behind
+    small, grid = load_volumes(tmp_path / "npy" / "volumes")
+    large, zgrid = load_volumes(tmp_path / "zarr" / "volumes")
+    assert zgrid.difference(grid) is None and list(large) == list(small)
+    for name, volume in small.items():
+        np.testing.assert_array_equal(large[name][:], volume)
+    for table in ("train.parquet", "holdout.parquet"):
+        assert (tmp_path / "npy" / table).read_bytes() == (tmp_path / "zarr" / table).read_bytes()
+
+
+def test_train_rfs_prediction_takes_the_dask_path_for_a_zarr_store(tmp_path, monkeypatch):
+    from overseer.seismic.predict_volume import predict_prepared_survey
+
+    monkeypatch.delenv(dv.SCHEDULER_ENV, raising=False)
+    vols = _survey(2)
+    model = _forest(vols)
+    grid = Grid.regular(SHAPE)
+    save_volumes(tmp_path / "npy", vols, grid)
+    save_volumes_zarr(tmp_path / "zarr", vols, grid, chunks=CHUNKS)
+    meta = {"has_volumes": True, "segy_template": None, "iline_byte": 189, "xline_byte": 193}
+    cfg, dask_cfg = {"probabilities": True}, section("seismic", "dask")
+    for store in ("npy", "zarr"):
+        (tmp_path / f"out_{store}").mkdir()
+        stats = predict_prepared_survey(model, tmp_path / store, meta, ["a", "b"], tmp_path / f"out_{store}", cfg,
+                                        chunk_voxels=500, n_jobs=1, dask=dask_cfg)  # fmt: skip
+        # npy: predict_volume's slabs of 500 voxels; zarr: seismic.dask.chunks (64 × 64 traces: one chunk here)
+        assert stats["chunks"] == (4 if store == "npy" else 1)
+    for name in ("facies.npy", "probabilities/probability_2.npy"):
+        assert (tmp_path / "out_npy" / name).read_bytes() == (tmp_path / "out_zarr" / name).read_bytes()
