@@ -10,6 +10,7 @@ are mapped to it by ``SHARED_BUILD`` in tests/conftest.py), so one worker builds
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -112,6 +113,16 @@ def copy_project(built: BuiltProject, dest: Path) -> tuple[Path, dict]:
     if uri.startswith("sqlite:///"):
         env["MLFLOW_TRACKING_URI"] = uri.replace(str(built.root), str(dest))
     return dest, env
+
+
+def file_digests(root: Path, *folders: str) -> dict[str, str]:
+    """md5 of every file under ``folders``, keyed by its path relative to ``root``."""
+    return {
+        path.relative_to(root).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+        for folder in folders
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file()
+    }
 
 
 # The seismic chain that test_seismic_pipeline and test_team_store read (one worker: see Makefile):

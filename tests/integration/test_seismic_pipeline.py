@@ -8,14 +8,13 @@ docs/scaling-out.md for the user guide these tests back).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, ran_stages, run, serve_model
+from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, file_digests, ran_stages, run, serve_model
 
 pytestmark = pytest.mark.slow
 
@@ -84,16 +83,6 @@ def _skipped(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if "didn't change, skipping" in line}
 
 
-def _digests(root: Path, *folders: str) -> dict[str, str]:
-    """md5 of every file under ``folders``, keyed by its path relative to ``root``."""
-    return {
-        path.relative_to(root).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
-        for folder in folders
-        for path in sorted((root / folder).rglob("*"))
-        if path.is_file()
-    }
-
-
 def _runs(uri: str, experiment: str = "seismic") -> list:
     import mlflow
 
@@ -135,7 +124,7 @@ def test_remote_push_then_clone_pull_reproduces_nothing(tmp_path: Path, seismic_
 
     # the pulled outputs are byte for byte the originals
     cached = ("data/prepared/seismic", "models/seismic")
-    pulled, original = _digests(clone, *cached), _digests(origin, *cached)
+    pulled, original = file_digests(clone, *cached), file_digests(origin, *cached)
     assert "models/seismic/export/model.skops" in pulled and "models/seismic/facies/facies.npy" in pulled
     assert pulled == original
 

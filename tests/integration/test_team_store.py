@@ -14,7 +14,6 @@ saying why, where no loopback port can be bound or PostgreSQL cannot start.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, ran_stages
+from conftest import SEISMIC_TARGETS, BuiltProject, commit_all, copy_project, file_digests, ran_stages
 from team_services import (
     BUCKET,
     ServiceUnavailableError,
@@ -131,20 +130,11 @@ def clones(tmp_path_factory: pytest.TempPathFactory, seismic_built: BuiltProject
     return Clones(a, env_a, b, env_b, a_commit, frozenset(_all_runs(team.tracking_uri)))
 
 
-def _digests(root: Path, *folders: str) -> dict[str, str]:
-    return {
-        path.relative_to(root).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
-        for folder in folders
-        for path in sorted((root / folder).rglob("*"))
-        if path.is_file()
-    }
-
-
 def test_dvc_remote_on_s3_round_trip(team: Team, clones: Clones) -> None:
     """`dvc push` to s3:// from clone A; clone B `dvc pull`s: up to date, `dvc repro` runs and logs nothing."""
     a, b, env_a, env_b = clones.a, clones.b, clones.env_a, clones.env_b
     pushed = {key.split("/")[-2] + key.split("/")[-1] for key in bucket_keys(team.endpoint, "dvc/files/md5/")}
-    digests = _digests(a, "data/prepared/seismic", "models/seismic")
+    digests = file_digests(a, "data/prepared/seismic", "models/seismic")
     in_git = set(run(["git", "ls-files"], a, env_a).stdout.split())
     assert {md5 for path, md5 in digests.items() if path not in in_git} <= pushed  # every cached file is in S3
     sync = run(["dvc", "status", "--cloud", "--with-deps", *SEISMIC_TARGETS], a, env_a).stdout
@@ -156,7 +146,7 @@ def test_dvc_remote_on_s3_round_trip(team: Team, clones: Clones) -> None:
     repro = run(["dvc", "repro", *SEISMIC_TARGETS], b, env_b)
     assert ran_stages(repro.stdout) == set(), repro.stdout
     assert _all_runs(team.tracking_uri) == clones.runs_before_repro  # nothing recomputed, nothing logged
-    assert _digests(b, "data/prepared/seismic", "models/seismic") == digests
+    assert file_digests(b, "data/prepared/seismic", "models/seismic") == digests
 
 
 def _client_in_b(clones: Clones, dst: Path) -> dict:
