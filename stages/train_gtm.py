@@ -36,9 +36,10 @@ def main() -> None:
         with atomic_dir(SEISMIC_GTM_MODEL) as tmp:
             save_model(result.model, tmp / "model.skops")
             write_json(tmp / "config.json", config)  # what predict and evaluate read
-            stats = {} if volumes is None else predict_gtm_survey(
+            stats = {} if volumes is None else predict_gtm_survey(  # a Zarr store or seismic.dask: one Dask graph
                 result.model, volumes, features, tmp / SEISMIC_GTM_VOLUMES.name, meta,
                 chunk_voxels=settings.chunk_voxels, progress=settings.progress,
+                volumes_dir=SEISMIC_VOLUMES, dask=stage.load_params("seismic", "dask"),
             )  # fmt: skip
         prediction, run_time = split_run_time(stats)
         run_time.update({k: prediction.pop(k) for k in ("chunks",) if k in prediction})  # follows chunk_voxels

@@ -6,6 +6,7 @@ as root it runs them as the `postgres` user) and skips, saying why, where there 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -112,6 +113,8 @@ def _project(root: Path) -> Path:
     table["b"] = rng.normal(0, 1, n)
     (root / "data/prepared/seismic").mkdir(parents=True)
     table.to_parquet(root / "data/prepared/seismic/train.parquet")
+    meta = {"source": "default", "attributes": ["a", "b"], "facies": ["f0", "f1", "f2"]}  # as ingest writes it
+    (root / "data/prepared/seismic/meta.json").write_text(json.dumps(meta))
     (root / "reports/seismic/selection").mkdir(parents=True)
     (root / "reports/seismic/selection/selection.json").write_text('{"best_combination": ["a", "b"]}')
     return root

@@ -245,3 +245,49 @@ def test_a_key_change_penalty_keeps_a_real_modulation():
     assert [schema.KEY_FIFTHS[k] for k in pp.postprocess(piece, pred, key_change_penalty=64.0)["bar_key"]] == [0] * 12
     with pytest.raises(ValueError, match="penalty"):
         pp.postprocess(piece, pred, key_change_penalty=-1.0)
+
+
+def _beam_case(notes: list[N], bar_arrays: tuple[np.ndarray, ...]) -> tuple[dict, dict]:
+    piece = truth_piece(notes, bar_arrays)
+    return piece, pp.postprocess(piece, oracle(piece))
+
+
+def test_a_beat_of_32nds_is_beamed_in_fours_each_with_its_own_stem():
+    # issue 13: a rising arpeggio of eight 32nds, written (DCML, Beethoven op. 7 iv) as two beams of
+    # four, stems up then down; one beam over the beat would force one direction on all eight
+    pitches = [55, 58, 63, 67, 70, 75, 79, 77]
+    notes = [N(k / 8, 1 / 8, p, note_type="32nd", stem=int(k >= 4)) for k, p in enumerate(pitches)]
+    notes += [N(1 + q, 1, 72) for q in range(3)]
+    piece, res = _beam_case(notes, regular_bars(1))
+    pp.check_result(piece, res)
+    first, second = res["beam"][:4], res["beam"][4:8]
+    assert len(set(first)) == len(set(second)) == 1 and first[0] >= 0 and second[0] >= 0 and first[0] != second[0]
+    np.testing.assert_array_equal(res["stem"], piece["y_stem"])
+    # eighths and 16ths keep one beam per beat
+    notes = [N(k / 4, 1 / 4, 72 + k, note_type="16th") for k in range(4)] + [N(1, 0.5, 72, note_type="eighth")]
+    notes += [N(1.5, 0.5, 74, note_type="eighth"), N(2, 2, 76, note_type="half")]
+    res = _beam_case(notes, regular_bars(1))[1]
+    assert np.unique(res["beam"][:4]).size == 1 and res["beam"][0] >= 0 and res["beam"][4] == res["beam"][5] >= 0
+
+
+def test_a_beam_never_crosses_a_tuplet_bracket():
+    # triplet eighths in 2/2 (Beethoven op. 31/1 iii): one half-note beat, two brackets, two beams
+    # with their own stems
+    pitches = [67, 66, 67, 69, 71, 72]
+    notes = [N(k / 3, 1 / 3, p, note_type="eighth", tuplet=1, stem=int(k >= 3)) for k, p in enumerate(pitches)]
+    notes += [N(2, 2, 72, note_type="half")]
+    piece, res = _beam_case(notes, regular_bars(1, 2, 2))
+    pp.check_result(piece, res)
+    assert res["tuplet_group"][0] != res["tuplet_group"][3]
+    assert len(set(res["beam"][:3])) == len(set(res["beam"][3:6])) == 1 and res["beam"][0] != res["beam"][3]
+    np.testing.assert_array_equal(res["stem"], piece["y_stem"])
+
+
+def test_a_beam_still_outvotes_one_wrong_stem():
+    notes = [N(k / 8, 1 / 8, 72 + k, note_type="32nd", stem=1) for k in range(8)] + [N(1, 3, 60, dots=1)]
+    notes[-1].note_type = "half"
+    piece = truth_piece(notes, regular_bars(1))
+    pred = oracle(piece)
+    pred["logits_stem"][1] = pred["logits_stem"][1][[1, 0, 2]]  # note 1 says "up"
+    res = pp.postprocess(piece, pred)
+    assert (res["stem"][:8] == 1).all()

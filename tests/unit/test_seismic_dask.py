@@ -216,3 +216,120 @@ def test_train_rfs_prediction_takes_the_dask_path_for_a_zarr_store(tmp_path, mon
         assert stats["chunks"] == (4 if store == "npy" else 1)
     for name in ("facies.npy", "probabilities/probability_2.npy"):
         assert (tmp_path / "out_npy" / name).read_bytes() == (tmp_path / "out_zarr" / name).read_bytes()
+
+
+def _shuffled_segy(path, volume: np.ndarray, seed: int = 0):
+    """``volume`` as SEG-Y written with segyio directly, its traces in a shuffled order."""
+    import segyio
+
+    n_il, n_xl, n_s = volume.shape
+    cells = [(il, xl) for il in range(n_il) for xl in range(n_xl)]
+    spec = segyio.spec()
+    spec.samples, spec.format, spec.tracecount = 4.0 * np.arange(n_s), 5, len(cells)
+    with segyio.create(str(path), spec) as f:
+        f.bin.update({segyio.BinField.Interval: 4000})
+        for t, k in enumerate(np.random.default_rng(seed).permutation(len(cells))):
+            il, xl = cells[k]
+            f.header[t] = {189: 100 + il, 193: 300 + xl}
+            f.trace[t] = volume[il, xl]
+    return path
+
+
+def test_a_segy_volume_reads_windows_and_gathers_only_where_sliced(tmp_path):
+    from overseer.seismic.data.zarr_store import SegyVolume
+
+    volume = _survey()["a"]
+    path = _shuffled_segy(tmp_path / "a.sgy", volume)
+    lazy = SegyVolume(path)
+    assert lazy.shape == SHAPE and lazy.grid.inlines[0] == 100
+    for index in [(slice(None),), (slice(2, 7), slice(1, None, 3), 4), (-1,), (Ellipsis, 5), (slice(9, 2, -2), 0)]:
+        np.testing.assert_array_equal(lazy[index], volume[index])
+    il, xl, s = (np.random.default_rng(1).integers(0, n, 40) for n in SHAPE)
+    np.testing.assert_array_equal(lazy[il, xl, s], volume[il, xl, s])  # how picks are gathered
+    with dv.dask_scheduler(None):
+        np.testing.assert_array_equal(da.from_array(lazy, chunks=CHUNKS).compute(), volume)
+    save_volumes_zarr(tmp_path / "store", {"a": path}, lazy.grid, chunks=CHUNKS)  # segy_to_zarr, block by block
+    np.testing.assert_array_equal(open_zarr_store(tmp_path / "store")[0]["a"][:], volume)
+
+
+def test_train_gtm_takes_the_dask_path_for_a_zarr_store_or_a_scheduler(cluster, tmp_path, monkeypatch):
+    from overseer.seismic import gtm_workflow
+    from overseer.seismic.data.volumes import load_volumes
+
+    monkeypatch.delenv(dv.SCHEDULER_ENV, raising=False)
+    vols = _survey(3)
+    grid = Grid.regular(SHAPE, inline_start=100, crossline_start=300, sample_interval_ms=4.0)
+    save_volumes(tmp_path / "npy", vols, grid)
+    save_volumes_zarr(tmp_path / "zarr", vols, grid, chunks=CHUNKS)
+    template = write_segy(vols["a"], grid, tmp_path / "a.sgy")
+    meta = {"segy_template": str(template), "iline_byte": 189, "xline_byte": 193}
+    maps, zarrs = load_volumes(tmp_path / "npy")[0], load_volumes(tmp_path / "zarr")[0]
+    # train_gtm's voxel sample reads a Zarr store as it reads memory maps: the same rows
+    np.testing.assert_array_equal(gtm_workflow.sample_voxels(zarrs, ["a", "b"], 400, seed=0),
+                                  gtm_workflow.sample_voxels(maps, ["a", "b"], 400, seed=0))  # fmt: skip
+    x = np.stack([vols["a"].ravel(), vols["b"].ravel()], axis=1)
+    y = _labels().ravel().copy()
+    y[1::2] = -1
+    gtm = build_gtm(GTM_CFG, n_jobs=1).fit(x[::3], y[::3])  # picks and unlabelled voxels
+    chunks, address = list(CHUNKS), cluster.scheduler_address
+    runs = {"memmap": (maps, tmp_path / "npy", None), "zarr": (zarrs, tmp_path / "zarr", {"chunks": chunks}),
+            "cluster": (maps, tmp_path / "npy", {"scheduler": address, "chunks": chunks})}  # fmt: skip
+    stats = {}
+    for name, (volumes, store, dask_cfg) in runs.items():
+        if name != "memmap":  # the Dask runs must not take the memory-map path
+            monkeypatch.setattr(gtm_workflow, "predict_volume", lambda *a, **k: pytest.fail("memmap path taken"))
+        stats[name] = gtm_workflow.predict_gtm_survey(gtm, volumes, ["a", "b"], tmp_path / name, meta,
+                                                      chunk_voxels=400, progress=False, volumes_dir=store,
+                                                      dask=dask_cfg)  # fmt: skip
+    assert stats["memmap"]["chunks"] == 6 and stats["zarr"]["chunks"] == stats["cluster"]["chunks"] == 9
+    files = [p.relative_to(tmp_path / "memmap") for p in sorted((tmp_path / "memmap").rglob("*")) if p.is_file()]
+    assert len(files) == 2 * (1 + len(gtm.classes_))  # facies and probabilities, .npy and .sgy
+    for name in ("zarr", "cluster"):
+        assert stats[name]["facies_counts"] == stats["memmap"]["facies_counts"]
+        for file in files:
+            assert (tmp_path / name / file).read_bytes() == (tmp_path / "memmap" / file).read_bytes(), (name, file)
+
+
+class _KillOnce:
+    """A model whose ``predict_proba`` ends the worker process it runs in, the first time on any
+    worker (the marker file says it happened), and predicts as ``model`` ever after."""
+
+    def __init__(self, model, marker):
+        self.model, self.marker, self.classes_ = model, str(marker), model.classes_
+
+    def predict_proba(self, x):
+        import os
+
+        from distributed import get_worker
+
+        get_worker()  # only ever on a worker: raises ValueError in this process
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return self.model.predict_proba(x)
+        os._exit(1)  # as a worker dies: no exception, no clean-up
+
+
+def test_a_killed_worker_is_retried_else_no_partial_output(cluster, client, tmp_path):
+    vols = _survey(4)
+    model = _forest(vols)
+    predict_volume(model, vols, ["a", "b"], tmp_path / "ref.npy", chunk_voxels=300, progress=False, engine="sklearn")
+    out = tmp_path / "out"
+    out.mkdir()
+    # distributed reschedules the dead worker's task (allowed-failures: 3 by default); the nanny restarts it
+    stats = dv.predict_volume_dask(_KillOnce(model, tmp_path / "killed"), _dask(vols), ["a", "b"], out / "facies.npy")
+    assert (tmp_path / "killed").exists() and stats["chunks"] == 9
+    assert (out / "facies.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    client.wait_for_workers(2, timeout=30)
+    # a task that may not be retried: the graph fails and leaves nothing behind
+    scheduler, allowed = cluster.scheduler, cluster.scheduler.allowed_failures
+    scheduler.allowed_failures = 0
+    try:
+        (tmp_path / "killed").unlink()
+        with pytest.raises(Exception, match=r"KilledWorker|worker"):
+            dv.predict_volume_dask(_KillOnce(model, tmp_path / "killed"), _dask(vols), ["a", "b"], out / "again.npy",
+                                   probabilities_dir=out / "p")  # fmt: skip
+        assert (tmp_path / "killed").exists() and [p.name for p in out.iterdir()] == ["facies.npy"]
+    finally:
+        scheduler.allowed_failures = allowed
+        client.wait_for_workers(2, timeout=30)

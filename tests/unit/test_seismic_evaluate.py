@@ -18,9 +18,16 @@ from params_defaults import section
 from overseer.io import write_artifacts, write_json
 from overseer.metrics import write_report
 from overseer.seismic.data.ingest import ingest_seismic
-from overseer.seismic.evaluate import WELL_FOLDS, cross_validated_report, evaluate_forest, holdout_report
-from overseer.seismic.forest import build_pipeline, train_forest
+from overseer.seismic.evaluate import (
+    WELL_FOLDS,
+    chosen_on_all_rows,
+    cross_validated_report,
+    evaluate_forest,
+    holdout_report,
+)
+from overseer.seismic.forest import build_pipeline, model_config, train_forest
 from overseer.seismic.model_io import load_model, save_model
+from overseer.seismic.well_choice import train_with_choice
 from overseer.validation.core import ValidationFailed, validate_and_report
 from overseer.validation.seismic import validate_seismic
 
@@ -128,7 +135,10 @@ def test_an_empty_holdout_is_evaluated_by_leave_wells_out_cv(all_wells_train, tm
     evaluation = evaluate_forest(prepared, model_dir, tmp_path / "no_facies_volume", EVALUATE_RF, n_jobs=1)
     metrics, described = evaluation.metrics(), evaluation.described()
     assert list(described) == ["evaluation", "cv"] and "evaluation" not in metrics and "cv" not in metrics
-    assert described["evaluation"] == "leave-wells-out CV (no held-out wells: holdout.fraction 0)"
+    assert described["evaluation"] == (
+        "leave-wells-out CV (no held-out wells: holdout.fraction 0; "
+        "tree count chosen on all wells: slightly optimistic)"
+    )
     assert metrics["n_items"] == len(training)  # every training row predicted once, out of fold
     assert described["cv"] == {
         "grouped_by": "well",
@@ -137,6 +147,7 @@ def test_an_empty_holdout_is_evaluated_by_leave_wells_out_cv(all_wells_train, tm
         "one_group_per_fold": True,
         "n_estimators": json.loads((model_dir / "config.json").read_text())["best_n_estimators"],
         "seed": 0,
+        "chosen_on_all_rows": ["tree_counts"],  # train_rf's CV chose among tree_counts [10, 20] on the same wells
     }
     assert set(metrics["per_class"]) == set(CODES.values()) and 0.0 <= metrics["macro"]["f1"] <= 1.0
     assert evaluation.report.confusion.shape == (3, 3)
@@ -189,6 +200,31 @@ def test_no_fold_scores_a_well_it_trained_on() -> None:
     assert conf.notna().all() and conf.between(0, 1).all()  # the fold model's probability of its prediction
 
 
+def test_a_cv_report_names_the_choices_made_on_all_wells(all_wells_train) -> None:
+    prepared, _ = all_wells_train
+    meta = json.loads((prepared / "meta.json").read_text())
+    table = pd.read_parquet(prepared / "train.parquet")
+    auto = {"well_features": {"neighbours": "auto", "gradients": False}, "smooth": {"window": "auto"}}
+    cfg = {**TRAIN_RF, **auto, "features": "validated"}
+    trained = train_with_choice(table, meta["attributes"], {**cfg, "n_jobs": 1}, "well_logs")
+    config = model_config(cfg, trained.result, meta, trained.resolved)  # train_rf's config.json
+    scored = cross_validated_report(table, config, meta["facies"], n_jobs=1)
+    assert scored.evaluation == (
+        "leave-wells-out CV (no held-out wells: holdout.fraction 0; tree count, attributes, well features, "
+        "smoothing window chosen on all wells: slightly optimistic)"
+    )
+    assert scored.cv["chosen_on_all_rows"] == ["tree_counts", "features", "well_features", "smooth.window"]
+    # nothing chosen (one size, attributes all, no auto): a plain label; boosting names its iterations
+    plain = {"train_rf": {"features": "all"}, "cv": {"20": {}}, "well_choice": {"auto": [], "how": "off"}}
+    assert chosen_on_all_rows(plain) == {}
+    hgb = {"estimator": "hist_gradient_boosting", "cv": {"100": {}, "200": {}}}
+    assert chosen_on_all_rows(hgb) == {"hgb.max_iter": "boosting iterations"}
+    single = {"train_rf": {**TRAIN_RF, "tree_counts": [20]}, "features": meta["attributes"], "best_n_estimators": 20}
+    assert cross_validated_report(table, single, meta["facies"], n_jobs=1).evaluation == (
+        "leave-wells-out CV (no held-out wells: holdout.fraction 0)"
+    )
+
+
 def test_many_wells_are_cross_validated_in_folds_of_wells() -> None:
     table = _well_specific(WELL_FOLDS + 4, rows=12)
     config = {"train_rf": {**TRAIN_RF, "tree_counts": [5]}, "features": ["position"], "best_n_estimators": 5}
@@ -222,7 +258,9 @@ def test_an_empty_holdout_of_picks_is_evaluated_by_blocked_cv(tmp_path: Path) ->
     np.save(tmp_path / "facies" / "facies.npy", facies)  # what train_rf predicts; evaluation only plots it
     evaluation = evaluate_forest(prepared, model_dir, tmp_path / "facies", EVALUATE_RF, n_jobs=1)
     metrics, described = evaluation.metrics(), evaluation.described()
-    assert described["evaluation"] == "blocked CV (no held-out picks: holdout.fraction 0)"
+    assert described["evaluation"] == (
+        "blocked CV (no held-out picks: holdout.fraction 0; tree count chosen on all picks: slightly optimistic)"
+    )
     assert metrics["n_items"] == len(pd.read_parquet(prepared / "train.parquet")) == len(picks)
     assert described["cv"]["grouped_by"] == "4×4 inline × crossline block" and described["cv"]["folds"] == 3
     assert not _strings(metrics)

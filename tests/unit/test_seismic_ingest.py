@@ -204,3 +204,40 @@ def test_holdout_mask_keeps_every_facies_on_both_sides() -> None:
         holdout_mask(np.zeros(10), np.arange(10) % 2, 0.25, 0)
     with pytest.raises(InputError, match="every facies"):
         holdout_mask(np.arange(4), np.arange(4), 0.25, 0)  # each facies lives in one block only
+
+
+@pytest.mark.parametrize("kuwahara", [False, True])
+def test_segy_goes_into_a_zarr_store_block_by_block_with_the_npy_stores_arrays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kuwahara: bool
+) -> None:
+    from overseer.seismic.data import segy, volumes
+    from overseer.seismic.data.volumes import load_volumes
+    from overseer.seismic.data.zarr_store import is_zarr_store
+
+    cfg = _user_survey(tmp_path, "sgy")
+    amplitude = np.random.default_rng(1).normal(size=(12, 10, 20)).astype(np.float32)
+    write_segy(
+        amplitude,
+        Grid.regular((12, 10, 20), inline_start=500, crossline_start=20, sample_interval_ms=4.0),
+        tmp_path / "amp.sgy",
+    )
+    cfg = {**cfg, "amplitude": str(tmp_path / "amp.sgy"), "kuwahara": {"enabled": kuwahara, "radius": 1}}
+    ingest_seismic({**cfg, "store": "npy"}, tmp_path / "npy")
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the Zarr path read a whole SEG-Y volume")
+
+    monkeypatch.setattr(volumes, "read_segy", whole)  # read_volume's whole-volume reader
+    monkeypatch.setattr(segy, "read_segy", whole)
+    ingest_seismic({**cfg, "store": "zarr"}, tmp_path / "zarr")
+    assert is_zarr_store(tmp_path / "zarr" / "volumes")
+    small, grid = load_volumes(tmp_path / "npy" / "volumes")
+    large, zgrid = load_volumes(tmp_path / "zarr" / "volumes")
+    assert zgrid.difference(grid) is None and list(large) == list(small) == ["informative", "noise", "amplitude"]
+    for name, volume in small.items():
+        np.testing.assert_array_equal(large[name][:], volume)
+    np.testing.assert_array_equal(small["amplitude"], amplitude)
+    for name in ("train.parquet", "holdout.parquet", "meta.json"):
+        assert (tmp_path / "npy" / name).read_bytes() == (tmp_path / "zarr" / name).read_bytes()
+    with pytest.raises(AssertionError, match="whole SEG-Y"):  # the npy path does read it whole
+        ingest_seismic({**cfg, "store": "npy"}, tmp_path / "npy2")

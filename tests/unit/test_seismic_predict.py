@@ -32,6 +32,7 @@ from overseer.seismic.predict import (
     predict_volumes,
     volume_sources,
 )
+from overseer.seismic.predict_volume import predict_volume
 from overseer.seismic.well_features import model_matrix, smooth_per_well
 
 FEATURES = ["GR", "RHOB", "DT"]
@@ -226,6 +227,45 @@ def test_npy_volumes_give_the_per_voxel_prediction(model, tmp_path: Path) -> Non
     legend = json.loads((tmp_path / "out" / LEGEND).read_text())
     assert [(f["id"], f["name"]) for f in legend["facies"]] == list(enumerate(FACIES))
     assert sum(legend["facies_counts"].values()) == np.prod(SHAPE)
+
+
+def _openmp_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [int(pool["num_threads"]) for pool in threadpool_info() if pool["user_api"] == "openmp"]
+
+
+class _ThreadRecorder:
+    """A fitted two-facies 'model' whose predict_proba records the OpenMP thread counts it runs under
+    (HistGradientBoosting's predict_proba takes its threads from OpenMP, not from joblib)."""
+
+    classes_ = np.array([0, 1])
+    n_features_in_ = len(FEATURES)
+
+    def __init__(self) -> None:
+        self.seen: list[list[int]] = []
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        self.seen.append(_openmp_threads())
+        p = (x[:, 0] > 50).astype(np.float64)
+        return np.stack([1 - p, p], axis=1)
+
+
+@pytest.mark.parametrize("n_jobs", [1, None])
+def test_volume_prediction_runs_under_the_n_jobs_thread_limit(tmp_path: Path, n_jobs: int | None) -> None:
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime, as a trained model does)
+
+    before = _openmp_threads()
+    if not before:
+        pytest.skip("no OpenMP runtime loaded")
+    recorder = _ThreadRecorder()
+    stats = predict_volume(
+        recorder, _volumes(), FEATURES, tmp_path / "facies.npy", chunk_voxels=40, engine="sklearn", progress=False,
+        n_jobs=n_jobs,
+    )  # fmt: skip
+    assert stats["chunks"] == len(recorder.seen) == SHAPE[0]  # every chunk (an inline) recorded
+    assert recorder.seen == [[1] * len(before) if n_jobs == 1 else before] * SHAPE[0]  # None: no cap
+    assert _openmp_threads() == before  # the limit ends with the prediction
 
 
 def test_volumes_named_explicitly_and_extra_volumes_ignored(model, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from well_tables import layered_wells
 
 from overseer.seismic.forest import cross_validate, make_folds, model_config, resolve_config, training_arrays
 from overseer.seismic.well_choice import (
@@ -29,28 +30,9 @@ FEATURES = ["gr", "pe", "Formation:A"]
 META = {"facies": ["sand", "silt", "shale"], "inputs": None}
 
 
-def wells(n_wells: int = 6, n: int = 60, seed: int = 0) -> pd.DataFrame:
-    """Wells of beds (facies 0/1/2 in runs of 3..10 samples), noisy gr/pe that follow facies, a one-hot
-    formation column by depth; rows shuffled."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for w in range(n_wells):
-        facies = np.repeat(rng.integers(0, 3, n), rng.integers(3, 10, n))[:n]
-        depth = 2000 + 0.5 * np.arange(n)
-        parts.append(
-            pd.DataFrame({
-                "well": f"W{w}", "depth": depth, "facies": facies,
-                "gr": (40 + 20 * facies + rng.normal(0, 15, n)).astype(np.float32),
-                "pe": (3 + 0.3 * facies + rng.normal(0, 0.5, n)).astype(np.float32),
-                "Formation:A": (depth > 2015).astype(np.float32),
-            })
-        )  # fmt: skip
-    return pd.concat(parts, ignore_index=True).sample(frac=1.0, random_state=seed).reset_index(drop=True)
-
-
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return wells()
+    return layered_wells()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +95,7 @@ def test_the_choice_is_saved_with_the_model_and_prediction_applies_it(trained, t
     assert set(trained.choice.metrics()) >= {"auto_well_features_n0_g0_cv_macro_f1", "auto_smooth_w3_cv_macro_f1"}
     save_model(trained.result.pipeline, tmp_path / "model.skops")
     (tmp_path / "config.json").write_text(json.dumps(config))
-    new = wells(n_wells=2, seed=7).drop(columns="facies")
+    new = layered_wells(n_wells=2, seed=7).drop(columns="facies")
     predicted = predict_table(load_seismic_model(tmp_path), new)
     proba = trained.result.pipeline.predict_proba(model_matrix(new, trained.result.inputs))
     expected = smooth_per_well(new["well"], new["depth"], proba.argmax(axis=1), trained.resolved["smooth"]["window"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -16,11 +17,16 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from well_tables import layered_wells
 
+from overseer import paths
 from overseer.errors import InputError
-from overseer.seismic.forest import train_forest
+from overseer.seismic import well_choice
+from overseer.seismic.feature_choice import choose_features
+from overseer.seismic.forest import cross_validate, resolve_config, train_forest, training_arrays
+from overseer.seismic.well_choice import train_with_choice, without_auto
 from overseer.tuning import objectives
-from overseer.tuning.objectives import TunedModel, score_rf
+from overseer.tuning.objectives import TunedModel, prepare_rf, score_rf, with_auto
 from overseer.tuning.space import parse_space, suggest
 from overseer.tuning.study import WORKER_ATTR, load_study, tune, worker_identity
 from overseer.tuning.writeback import already_written, render, write_best
@@ -375,6 +381,87 @@ def test_a_pruned_rf_trial_stops_after_the_fold_that_pruned_it() -> None:
     with pytest.raises(optuna.TrialPruned, match="step 0"):
         score_rf({"table": rf_table(), "features": ["a", "b"]}, RF_CFG, report)
     assert steps == [0]
+
+
+# --- rf on well logs: train_rf's auto well features / smoothing, resolved once per study
+WELL_LOGS = ["gr", "pe", "Formation:A"]
+WELL_CFG = {
+    "features": "all", "tree_counts": [10], "folds": 3, "n_jobs": 1, "max_depth": 8,
+    "well_features": {"neighbours": "auto", "gradients": "auto"}, "smooth": {"window": "auto"},
+}  # fmt: skip
+AUTO_KEYS = ["well_features.neighbours", "well_features.gradients", "smooth.window"]
+
+
+def prepared_root(root: Path, table: pd.DataFrame, source: str = "well_logs") -> Path:
+    """What ingest@seismic leaves for tuning: the training table and meta.json."""
+    (root / paths.SEISMIC_TRAIN_TABLE).parent.mkdir(parents=True)
+    table.to_parquet(root / paths.SEISMIC_TRAIN_TABLE)
+    (root / paths.SEISMIC_META).write_text(json.dumps({"attributes": WELL_LOGS, "source": source}))
+    return root
+
+
+def tuning_params(cfg: dict, space: dict | None = None) -> dict:
+    return {
+        "train_rf": cfg,
+        "tune": {"rf": {"space": space or {"train_rf.max_depth": {"type": "int", "low": 2, "high": 9}}}},
+    }
+
+
+def _no_choice(*args, **kwargs):
+    raise AssertionError("the auto choice ran")
+
+
+@pytest.fixture(scope="module")
+def logs() -> pd.DataFrame:
+    return layered_wells(shuffle=False)
+
+
+def test_prepare_rf_resolves_auto_as_train_rf_does(logs: pd.DataFrame, tmp_path: Path) -> None:
+    data = prepare_rf(tuning_params(WELL_CFG), prepared_root(tmp_path, logs))
+    # train_rf's stage: choose_features, then train_with_choice on the chosen attributes
+    chosen = choose_features("all", None, WELL_LOGS, logs, WELL_CFG)
+    expected = train_with_choice(logs, chosen.features, WELL_CFG, "well_logs").resolved
+    assert data["features"] == chosen.features == WELL_LOGS
+    assert data["auto"] == {k: expected[k.split(".")[0]][k.split(".")[1]] for k in AUTO_KEYS}
+    trial = with_auto(WELL_CFG, data["auto"])  # a trial that tunes none of them
+    assert {k: trial[k] for k in ("well_features", "smooth")} == {k: expected[k] for k in ("well_features", "smooth")}
+    assert expected["well_features"]["neighbours"] > 0  # these beds reward neighbours: auto is not off here
+    # the trial scores the resolved model: train_rf's CV of it (one-hot column passed through), not the off one
+    seen: list[tuple[int, float]] = []
+    value = score_rf(data, WELL_CFG, lambda s, v: seen.append((s, v)))
+    conf = resolve_config(expected)
+    x, y, groups, inputs = training_arrays(logs, WELL_LOGS, conf)
+    folds = cross_validate(x, y, groups, conf, inputs=inputs).table.sort_values("fold")["macro_f1"]
+    assert value == pytest.approx(float(folds.mean())) and len(seen) == WELL_CFG["folds"]
+    off = score_rf({**data, "auto": {}}, WELL_CFG, lambda s, v: None)
+    assert off == score_rf(data, without_auto(WELL_CFG), lambda s, v: None) != value
+
+
+def test_tuned_auto_keys_keep_the_trials_values(logs: pd.DataFrame, tmp_path: Path, monkeypatch) -> None:
+    space = {
+        "train_rf.well_features.neighbours": {"type": "categorical", "choices": [0, 1, 2]},
+        "train_rf.well_features.gradients": {"type": "categorical", "choices": [False, True]},
+    }
+    cfg = {**WELL_CFG, "smooth": {"window": 3}}
+    monkeypatch.setattr(well_choice, "train_with_choice", _no_choice)  # every auto key tuned: nothing to choose
+    assert prepare_rf(tuning_params(cfg, space), prepared_root(tmp_path, logs))["auto"] == {}
+    trial = {**WELL_CFG, "well_features": {"neighbours": 2, "gradients": "auto"}}
+    resolved = with_auto(trial, {"well_features.neighbours": 1, "well_features.gradients": True, "smooth.window": 5})
+    assert resolved["well_features"] == {"neighbours": 2, "gradients": True} and resolved["smooth"] == {"window": 5}
+    assert trial["well_features"]["gradients"] == "auto"  # the trial's own params are not changed
+
+
+def test_auto_is_off_for_volumes_without_a_choice(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(well_choice, "train_with_choice", _no_choice)
+    table = rf_table().rename(columns={"a": "gr", "b": "pe"}).assign(**{"Formation:A": 0.0})
+    data = prepare_rf(tuning_params(WELL_CFG), prepared_root(tmp_path, table, source="volumes"))
+    assert data["auto"] == {"well_features.neighbours": 0, "well_features.gradients": False, "smooth.window": 1}
+
+
+def test_the_smoothing_window_is_not_tunable() -> None:
+    params = tuning_params(WELL_CFG, {"train_rf.smooth.window": {"type": "categorical", "choices": [1, 3]}})
+    with pytest.raises(InputError, match=r"tune\.rf\.space\.train_rf\.smooth\.window: not tunable: .*every value"):
+        parse_space(params, "rf", "train_rf")
 
 
 CNN_CFG = {

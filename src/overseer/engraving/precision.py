@@ -7,11 +7,11 @@
   in bf16, reductions, norms, losses and the optimiser stay float32 (autocast's own op lists); on
   CUDA the same with the GPU's bf16;
 * ``auto`` — on CUDA, bf16 where the GPU supports it, else fp16 with a gradient scaler; on the CPU,
-  bf16 only with Intel AMX (:func:`cpu_has_amx`: bf16 matrix tiles), fp32 elsewhere. AVX-512 BF16
-  alone (AMD Zen 4, Cooper Lake) does not qualify, by measurement (``benchmarks/engraving_epoch.py``
-  on an EPYC with AVX-512 BF16, one thread, shared cores): a lone 1200 x 256 x 256 product is 4.6x
-  faster in bf16 and the graph convolutions ~1.3-1.9x, but the float32 GRU dominates the step and
-  whole epochs were 1.00-1.04x as fast as fp32 — not worth results that differ bit-wise.
+  fp32, by measurement (``benchmarks/engraving_epoch.py``, hidden 256, one epoch over the 222 DCML
+  training pieces, 375,557 notes, 2 threads, quiet cores): on a Xeon with AMX bf16 tiles
+  (:func:`cpu_has_amx`) an epoch took 114.1 s in bf16 and 109.3 s in fp32 (0.96x); on an EPYC with
+  AVX-512 BF16 it was 1.00-1.04x. A lone 1200 x 256 x 256 product is 4.6x faster in bf16 and the
+  graph convolutions gain ~1.3-1.9x, but the float32 GRU, the heads and the casts eat it.
   ``precision: bf16`` forces it; the validation losses stayed within run-to-run noise of fp32.
 
 The GRU of the sequence branch is not on CPU autocast's bf16 list, so it runs in float32 whatever
@@ -79,4 +79,4 @@ def resolve_precision(precision: str, device: torch.device | str) -> Precision:
         return Precision(dev, torch.bfloat16)
     if dev.type == "cuda":
         return Precision(dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return Precision(dev, torch.bfloat16 if cpu_has_amx() else None)
+    return Precision(dev, None)  # the CPU: fp32 (module doc: bf16 measured no faster, even with AMX)

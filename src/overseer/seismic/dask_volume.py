@@ -16,6 +16,7 @@ on local threads, a ``LocalCluster`` or any running Dask cluster.
 - :func:`dask_scheduler` chooses where graphs run: ``seismic.dask.scheduler`` in params, else the
   ``DASK_SCHEDULER_ADDRESS`` variable; ``null``: Dask's threaded scheduler; ``local``: a
   ``LocalCluster``; an address (``tcp://host:8786``): that cluster (dask-jobqueue, dask-kubernetes…).
+  :func:`use_dask` says when a stage takes this path at all: a Zarr store, or a scheduler named.
 
 No scheduler of our own: Dask builds, ships and retries every task.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,26 @@ def dask_scheduler(
                 raise InputError(
                     f"seismic.dask.scheduler / {SCHEDULER_ENV}: no Dask scheduler answers at {address!r} ({exc})"
                 ) from None
+        yield client
+
+
+def use_dask(volumes_dir: str | os.PathLike | None, dask: Mapping[str, Any] | None = None) -> bool:
+    """Whether a volume-wide step takes the Dask path: ``volumes_dir`` is a Zarr store (a large
+    survey), or a scheduler is named (``seismic.dask.scheduler``, else ``$DASK_SCHEDULER_ADDRESS``).
+    The forest's prediction (train_rf) and the GTM projection (train_gtm) decide alike."""
+    if volumes_dir is not None and is_zarr_store(volumes_dir):
+        return True
+    return scheduler_address((dask or {}).get("scheduler")) is not None
+
+
+@contextlib.contextmanager
+def params_scheduler(dask: Mapping[str, Any] | None) -> Iterator[Any]:
+    """:func:`dask_scheduler` as the ``seismic.dask`` params say (``scheduler``; ``workers`` and
+    ``memory_limit`` for ``local``, default 2 workers and Dask's ``auto``)."""
+    dask = dict(dask or {})
+    workers = dask.get("workers") if dask.get("workers") is not None else 2
+    memory = dask.get("memory_limit") if dask.get("memory_limit") is not None else "auto"
+    with dask_scheduler(dask.get("scheduler"), n_workers=int(workers), memory_limit=memory) as client:
         yield client
 
 
@@ -209,10 +230,40 @@ def store_results(
     ``extra``: more Dask values computed in the same pass (e.g. counts); their results are returned.
 
     Every target is written under a temporary name beside it and renamed only when the whole
-    graph succeeded: a failure leaves each target as it was (absent, or the previous file)."""
+    graph succeeded: a failure leaves each target as it was (absent, or the previous file), and
+    removes the folders it made for them."""
     from overseer.seismic.predict_volume import write_facies_segy
 
     dtypes = {Path(k): v for k, v in (dtypes or {}).items()}
+    created = _missing_folders(Path(raw) for raw in outputs)
+    try:
+        results = _store(outputs, dtypes, extra, segy_template)
+    except BaseException:
+        for folder in created:  # folders made for the targets (probabilities/): gone again when empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    for npy, path in results[1]:  # after the .npy files are in place; each SEG-Y is written atomically too
+        write_facies_segy(npy, segy_template, path, segy_options=segy_options)
+    return list(results[0])
+
+
+def _missing_folders(paths: Iterable[Path]) -> list[Path]:
+    """The folders above ``paths`` that do not exist yet, deepest first."""
+    missing = set()
+    for path in paths:
+        folder = path.absolute().parent
+        while not folder.exists():
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda f: len(f.parts), reverse=True)
+
+
+def _store(
+    outputs: Mapping[str | os.PathLike, da.Array], dtypes: Mapping[Path, str], extra: Sequence[Any],
+    segy_template: str | os.PathLike | None,
+) -> tuple[Sequence[Any], list[tuple[Path, Path]]]:  # fmt: skip
+    """:func:`store_results`' one graph: the extra values computed and the (``.npy``, SEG-Y) pairs to convert."""
     with contextlib.ExitStack() as stack:
         tasks, segy = [], []
         for raw, array in outputs.items():
@@ -233,9 +284,7 @@ def store_results(
             else:
                 raise ValueError(f"output must be .npy, .zarr, .sgy or .segy, got {path.name}")
         results = dask.compute(*tasks, *extra)
-    for npy, path in segy:  # after the .npy files are in place; each SEG-Y is written atomically too
-        write_facies_segy(npy, segy_template, path, segy_options=segy_options)
-    return list(results[len(tasks) :])
+    return results[len(tasks) :], segy
 
 
 # ---------------------------------------------------------------------------- the whole prediction

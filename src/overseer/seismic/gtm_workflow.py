@@ -18,11 +18,13 @@ Here that is :class:`overseer.seismic.gtm.GTMClassifier` (it standardises the at
 * **volumes** — every voxel is projected in bounded-memory chunks by
   :func:`overseer.seismic.predict_volume.predict_volume` (the forest's chunked writer: int8 facies,
   -1 where an attribute is undefined, one float32 probability volume per facies; SEG-Y with the
-  input's headers beside the ``.npy`` files when the survey came as SEG-Y).
+  input's headers beside the ``.npy`` files when the survey came as SEG-Y) — or, for a Zarr store
+  or a Dask scheduler in ``seismic.dask``, as one Dask graph with the same voxels, as the forest's.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +56,14 @@ def gtm_features(mode: str, selection: Mapping[str, Any] | None, attributes: Seq
 
 def sample_voxels(volumes: Mapping[str, np.ndarray], features: Sequence[str], n: int, seed: int) -> np.ndarray:
     """A seeded uniform sample of at most ``n`` voxels whose attributes are all finite (rows × features,
-    float32), read from the (memory-mapped) volumes at sorted flat indices, so only those pages are read."""
+    float32), read from the (memory-mapped or Zarr) volumes at sorted flat indices, so only those pages
+    or chunks are read."""
     arrays = [volumes[f] for f in features]
-    total = int(np.prod(arrays[0].shape))
+    shape = tuple(arrays[0].shape)
+    total = int(np.prod(shape))
     rng = np.random.default_rng(seed)
-    index = np.sort(rng.choice(total, size=min(int(n), total), replace=False))
-    rows = np.column_stack([np.asarray(a.reshape(-1)[index], dtype=np.float32) for a in arrays])
+    index = np.unravel_index(np.sort(rng.choice(total, size=min(int(n), total), replace=False)), shape)
+    rows = np.column_stack([np.asarray(a[index], dtype=np.float32) for a in arrays])  # a gather: Zarr has no reshape
     return rows[np.isfinite(rows).all(axis=1)]
 
 
@@ -167,21 +171,34 @@ def pdf_overlap(pdfs: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- volumes
 def predict_gtm_survey(
     model: GTMClassifier,
-    volumes: Mapping[str, np.ndarray],
+    volumes: Mapping[str, Any],
     features: Sequence[str],
     out_dir: Path,
     meta: Mapping[str, Any],
     *,
     chunk_voxels: int,
     progress: bool = True,
+    volumes_dir: str | os.PathLike | None = None,
+    dask: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Project every voxel: ``out_dir/facies.npy`` (int8, -1 undefined) and ``out_dir/probabilities/
     probability_<id>.npy`` (float32, NaN undefined), each also as SEG-Y with the input's headers when
-    the survey came as SEG-Y; returns the numeric stats of :func:`predict_volume`."""
-    stats = predict_volume(
-        model, volumes, features, out_dir / "facies.npy", int(chunk_voxels),
-        probabilities_dir=out_dir / "probabilities", engine="sklearn", progress=progress,
-    )  # fmt: skip
+    the survey came as SEG-Y; returns the numeric stats of :func:`predict_volume`.
+
+    The forest's rule decides the path (:func:`overseer.seismic.dask_volume.use_dask`): the store
+    ``volumes_dir`` (where ``volumes`` were loaded from) is Zarr, or ``dask`` (``seismic.dask``) or
+    ``$DASK_SCHEDULER_ADDRESS`` names a scheduler → one Dask graph
+    (:func:`~overseer.seismic.dask_volume.predict_volume_dask`, ``seismic.dask.chunks``); else the
+    memory maps in slabs of ``chunk_voxels``. The same voxels either way."""
+    from overseer.seismic.dask_volume import use_dask
+
+    if use_dask(volumes_dir, dask):
+        stats = _project_dask(model, volumes, features, out_dir, volumes_dir, dict(dask or {}))
+    else:
+        stats = predict_volume(
+            model, volumes, features, out_dir / "facies.npy", int(chunk_voxels),
+            probabilities_dir=out_dir / "probabilities", engine="sklearn", progress=progress,
+        )  # fmt: skip
     template = meta.get("segy_template")
     if template is not None:
         options = {"iline_byte": meta["iline_byte"], "xline_byte": meta["xline_byte"]}
@@ -189,6 +206,27 @@ def predict_gtm_survey(
         for path in stats["probability_paths"].values():
             write_facies_segy(path, template, segy_options={**options, "dtype": "float32"})
     return {k: v for k, v in stats.items() if not isinstance(v, str | Path | dict) or k == "facies_counts"}
+
+
+def _project_dask(
+    model: GTMClassifier, volumes: Mapping[str, Any], features: Sequence[str], out_dir: Path,
+    volumes_dir: str | os.PathLike | None, dask: Mapping[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`predict_gtm_survey`'s volumes as one Dask graph on the scheduler ``dask`` names: read
+    from the store ``volumes_dir`` (the workers open it themselves), else from ``volumes`` in this process."""
+    import dask.array as da
+
+    from overseer.seismic.dask_volume import open_volumes, params_scheduler, predict_volume_dask
+    from overseer.seismic.data.zarr_store import DEFAULT_CHUNKS, chunk_shape
+
+    with params_scheduler(dask):
+        if volumes_dir is not None:
+            arrays, _ = open_volumes(volumes_dir, names=features, chunks=dask.get("chunks"))
+        else:
+            block = chunk_shape(tuple(volumes[features[0]].shape), dask.get("chunks") or DEFAULT_CHUNKS)
+            arrays = {f: da.from_array(volumes[f], chunks=block) for f in features}
+        return predict_volume_dask(model, arrays, features, out_dir / "facies.npy",
+                                   probabilities_dir=out_dir / "probabilities")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- pictures

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from overseer.errors import InputError
 from overseer.io import atomic_file
 from overseer.seismic.compiled_forest import ENGINES, verified_predictor
+from overseer.seismic.forest import thread_limit
 
 UNDEFINED = -1
 CHUNK_VOXELS = 2_000_000  # the default chunk (overseer.settings: chunk_voxels / OVERSEER_CHUNK_VOXELS)
@@ -122,7 +123,9 @@ def predict_volume(
 
     ``chunk_voxels`` and ``n_jobs`` change the memory and time a prediction takes, never its result:
     ``n_jobs`` (joblib workers, -1: all cores) applies where the model leaves its own unset (a forest
-    from ``train_forest``); None: as the model says.
+    from ``train_forest``), and caps the OpenMP threads of the whole prediction
+    (:func:`overseer.seismic.forest.thread_limit`: HistGradientBoosting's ``predict_proba``);
+    None: as the model says.
 
     ``engine`` says what computes the probabilities (:mod:`overseer.seismic.compiled_forest`):
     ``"auto"`` (default) — the forest compiled for ONNX Runtime, checked against scikit-learn on
@@ -157,6 +160,8 @@ def predict_volume(
         tmp = stack.enter_context(atomic_file(out_path))
         if n_jobs is not None:
             stack.enter_context(parallel_config(n_jobs=n_jobs))
+        # HistGradientBoosting predicts with OpenMP threads, which ignore joblib: every core unless capped
+        stack.enter_context(thread_limit(n_jobs))
         facies = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int8, shape=shape)
         probs = []
         if probabilities_dir is not None:
@@ -272,7 +277,9 @@ def predict_prepared_survey(
     if not meta["has_volumes"]:
         (out_dir / "NO_VOLUME.txt").write_text("trained on well logs: no attribute volume to classify\n")
         return None
-    if _use_dask(volumes_dir, dask):
+    from overseer.seismic.dask_volume import use_dask
+
+    if use_dask(volumes_dir, dask):
         return _predict_dask(model, volumes_dir, meta, features, out_dir, cfg, dict(dask or {}))
     volumes, _ = load_volumes(volumes_dir, names=features)
     stats = predict_volume(
@@ -285,23 +292,14 @@ def predict_prepared_survey(
     return {k: v for k, v in stats.items() if not isinstance(v, str | Path)}
 
 
-def _use_dask(volumes_dir: Path, dask: Mapping[str, Any] | None) -> bool:
-    from overseer.seismic.dask_volume import scheduler_address
-    from overseer.seismic.data.zarr_store import is_zarr_store
-
-    return is_zarr_store(volumes_dir) or scheduler_address((dask or {}).get("scheduler")) is not None
-
-
 def _predict_dask(
     model: Any, volumes_dir: Path, meta: Mapping[str, Any], features: Sequence[str], out_dir: Path,
     cfg: Mapping[str, Any], dask: Mapping[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """:func:`predict_prepared_survey` on the Dask scheduler that ``dask`` (``seismic.dask``) names."""
-    from overseer.seismic.dask_volume import dask_scheduler, open_volumes, predict_volume_dask
+    from overseer.seismic.dask_volume import open_volumes, params_scheduler, predict_volume_dask
 
-    local = {k: dask[k] for k in ("workers", "memory_limit") if dask.get(k) is not None}
-    with dask_scheduler(dask.get("scheduler"), n_workers=local.get("workers", 2),
-                        memory_limit=local.get("memory_limit", "auto")):  # fmt: skip
+    with params_scheduler(dask):
         volumes, _ = open_volumes(volumes_dir, names=features, chunks=dask.get("chunks"))
         stats = predict_volume_dask(
             model, volumes, features, out_dir / "facies.npy",

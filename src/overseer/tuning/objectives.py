@@ -6,8 +6,9 @@ process (the training table; the backbone embeddings); ``score`` trains one conf
 returns its validation metric, calling ``report(step, value)`` with intermediate scores (per fold,
 per epoch) so that Optuna can prune a poor trial early.
 
-* rf  - mean macro-F1 over the blocked cross-validation folds of the training picks (train_rf's
-        own scheme), reported fold by fold.
+* rf  - mean macro-F1 over the blocked cross-validation folds of the training picks or wells
+        (train_rf's own scheme), reported fold by fold; train_rf's ``auto`` well features are
+        resolved once per study as train_rf resolves them (:func:`prepare_rf`).
 * cnn - macro-F1 of the head on the validation split of the training file (train_cnn's split),
         reported epoch by epoch; the embeddings are computed once per tuning process.
 * gnn - loss on the validation pieces (ingest@engraving's validation split), epoch by epoch.
@@ -16,6 +17,7 @@ per epoch) so that Optuna can prune a poor trial early.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Report = Callable[[int, float], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,42 +54,95 @@ def _need(path: Path, what: str, stage: str) -> Path:
 
 # --- rf ----------------------------------------------------------------------------------------
 def prepare_rf(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
-    """The training table and the attributes train_rf trains on (``train_rf.features``, chosen once per
-    study: a validated choice is made with the current params, not per trial)."""
+    """What every rf trial shares, chosen once per study with the current params, as train_rf chooses it.
+
+    ``table``: the training table; ``features``: the attributes train_rf trains on
+    (``train_rf.features``; ``validated`` reads ``auto`` as off, as in train_rf); ``auto``: the values
+    train_rf's leave-wells-out choice gives every ``auto`` of ``train_rf.well_features`` /
+    ``train_rf.smooth`` (:func:`~overseer.seismic.well_choice.train_with_choice`, dotted keys such as
+    ``"well_features.neighbours"``; off values for volumes/picks), which :func:`score_rf` puts in place of
+    an ``auto`` a trial still has: a key the search space tunes keeps each trial's value (the choice
+    runs, with the current params, while any other key is ``auto``); a study whose every ``auto`` is
+    tuned fits nothing extra. The choice is not redone per trial, nor after write-back (train_rf then
+    chooses again, with the tuned params).
+    """
     import pandas as pd
 
     from overseer.seismic.feature_choice import choose_features
 
+    cfg = params["train_rf"]
     table = pd.read_parquet(_need(root / paths.SEISMIC_TRAIN_TABLE, "the seismic training table", "ingest@seismic"))
-    mode = params["train_rf"].get("features", "validated")
-    if mode == "all":
-        return {"table": table, "features": None}
-    selection = _need(root / paths.SEISMIC_SELECTION_JSON, "the attribute selection", "select_attributes")
-    attributes = []
-    if mode == "validated":  # the candidates beside the per-n winners
-        attributes = json.loads(_need(root / paths.SEISMIC_META, "the seismic meta", "ingest@seismic").read_text())
-        attributes = attributes["attributes"]
-    chosen = choose_features(mode, json.loads(selection.read_text()), attributes, table, params["train_rf"])
-    return {"table": table, "features": chosen.features}
+    meta = json.loads(_need(root / paths.SEISMIC_META, "the seismic meta", "ingest@seismic").read_text())
+    mode = cfg.get("features", "validated")
+    selection = None
+    if mode != "all":
+        path = _need(root / paths.SEISMIC_SELECTION_JSON, "the attribute selection", "select_attributes")
+        selection = json.loads(path.read_text())
+    chosen = choose_features(mode, selection, meta["attributes"], table, cfg)  # as train_rf, before the auto choice
+    auto = resolve_auto(table, chosen.features, params, meta["source"])
+    return {"table": table, "features": chosen.features, "auto": auto}
+
+
+def resolve_auto(
+    table: pd.DataFrame, features: list[str] | None, params: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    """train_rf's values for the ``auto`` keys of ``params["train_rf"]`` (dotted key -> value), by the
+    function train_rf's stage calls (:func:`~overseer.seismic.well_choice.train_with_choice`: leave-wells-out
+    CV on the training wells; ``auto`` is off for any ``source`` but well logs). Empty when nothing is
+    ``auto`` or every ``auto`` key is tuned (``tune.rf.space``) to values without ``auto``."""
+    from overseer.seismic.well_choice import WELL_SOURCE, auto_keys, train_with_choice, without_auto
+    from overseer.seismic.well_features import is_auto
+    from overseer.tuning.space import tuned_space
+
+    cfg, space = params["train_rf"], tuned_space(params, "rf")
+    keys = auto_keys(cfg)
+
+    def tuned(key: str) -> bool:  # every trial gives it a value of its own
+        spec = space.get(f"train_rf.{key}")
+        return isinstance(spec, Mapping) and not any(is_auto(c) for c in spec.get("choices") or [])
+
+    if all(tuned(key) for key in keys):
+        return {}
+    # volumes/picks: off, as train_with_choice (which would train a forest to say so)
+    resolved = without_auto(cfg) if source != WELL_SOURCE else train_with_choice(table, features, cfg, source).resolved
+    chosen = {key: resolved[key.split(".")[0]][key.split(".")[1]] for key in keys}
+    log.info("train_rf auto resolved once for the study (source %s): %s", source, chosen)
+    return chosen
+
+
+def with_auto(cfg: Mapping[str, Any], auto: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` (a trial's ``train_rf``) with each ``auto`` of ``auto``'s keys replaced by its value there;
+    what a trial tuned (a value other than ``auto``) stays."""
+    from overseer.seismic.well_features import is_auto
+
+    out = dict(cfg)
+    for key, value in auto.items():
+        section, name = key.split(".")
+        if is_auto((out.get(section) or {}).get(name)):
+            out[section] = {**out[section], name: value}
+    return out
 
 
 def score_rf(data: Mapping[str, Any], cfg: Mapping[str, Any], report: Report) -> float:
     """Mean blocked-CV macro-F1 at the largest candidate tree count, reported after every fold.
 
-    The folds and forests are train_rf's own (:func:`overseer.seismic.forest.cross_validate`); only
-    the largest tree count is grown, the one whose per-fold scores can be reported as they come.
+    The folds and forests are train_rf's own (:func:`overseer.seismic.forest.cross_validate`), with
+    its well features (``data["auto"]``: :func:`prepare_rf`'s resolution of ``auto``); only the
+    largest tree count is grown, the one whose per-fold scores can be reported as they come. The
+    score is before the per-well smoothing filter, as train_rf's ``val_macro_f1``.
     """
     from overseer.seismic.forest import cross_validate, resolve_config, training_arrays
 
-    conf = resolve_config(cfg)
-    x, y, groups, _ = training_arrays(data["table"], data["features"], conf)
+    conf = resolve_config(with_auto(cfg, data.get("auto") or {}))
+    x, y, groups, inputs = training_arrays(data["table"], data["features"], conf)
     scores: list[float] = []
 
     def on_fold(fold: int, rows: pd.DataFrame) -> None:
         scores.append(float(rows["macro_f1"].iloc[-1]))  # rows are in increasing tree count
         report(fold, float(np.mean(scores)))  # may raise optuna.TrialPruned, which ends the CV
 
-    cross_validate(x, y, groups, {**conf, "tree_counts": [max(conf["tree_counts"])]}, on_fold=on_fold)
+    largest = {**conf, "tree_counts": [max(conf["tree_counts"])]}
+    cross_validate(x, y, groups, largest, on_fold=on_fold, inputs=inputs)  # inputs: one-hot columns pass through
     return float(np.mean(scores))
 
 

@@ -24,6 +24,14 @@ from overseer.errors import InputError
 
 KINDS = ("float", "int", "categorical")
 SCALAR_TYPES = (bool, int, float, str, type(None))
+# params a study cannot score: every value of theirs would give the same objective
+UNSCORED = {
+    "train_rf.smooth.window": (
+        "the per-well smoothing filter acts on predictions after the CV score the rf study optimises "
+        "(train_rf's val_macro_f1 is before it too), so every value would score the same; leave it auto "
+        "(train_rf chooses it on out-of-fold predictions) or set a number"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,8 @@ def parse_space(params: Mapping[str, Any], model: str, section: str) -> list[Dim
     for path, spec in raw.items():
         if not str(path).startswith(f"{section}."):
             raise InputError(f"{where}.{path}: tuned params of {model!r} live under '{section}.'")
+        if str(path) in UNSCORED:
+            raise InputError(f"{where}.{path}: not tunable: {UNSCORED[str(path)]}")
         try:
             current = get_path(params, str(path))
         except KeyError as exc:
@@ -134,6 +144,16 @@ def parse_space(params: Mapping[str, Any], model: str, section: str) -> list[Dim
             raise InputError(f"{where}.{path}: a numeric range for a params value {current!r} that is not a number")
         dims.append(dim)
     return dims
+
+
+def tuned_space(params: Mapping[str, Any], model: str) -> Mapping[str, Any]:
+    """``tune.<model>.space`` as written (dotted path -> spec), empty when there is none; unchecked
+    (:func:`parse_space` checks it)."""
+    try:
+        raw = get_path(params, f"tune.{model}.space")
+    except KeyError:
+        return {}
+    return raw if isinstance(raw, Mapping) else {}
 
 
 def describe(dims: list[Dimension]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Sources: the embedded synthetic survey (``source: default``; its truth is written beside the
 data), or the user's attribute volumes (SEG-Y or .npy) with picks (a CSV of points or a folder of
 polygon files), or a well-log table instead of picks. Optional 3D adaptive Kuwahara filtering of
-the attributes comes before extraction.
+the attributes comes before extraction. A survey stored as Zarr (``store: zarr``, or ``auto`` above
+8 GiB) reads its SEG-Y volumes trace block by trace block, never whole (:func:`_read_attributes`).
 
 The held-out table is split off here, once, by spatial blocks of inlines (picks) or by whole
 wells (logs: ``holdout.wells`` names them, else a ``fraction`` of the wells is drawn):
@@ -51,7 +52,6 @@ from overseer.seismic.data.volumes import (
     describe_voxel,
     nonfinite_report,
     read_volume,
-    read_volumes,
     save_volumes,
 )
 from overseer.seismic.data.well_logs import FaciesCodes, load_well_logs
@@ -183,6 +183,46 @@ def _survey_grid(files: list[Any], iline_byte: int, xline_byte: int) -> Grid | N
     return segy_grid(segy[0], iline_byte, xline_byte) if segy else None
 
 
+def _open_volume(path: str | os.PathLike, grid_hint: Grid | None, iline_byte: int, xline_byte: int) -> tuple[Any, Grid]:
+    """One volume without reading its samples: SEG-Y as a
+    :class:`~overseer.seismic.data.zarr_store.SegyVolume` (its traces are read block by block where
+    it is sliced), ``.npy`` as :func:`read_volume` gives it (memory-mapped when float32)."""
+    if not _is_segy(path):
+        return read_volume(path, grid_hint, iline_byte, xline_byte)
+    from overseer.seismic.data.zarr_store import SegyVolume
+
+    volume = SegyVolume(path, iline_byte, xline_byte)
+    return volume, volume.grid
+
+
+def _read_attributes(cfg: Mapping[str, Any], paths: Mapping[str, Any]) -> tuple[dict[str, Any], Grid, Any]:
+    """The attribute volumes, their shared grid and the amplitude volume (None without one).
+
+    The files are opened first without reading samples (:func:`_open_volume`); then a survey bound
+    for a Zarr store (``ingest.seismic.store``: zarr, or auto above :data:`AUTO_ZARR_BYTES`) keeps its
+    SEG-Y volumes so: the picks, the Kuwahara filter and the store read them trace block by trace
+    block, never a whole volume. A ``.npy`` store reads each SEG-Y volume whole, as it always has."""
+    ilb, xlb = int(cfg["iline_byte"]), int(cfg["xline_byte"])
+    files = [*paths.values(), *([cfg["amplitude"]] if cfg.get("amplitude") else [])]
+    hint = _survey_grid(files, ilb, xlb)
+    opened, grids = {}, {}
+    for name, path in paths.items():
+        opened[name], grids[str(path)] = _open_volume(path, hint, ilb, xlb)
+    grid = check_same_grid(grids)
+    blockwise = store_kind(cfg, opened) == "zarr"
+    if not blockwise:  # a small survey: SEG-Y read whole (.npy files stay as opened: the same call)
+        opened = {n: read_volume(paths[n], grid, ilb, xlb)[0] if _is_segy(paths[n]) else v for n, v in opened.items()}
+    amplitude = None
+    if cfg.get("amplitude"):
+        amplitude, amp_grid = (_open_volume if blockwise else read_volume)(cfg["amplitude"], grid, ilb, xlb)
+        check_same_grid({str(next(iter(paths.values()))): grid, str(cfg["amplitude"]): amp_grid})
+    return opened, grid, amplitude
+
+
+def _is_segy(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in SEGY_SUFFIXES
+
+
 def _read_logs(cfg: Mapping[str, Any], facies: FaciesCodes) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """The well-log training table, its recorded ``inputs`` and the repeated-depth count."""
     logs = load_well_logs(
@@ -221,12 +261,8 @@ def _user_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
     data["sources"] = {name: source_label(path) for name, path in paths.items()}
     if paths:
         _check_names(paths)
-        ilb, xlb = int(cfg["iline_byte"]), int(cfg["xline_byte"])
-        files = [*paths.values(), *([cfg["amplitude"]] if cfg.get("amplitude") else [])]
-        attributes, grid = read_volumes(paths, _survey_grid(files, ilb, xlb), iline_byte=ilb, xline_byte=xlb)
-        if cfg.get("amplitude"):
-            amplitude, amp_grid = read_volume(cfg["amplitude"], grid, ilb, xlb)
-            check_same_grid({str(next(iter(paths.values()))): grid, str(cfg["amplitude"]): amp_grid})
+        attributes, grid, amplitude = _read_attributes(cfg, paths)
+        if amplitude is not None:
             data["amplitude"] = amplitude
             data["sources"][AMPLITUDE] = source_label(cfg["amplitude"])
         segy = [p for p in paths.values() if Path(p).suffix.lower() in SEGY_SUFFIXES]

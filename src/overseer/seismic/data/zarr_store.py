@@ -21,6 +21,7 @@ reader can open the arrays through zarr once the pins agree.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -129,32 +130,115 @@ def segy_to_zarr(
     """Read a post-stack SEG-Y file into the Zarr array ``target`` one chunk row of inlines at a
     time (``target.chunks[0]`` inlines × all crosslines × all samples in memory). Traces may come in
     any order (geometry from the trace headers, as :func:`overseer.seismic.data.segy.read_segy`);
-    runs of consecutive traces are read as one segyio slice. Returns the file's grid, which must
-    equal ``grid`` when given."""
-    with _open_segy(path) as f:
-        file_grid, il_idx, xl_idx = _geometry(f, path, iline_byte, xline_byte)
-        if grid is not None and file_grid.difference(grid) is not None:
-            raise InputError(f"grid differs from the survey's: {file_grid.difference(grid)}", path=path)
-        if tuple(target.shape) != file_grid.shape:
-            raise ValueError(f"target shape {target.shape} is not the file's grid {file_grid.shape}")
-        step = target.chunks[0]
-        n_xl, n_s = file_grid.shape[1:]
-        for start in tqdm(range(0, file_grid.shape[0], step), desc=f"zarr {Path(path).name}", unit="row"):
-            stop = min(start + step, file_grid.shape[0])
-            traces = np.flatnonzero((il_idx >= start) & (il_idx < stop))
-            block = np.empty((stop - start, n_xl, n_s), dtype=np.float32)
-            # split the trace numbers into runs of consecutive traces: one read per run
-            breaks = np.flatnonzero(np.diff(traces) != 1) + 1
-            for run in np.split(traces, breaks):
-                try:
-                    data = f.trace.raw[int(run[0]) : int(run[-1]) + 1]
-                except (RuntimeError, OSError, ValueError) as exc:
-                    raise InputError(
-                        f"cannot read traces {run[0]}..{run[-1]} ({exc}); truncated file?", path=path
-                    ) from None
-                block[il_idx[run] - start, xl_idx[run]] = np.asarray(data, dtype=np.float32).reshape(len(run), n_s)
-            target[start:stop] = block
+    runs of consecutive traces are read as one segyio slice (:class:`SegyVolume`). Returns the
+    file's grid, which must equal ``grid`` when given."""
+    volume = SegyVolume(path, iline_byte, xline_byte)
+    file_grid = volume.grid
+    if grid is not None and file_grid.difference(grid) is not None:
+        raise InputError(f"grid differs from the survey's: {file_grid.difference(grid)}", path=path)
+    if tuple(target.shape) != file_grid.shape:
+        raise ValueError(f"target shape {target.shape} is not the file's grid {file_grid.shape}")
+    step = target.chunks[0]
+    for start in tqdm(range(0, file_grid.shape[0], step), desc=f"zarr {Path(path).name}", unit="row"):
+        stop = min(start + step, file_grid.shape[0])
+        target[start:stop] = volume.read(slice(start, stop), slice(None))
     return file_grid
+
+
+class SegyVolume:
+    """A post-stack SEG-Y file as a read-only float32 (inline, crossline, sample) array whose samples
+    are read only where it is sliced: the ingest of a large survey never holds a whole volume.
+
+    The geometry comes from the trace headers once (traces in any order, as
+    :func:`overseer.seismic.data.segy.read_segy`); a slice reads the traces of its inline ×
+    crossline window (runs of consecutive traces as one segyio read), an integer-array gather (the
+    picks) only the traces it touches. It slices as a memory map does, so
+    :func:`dask.array.from_array`, :func:`save_volumes_zarr` and the training table read it
+    block by block; it pickles as the path and the trace map, so Dask workers can read it too."""
+
+    def __init__(self, path: str | os.PathLike, iline_byte: int = 189, xline_byte: int = 193) -> None:
+        self.path = Path(path)
+        self.iline_byte, self.xline_byte = int(iline_byte), int(xline_byte)
+        with _open_segy(self.path) as f:
+            self.grid, il_idx, xl_idx = _geometry(f, self.path, self.iline_byte, self.xline_byte)
+        self.shape: tuple[int, int, int] = self.grid.shape
+        self.dtype, self.ndim = np.dtype(np.float32), 3
+        self.size = int(np.prod(self.shape))
+        self.nbytes = 4 * self.size
+        # trace number of each (inline, crossline) cell: _geometry checked every cell has one trace
+        self.traces = np.empty(self.shape[:2], dtype=np.int64)
+        self.traces[il_idx, xl_idx] = np.arange(il_idx.size)
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        stat = self.path.stat()
+        return ("segy-volume", str(self.path.resolve()), stat.st_size, stat.st_mtime_ns, self.iline_byte,
+                self.xline_byte)  # fmt: skip
+
+    def read_traces(self, numbers: np.ndarray) -> np.ndarray:
+        """The traces numbered ``numbers`` (any order) as float32 rows × samples."""
+        numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
+        out = np.empty((numbers.size, self.shape[2]), dtype=np.float32)
+        if not numbers.size:
+            return out
+        order = np.argsort(numbers, kind="stable")
+        ordered = numbers[order]
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of consecutive traces: one read per run
+        with _open_segy(self.path) as f:
+            for run in np.split(np.arange(ordered.size), breaks):
+                first, last = int(ordered[run[0]]), int(ordered[run[-1]])
+                try:
+                    data = f.trace.raw[first : last + 1]
+                except (RuntimeError, OSError, ValueError) as exc:
+                    why = f"cannot read traces {first}..{last} ({exc}); truncated file?"
+                    raise InputError(why, path=self.path) from None
+                out[order[run]] = np.asarray(data, dtype=np.float32).reshape(run.size, self.shape[2])
+        return out
+
+    def read(self, inlines: slice, crosslines: slice) -> np.ndarray:
+        """The float32 block of an inline × crossline window (unit-step slices) and all samples."""
+        cells = self.traces[inlines, crosslines]
+        return self.read_traces(cells).reshape(*cells.shape, self.shape[2])
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(i, np.ndarray | list) for i in index):
+            return self._gather(index)
+        if any(i is Ellipsis for i in index):
+            at = next(k for k, i in enumerate(index) if i is Ellipsis)
+            index = (*index[:at], *(slice(None),) * (4 - len(index)), *index[at + 1 :])
+        index = (*index, *(slice(None),) * (3 - len(index)))
+        if len(index) != 3:
+            raise IndexError(f"too many indices for a 3-D volume: {index}")
+        (w0, l0), (w1, l1) = (_window(i, n) for i, n in zip(index[:2], self.shape[:2], strict=True))
+        block = self.read(w0, w1)[:, l1]
+        return block[l0][..., index[2]]
+
+    def _gather(self, index: tuple[Any, ...]) -> np.ndarray:
+        """Voxels at integer coordinate arrays on all three axes (``volume[il, xl, s]``, as picks are gathered)."""
+        if len(index) != 3:
+            raise IndexError("a gather from a SEG-Y volume needs integer arrays on all three axes")
+        il, xl, s = np.broadcast_arrays(*(np.asarray(i) for i in index))
+        if any(a.dtype.kind not in "iu" for a in (il, xl, s)):
+            raise IndexError("a gather from a SEG-Y volume needs integer arrays on all three axes")
+        cells = self.traces[il, xl]  # IndexError outside the grid, as numpy's
+        unique, inverse = np.unique(cells.reshape(-1), return_inverse=True)
+        return self.read_traces(unique)[inverse.reshape(cells.shape), s]
+
+
+def _window(index: Any, n: int) -> tuple[slice, Any]:
+    """A basic index of one axis as a unit-step window to read and the index within that window."""
+    if isinstance(index, slice):
+        start, stop, step = index.indices(n)
+        if step == 1:
+            return slice(start, max(start, stop)), slice(None)
+        rows = np.arange(start, stop, step)
+        low = int(rows.min()) if rows.size else 0
+        return slice(low, int(rows.max()) + 1 if rows.size else 0), rows - low
+    k = operator.index(index)
+    if not -n <= k < n:
+        raise IndexError(f"index {k} is out of bounds for an axis of size {n}")
+    k %= n
+    return slice(k, k + 1), 0
 
 
 def open_zarr_store(
