@@ -100,6 +100,33 @@ def test_snapping_restores_rounded_triplets():
     assert nt.snap_times(np.array([43 / 256, 0.3])).tolist() == [1 / 6, 0.3]
 
 
+def _bars_of_triplets(drift: float) -> dict[str, np.ndarray]:
+    """Two 2/4 bars of triplet eighths, every time shifted by ``drift`` quarters; one grace note."""
+    onset = np.concatenate([np.arange(6) / 3, 2 + np.arange(6) / 3]) + drift
+    return {
+        "onset": onset, "duration": np.full(12, 1 / 3), "bar": np.repeat([0, 1], 6),
+        "bar_start": np.array([0.0, 2.0]) + drift, "bar_dur": np.array([2.0, 2.0]),
+        "grace_onset": np.array([2 + 2 / 3 + drift]),
+    }  # fmt: skip
+
+
+def test_times_are_snapped_within_their_bar_so_a_constant_drift_keeps_triplets_writable():
+    on_grid = nt.notated_piece(_bars_of_triplets(0.0))
+    drifted = nt.notated_piece(_bars_of_triplets(-1 / 160))  # off the grid by more than SNAP_TOL
+    # absolute snapping alone would give 1/3 +- 1/480 here, which no symbol writes
+    assert np.allclose(drifted["duration"], 1 / 3, rtol=0, atol=1e-12)
+    assert np.allclose(on_grid["duration"], 1 / 3, rtol=0, atol=1e-12)
+    assert np.allclose(
+        drifted["onset"] - drifted["bar_start"][drifted["bar"]],
+        on_grid["onset"] - on_grid["bar_start"][on_grid["bar"]],
+        rtol=0,
+        atol=1e-12,
+    )
+    assert drifted["grace_onset"][0] - drifted["bar_start"][1] == pytest.approx(2 / 3, abs=1e-12)
+    on_grid_before = nt.snap_times(_bars_of_triplets(0.0)["onset"])  # absolute snapping, as before
+    assert np.allclose(on_grid["onset"], on_grid_before, rtol=0, atol=1e-12)
+
+
 def test_pickup_beats_count_from_the_end_of_the_bar():
     starts, durs, nums, dens = nt.bars(4.0, 3, 4, pickup=1.0)
     grid = {"bar_start": starts, "bar_dur": durs, "ts_num": nums, "ts_den": dens}

@@ -195,20 +195,33 @@ def snap_times(t: np.ndarray) -> np.ndarray:
 
 
 def notated_piece(piece: dict[str, np.ndarray], res: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The piece with its times as they are written: from ``res`` when given, else snapped (:func:`snap_times`)."""
+    """The piece with its times as they are written: from ``res`` when given, else snapped (:func:`snap_times`).
+
+    Note and grace times are snapped relative to their bar's start, then put back at the bar's (snapped)
+    start: a score whose times all drift off the grid by a constant (an earlier irregular bar written
+    with too few divisions: onsets such as 463.99375) still has its in-bar positions on the grid, and
+    snapping each absolute time alone would turn its triplets into values no symbol can write. Where
+    bar starts are on the grid (almost every score) this equals snapping the absolute times.
+    """
     if res is not None and all(k in res for k in TIME_KEYS):
         return {**piece, **{k: res[k] for k in TIME_KEYS}}
-    onset = snap_times(piece["onset"])
-    offset = snap_times(np.asarray(piece["onset"]) + np.asarray(piece["duration"]))
-    start = snap_times(piece["bar_start"])
-    end = snap_times(np.asarray(piece["bar_start"]) + np.asarray(piece["bar_dur"]))
+    raw_start = np.asarray(piece["bar_start"], dtype=np.float64)
+    start = snap_times(raw_start)
+    end = snap_times(raw_start + np.asarray(piece["bar_dur"]))
+    bar = np.asarray(piece["bar"], dtype=np.int64)
+    onset_raw = np.asarray(piece["onset"], dtype=np.float64)
+    rel_on = snap_times(onset_raw - raw_start[bar])
+    rel_off = snap_times(onset_raw + np.asarray(piece["duration"]) - raw_start[bar])
+    grace = np.asarray(piece["grace_onset"], dtype=np.float64)
+    grace_bar = np.clip(np.searchsorted(raw_start, grace, side="right") - 1, 0, max(raw_start.size - 1, 0))
+    grace_onset = start[grace_bar] + snap_times(grace - raw_start[grace_bar]) if raw_start.size else grace
     return {
         **piece,
-        "onset": onset,
-        "duration": np.where(offset > onset, offset - onset, piece["duration"]),
+        "onset": start[bar] + rel_on,
+        "duration": np.where(rel_off > rel_on, rel_off - rel_on, piece["duration"]),
         "bar_start": start,
         "bar_dur": np.where(end > start, end - start, piece["bar_dur"]),
-        "grace_onset": snap_times(piece["grace_onset"]),
+        "grace_onset": grace_onset,
     }
 
 
