@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from overseer.engraving import schema
+from overseer.engraving.data.graph import duration_features
 
 BAR = 4.0
 _MELODY_DURS = (0.5, 1.0, 1.0, 2.0)
@@ -70,6 +71,7 @@ def fake_piece(n: int = 50, seed: int = 0, unknown: float = 0.05) -> dict[str, n
     x[:, 13] = np.tanh(duration / BAR)
     x[:, 14] = (onset - bar_start[bar]) / BAR
     x[:, 15] = (onset == bar_start[bar]).astype(np.float32)
+    x[:, 16:19] = duration_features(duration)
 
     rel: dict[str, tuple[list[int], list[int]]] = {r: ([], []) for r in schema.BASE_RELATIONS}
     starts = np.unique(onset)

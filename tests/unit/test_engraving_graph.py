@@ -89,6 +89,10 @@ def test_features() -> None:
     np.testing.assert_allclose(x[:, 13], np.tanh(duration / 3.0), rtol=1e-6)
     np.testing.assert_allclose(x[:, 14], [2 / 3, 0.0, 0.5], rtol=1e-6)  # the pickup is the bar's last beat
     assert x[:, 15].tolist() == [0, 1, 0]
+    # the log2 duration: its "octave" / 4 and its class as an angle (plain 0, triplet log2(4/3), ...)
+    np.testing.assert_allclose(x[:, 16], np.log2(duration) / 4, rtol=1e-6)
+    angle = 2 * np.pi * np.log2(duration)
+    np.testing.assert_allclose(x[:, 17:19], np.c_[np.sin(angle), np.cos(angle)], atol=1e-6)
 
 
 def _pairwise(on: list[int], off: list[int], bar: list[int]) -> dict[str, set[tuple[int, int]]]:
@@ -206,3 +210,15 @@ def test_graph_of_a_table_is_deterministic() -> None:
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_duration_classes_share_an_angle_across_octaves() -> None:
+    from overseer.engraving.data.graph import duration_features
+
+    f = duration_features(np.array([0.25, 0.5, 2.0, 1 / 3, 2 / 3, 1 / 6, 0.75, 1.5]))
+    plain, triplet, dotted = f[:3, 1:], f[3:6, 1:], f[6:, 1:]
+    np.testing.assert_allclose(plain, [[0.0, 1.0]] * 3, atol=1e-6)  # every binary value at angle 0
+    np.testing.assert_allclose(triplet, triplet[[0, 0, 0]], atol=1e-6)  # triplets of any value: one angle
+    np.testing.assert_allclose(dotted, dotted[[0, 0]], atol=1e-6)
+    assert np.abs(triplet[0] - dotted[0]).max() > 0.5 and np.abs(triplet[0] - plain[0]).max() > 0.5
+    assert f[:3, 0].tolist() == [-0.5, -0.25, 0.25]  # the "octave": log2(quarters) / 4

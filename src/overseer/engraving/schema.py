@@ -65,6 +65,14 @@ FEATURES: tuple[str, ...] = (
     "duration",  # tanh(duration / bar duration of the time signature), in (0, 1)
     "bar_position",  # (onset - bar start) / bar duration, in [0, 1); a pickup bar 0 counts from its full bar
     "downbeat",  # 1 where the note starts at the (full) bar start
+    # beyond the paper: the duration on a log2 scale, as pitch is octave + pitch class: its "octave"
+    # log2(quarters) / 4, and its place within the binary octave as an angle (sin, cos of 2*pi*frac):
+    # plain values sit at 0, dotted ones at log2(1.5), triplets at log2(4/3), quintuplets at log2(1.6).
+    # tanh(duration / bar) alone hides these classes (a tiny MLP on it: tuplet 0.82 = always "none";
+    # with these three: 0.998, note type 0.66 -> 0.97 on the DCML validation pieces)
+    "log_duration",
+    "duration_class_sin",
+    "duration_class_cos",
 )
 N_FEATURES = len(FEATURES)
 

@@ -33,6 +33,7 @@ from overseer.engraving import schema
 from overseer.engraving.notation import TICKS_PER_QUARTER, quantize
 
 SILENCE_RULES = ("gap", "rest")
+MIN_DURATION = 1.0 / 1024  # quarters: the log2 duration of a zero-length note (dropped at ingest) stays finite
 
 
 def _ragged(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -120,7 +121,7 @@ def node_features(
     ts_num: np.ndarray,
     ts_den: np.ndarray,
 ) -> np.ndarray:
-    """(n, 16) float32 features in the order of ``schema.FEATURES`` (paper §2.1).
+    """(n, N_FEATURES) float32 features in the order of ``schema.FEATURES`` (paper §2.1, plus the log2 duration).
 
     The bar duration of the duration feature is the time signature's bar (4·num/den quarters),
     so a short pickup bar does not inflate it. The position in the bar is measured over
@@ -146,7 +147,16 @@ def node_features(
     into_bar = quantize(onset) - quantize(bar_start[bar] - shift[bar])
     x[:, 14] = np.clip(into_bar / (span[bar] * TICKS_PER_QUARTER), 0.0, np.nextafter(1.0, 0.0))
     x[:, 15] = into_bar == 0
+    x[:, 16:19] = duration_features(duration)
     return x
+
+
+def duration_features(duration: np.ndarray) -> np.ndarray:
+    """(n, 3): ``log_duration``, ``duration_class_sin``, ``duration_class_cos`` of ``schema.FEATURES``:
+    log2 of the duration in quarters / 4, and the angle 2*pi*log2(duration) (its fractional part)."""
+    log2 = np.log2(np.maximum(np.asarray(duration, dtype=np.float64), MIN_DURATION))
+    angle = 2.0 * np.pi * log2
+    return np.stack([log2 / 4.0, np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
 
 
 def build_graph(
