@@ -2,7 +2,7 @@
 
 A piece becomes one :class:`~torch_geometric.data.HeteroData` with a single node type ``note``:
 
-* ``data["note"].x`` (n, 16) float32 — the paper's node features (§2.1);
+* ``data["note"].x`` (n, 19) float32 — the paper's node features (§2.1) and the log2 duration (``schema.FEATURES``);
 * ``data["note"].y_<task>`` (n,) int64 for every task of ``schema.NODE_TASKS`` (-1 = unknown);
 * ``data["note"].node_id`` (n,) int64 — the node's index in its piece (a window keeps it);
 * ``data["note", r, "note"].edge_index`` for the seven input relations ``schema.RELATIONS``;

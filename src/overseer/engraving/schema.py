@@ -18,7 +18,7 @@ Arrays of a piece (n = notes, b = bars, g = grace notes):
 =====================  ===========  ======================================================
 name                   shape/dtype  meaning
 =====================  ===========  ======================================================
-x                      (n, 16) f32  node features, see ``FEATURES``
+x                      (n, 19) f32  node features, see ``FEATURES``
 onset, duration        (n,) f64     quarters; duration > 0
 pitch                  (n,) i16     MIDI pitch
 bar                    (n,) i32     index into the bar arrays
